@@ -1,0 +1,197 @@
+"""Tests for enas.data: the text folder loader, the built-in Markov language and batching."""
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from enas.data import (
+    Corpus,
+    batchify,
+    bptt_windows,
+    builtin_text,
+    count_windows,
+    load_text_folder,
+    make_text_chain,
+    unigram_ppl,
+)
+from enas.errors import UserError
+
+PTB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
+SMALL = dict(vocab_size=64, branching=4, train_tokens=60_000, valid_tokens=8_000, test_tokens=8_000)
+
+
+@pytest.fixture(scope="module")
+def small_corpus() -> Corpus:
+    return builtin_text(**SMALL, seed=0)
+
+
+# --------------------------------------------------------------------------- built-in text
+
+
+def test_builtin_text_is_deterministic_from_its_seed(small_corpus: Corpus) -> None:
+    again = builtin_text(**SMALL, seed=0)
+    other = builtin_text(**SMALL, seed=1)
+    for split in ("train", "valid", "test"):
+        assert torch.equal(getattr(small_corpus, split), getattr(again, split))
+    assert small_corpus.floor_ppl == again.floor_ppl
+    assert not torch.equal(small_corpus.train, other.train)
+    assert small_corpus.floor_ppl != other.floor_ppl
+
+
+def test_builtin_text_shapes_and_vocab(small_corpus: Corpus) -> None:
+    assert [len(small_corpus.train), len(small_corpus.valid), len(small_corpus.test)] == [60_000, 8_000, 8_000]
+    assert small_corpus.train.dtype == torch.int64
+    assert small_corpus.vocab_size == 64
+    assert small_corpus.vocab[:3] == ("w0", "w1", "w2")
+    assert 0 <= int(small_corpus.train.min()) and int(small_corpus.train.max()) < 64
+
+
+def test_chain_stationary_distribution_is_stationary() -> None:
+    chain = make_text_chain(16, 3, torch.Generator().manual_seed(3))
+    assert torch.allclose(chain.probs.sum(-1), torch.ones(16, 16, dtype=torch.float64))
+    moved = torch.einsum("ab,abc->bc", chain.stationary, chain.probs)
+    assert torch.allclose(moved, chain.stationary, atol=1e-12)
+
+
+def test_sample_nll_under_true_chain_matches_entropy_rate(small_corpus: Corpus) -> None:
+    # builtin_text draws its chain first from the seeded generator, so this rebuilds the same chain.
+    chain = make_text_chain(SMALL["vocab_size"], SMALL["branching"], torch.Generator().manual_seed(0))
+    assert small_corpus.floor_ppl == pytest.approx(math.exp(chain.entropy_rate))
+    run = torch.cat([small_corpus.train, small_corpus.valid, small_corpus.test])
+    nll = -chain.probs[run[:-2], run[1:-1], run[2:]].log().mean().item()
+    assert nll == pytest.approx(chain.entropy_rate, rel=0.03)
+
+
+def test_floor_ppl_is_far_below_unigram_ppl(small_corpus: Corpus) -> None:
+    assert small_corpus.floor_ppl is not None
+    assert small_corpus.floor_ppl * 3 < unigram_ppl(small_corpus)
+
+
+def test_unigram_ppl_of_uniform_text_is_vocab_size() -> None:
+    tokens = torch.arange(4).repeat(10)
+    corpus = Corpus(tokens, tokens, tokens, ("a", "b", "c", "d"), None)
+    assert unigram_ppl(corpus) == pytest.approx(4.0)
+
+
+def test_builtin_text_generation_is_fast() -> None:
+    start = time.perf_counter()
+    builtin_text(**SMALL, seed=5)
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(vocab_size=1), dict(vocab_size=10_000), dict(branching=0), dict(branching=65), dict(test_tokens=0)],
+)
+def test_builtin_text_rejects_bad_settings(overrides: dict) -> None:
+    with pytest.raises(UserError):
+        builtin_text(**{**SMALL, **overrides}, seed=0)
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def test_batchify_columns_are_contiguous_and_remainder_dropped() -> None:
+    stream = batchify(torch.arange(23), 4)
+    assert stream.shape == (5, 4)
+    assert torch.equal(stream[:, 1], torch.arange(5, 10))
+    assert torch.equal(stream.t().flatten(), torch.arange(20))
+
+
+def test_batchify_too_short_names_the_split() -> None:
+    with pytest.raises(UserError, match="valid split has 7 tokens.*batch size 4"):
+        batchify(torch.arange(7), 4, split="valid")
+
+
+def test_bptt_windows_shapes_and_shift() -> None:
+    stream = batchify(torch.arange(48), 4)  # 12 rows
+    windows = list(bptt_windows(stream, 5))
+    assert [inputs.shape for inputs, _ in windows] == [(5, 4), (5, 4), (1, 4)]
+    assert len(windows) == count_windows(stream, 5)
+    for inputs, targets in windows:
+        assert inputs.shape == targets.shape
+        assert torch.equal(targets, inputs + 1)  # arange data: the next token is one more
+    assert torch.equal(torch.cat([inputs for inputs, _ in windows]), stream[:-1])
+    assert torch.equal(torch.cat([targets for _, targets in windows]), stream[1:])
+
+
+def test_count_windows_matches_iteration() -> None:
+    for rows in range(2, 14):
+        stream = torch.zeros(rows, 3, dtype=torch.int64)
+        for bptt in (1, 3, 5, 20):
+            assert count_windows(stream, bptt) == sum(1 for _ in bptt_windows(stream, bptt))
+
+
+def test_windows_reject_too_short_stream() -> None:
+    with pytest.raises(UserError):
+        bptt_windows(torch.zeros(1, 3, dtype=torch.int64), 5)
+    with pytest.raises(UserError):
+        count_windows(torch.zeros(1, 3, dtype=torch.int64), 5)
+
+
+# --------------------------------------------------------------------------- text folder
+
+
+PTB_NAMES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
+PLAIN_NAMES = ("train.txt", "valid.txt", "test.txt")
+TEXTS = ("the cat sat\n the <unk> ran \n", "the dog sat\n", "cat ran\n")
+
+
+def _write_split_files(root: Path, names: tuple[str, ...], texts: tuple[str, ...]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in zip(names, texts):
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("names", [PTB_NAMES, PLAIN_NAMES])
+def test_load_text_folder_both_conventions(tmp_path: Path, names: tuple[str, str, str]) -> None:
+    corpus = load_text_folder(_write_split_files(tmp_path / "data", names, TEXTS))
+    assert corpus.vocab == ("the", "cat", "sat", "<eos>", "<unk>", "ran")
+    assert corpus.floor_ppl is None
+    assert corpus.train.tolist() == [0, 1, 2, 3, 0, 4, 5, 3]
+    assert corpus.valid.tolist() == [0, 4, 2, 3]  # "dog" is not in train: mapped to <unk>
+    assert corpus.test.tolist() == [1, 5, 3]
+
+
+def test_unknown_word_without_unk_is_an_error(tmp_path: Path) -> None:
+    root = _write_split_files(tmp_path, PTB_NAMES, ("a b\n", "a zebra\n", "b\n"))
+    with pytest.raises(UserError, match=r"ptb\.valid\.txt.*'zebra'"):
+        load_text_folder(root)
+
+
+def test_missing_file_error_is_one_line_naming_path_and_files(tmp_path: Path) -> None:
+    root = _write_split_files(tmp_path / "partial", PTB_NAMES[:2], TEXTS[:2])
+    with pytest.raises(UserError) as info:
+        load_text_folder(root)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(root) in message
+    for name in (*PTB_NAMES, *PLAIN_NAMES):
+        assert name in message
+
+
+def test_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist.*ptb.train.txt"):
+        load_text_folder(tmp_path / "nowhere")
+
+
+def test_empty_split_is_an_error(tmp_path: Path) -> None:
+    root = _write_split_files(tmp_path, PTB_NAMES, ("a b\n", "a\n", "  \n"))
+    with pytest.raises(UserError, match=r"ptb\.test\.txt is empty"):
+        load_text_folder(root)
+
+
+def test_real_ptb_counts() -> None:
+    if not PTB_DIR.is_dir():
+        pytest.skip(f"real PTB not found at {PTB_DIR}")
+    start = time.perf_counter()
+    corpus = load_text_folder(PTB_DIR)
+    elapsed = time.perf_counter() - start
+    assert (len(corpus.train), len(corpus.valid), len(corpus.test)) == (929_589, 73_760, 82_430)
+    assert corpus.vocab_size == 10_000
+    assert "<unk>" in corpus.vocab and "<eos>" in corpus.vocab
+    assert elapsed < 5.0
