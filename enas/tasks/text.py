@@ -1,0 +1,108 @@
+"""Language modelling as a search task: batches, training loss, reward and perplexity.
+
+A task hides what differs between data kinds from the search, derive and retrain loops. Models
+are passed in as `forward` callables (a supernet bound to an architecture, or a child), so the
+same code trains, rewards and scores both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from enas.config import Config, TrainConfig
+from enas.data import Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
+from enas.spaces.recurrent import RecurrentSpace
+
+# forward(tokens (T, B), hidden (B, H) | None) -> logits (T, B, V), hidden (B, H), outputs (T, B, H)
+LanguageModel = Callable[[torch.Tensor, "torch.Tensor | None"], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def load_corpus(config: Config) -> Corpus:
+    data = config.data
+    if data.name == "text":
+        return load_text_folder(data.root)
+    return builtin_text(data.vocab_size, data.branching, data.train_tokens, data.valid_tokens,
+                        data.test_tokens, data.seed)
+
+
+class TextTask:
+    """Truncated-BPTT language modelling on a corpus; the hidden state carries across train windows."""
+
+    metric = "ppl"
+    lower_is_better = True
+
+    def __init__(self, config: Config, train: TrainConfig, corpus: Corpus | None = None):
+        self.corpus = corpus if corpus is not None else load_corpus(config)
+        self.train_cfg = train
+        self.reward_constant = config.controller.reward_constant
+        self.streams = {split: batchify(getattr(self.corpus, split), train.batch_size, split)
+                        for split in ("train", "valid", "test")}
+        self._hidden: torch.Tensor | None = None
+        self.space = RecurrentSpace(config.recurrent, self.corpus.vocab_size)
+
+    def to(self, device: torch.device) -> TextTask:
+        self.streams = {split: stream.to(device) for split, stream in self.streams.items()}
+        return self
+
+    def batches(self, split: str) -> int:
+        return math.ceil((self.streams[split].shape[0] - 1) / self.train_cfg.bptt)
+
+    def _window(self, split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        stream, bptt = self.streams[split], self.train_cfg.bptt
+        start = (index % self.batches(split)) * bptt
+        length = min(bptt, stream.shape[0] - 1 - start)
+        return stream[start:start + length], stream[start + 1:start + 1 + length]
+
+    def start_epoch(self, generator: torch.Generator) -> None:
+        """Text is read in order, so an epoch only resets the carried hidden state."""
+        self._hidden = None
+
+    def state_dict(self) -> dict:
+        return {"hidden": self._hidden}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._hidden = state["hidden"]
+
+    def train_loss(self, forward: LanguageModel, index: int) -> torch.Tensor:
+        """Loss of train window `index` (cross-entropy plus activation regularisation)."""
+        inputs, targets = self._window("train", index)
+        logits, hidden, outputs = forward(inputs, self._hidden)
+        self._hidden = hidden.detach()  # truncated BPTT: carry the state, not its history
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        cfg = self.train_cfg
+        if cfg.ar_alpha > 0:
+            loss = loss + cfg.ar_alpha * outputs.pow(2).mean()
+        if cfg.tar_beta > 0:
+            loss = loss + cfg.tar_beta * (outputs[1:] - outputs[:-1]).pow(2).mean()
+        return loss
+
+    @torch.no_grad()
+    def reward(self, forward: LanguageModel, index: int) -> float:
+        """ENAS text reward: c / perplexity on validation window `index`, from a zero state."""
+        inputs, targets = self._window("valid", index)
+        logits, _, _ = forward(inputs, None)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
+        return self.reward_constant / math.exp(min(loss, 50.0))
+
+    @torch.no_grad()
+    def evaluate(self, forward: LanguageModel, split: str, max_batches: int = 0) -> float:
+        """Perplexity over the split (or its first `max_batches` windows), state carried throughout."""
+        total, count, hidden = 0.0, 0, None
+        limit = self.batches(split) if max_batches == 0 else min(max_batches, self.batches(split))
+        for index in range(limit):
+            inputs, targets = self._window(split, index)
+            logits, hidden, _ = forward(inputs, hidden)
+            total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+            count += targets.numel()
+        return math.exp(min(total / count, 50.0))
+
+    def describe(self) -> dict[str, float]:
+        """Reference figures printed beside a model's perplexity."""
+        figures = {"unigram_ppl": unigram_ppl(self.corpus)}
+        if self.corpus.floor_ppl is not None:
+            figures["floor"] = self.corpus.floor_ppl  # the best perplexity the source allows
+        return figures
