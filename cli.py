@@ -1,0 +1,167 @@
+"""The `enas` command line: search, derive, retrain, and config. Thin: parsing and exit codes only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from enas.config import describe_keys, load_config, preset_names, preset_path, to_yaml
+from enas.errors import DiskFullError, NonFiniteError, UserError
+from enas.progress import Reporter
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="ENAS: Efficient Neural Architecture Search via Parameter Sharing.")
+
+OVERRIDES_HELP = ("config overrides as key=value, e.g. search.epochs=3 data.name=text data.root=/data/ptb "
+                  "(`enas config --keys` lists every key)")
+Preset = Annotated[Optional[str], typer.Option("-c", "--config",
+                                               help="preset name from conf/ or a path to a .yaml file")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars; metrics.jsonl has everything")]
+
+
+def _run(body: Callable[[], None]) -> None:
+    """Run a command; a user mistake or a known failure is one line on stderr and its exit status."""
+    try:
+        body()
+    except (UserError, NonFiniteError, DiskFullError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def search(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    config: Preset = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="run folder (default runs/PRESET-TIME)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in -o from its last checkpoint")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train the shared weights and the controller in alternation; write a run folder."""
+    from enas.runs import check_resume_config, check_run_dir, default_run_dir, saved_config
+    from enas.search import run_search
+
+    def body() -> None:
+        if resume and out is None:
+            raise UserError("--resume needs the run folder: enas search -o RUN_DIR --resume")
+        preset = config or "default"
+        layers = [preset_path(preset)] if config or not resume else []
+        run_dir = out or default_run_dir(preset)
+        check_run_dir(run_dir, resume)
+        if resume:
+            saved = saved_config(run_dir)
+            cfg = load_config([run_dir / "config.yaml", *layers], overrides or [])
+            check_resume_config(saved, cfg)
+        else:
+            cfg = load_config(layers, overrides or [])
+        reporter = Reporter(quiet)
+        run_search(cfg, run_dir, resume, reporter)
+        typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
+
+    _run(body)
+
+
+@app.command()
+def derive(
+    run_dir: Annotated[Path, typer.Argument(help="run folder written by `enas search`")],
+    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="architectures to sample (default: derive.samples)")] = None,
+    top: Annotated[Optional[int], typer.Option("--top", min=1, help="rows of the printed table (default: derive.top)")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Sample architectures from the trained controller, score them with the shared weights, keep the best."""
+    from enas.derive import run_derive
+    from enas.runs import saved_config
+
+    def body() -> None:
+        overrides = [f"derive.samples={samples}"] * (samples is not None) + [f"derive.top={top}"] * (top is not None)
+        best = run_derive(saved_config(run_dir, overrides), run_dir, Reporter(quiet))
+        typer.echo(f"best: {best.arch.to_official()} (valid score {best.score:.4g})\n"
+                   f"wrote {run_dir / 'arch.json'}\nnext: enas retrain {run_dir}")
+
+    _run(body)
+
+
+@app.command()
+def retrain(
+    args: Annotated[Optional[list[str]], typer.Argument(
+        help="RUN_DIR (a folder with arch.json from `enas derive`) and/or config overrides key=value",
+        show_default=False)] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="ARCH.json, or an official architecture string in quotes")] = None,
+    config: Preset = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output folder (default RUN_DIR/retrain)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted retrain from its checkpoint")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train an architecture from scratch with the final recipe and report its test score."""
+    from enas.arch import Architecture
+    from enas.retrain import run_retrain
+    from enas.runs import CONFIG_FILE, check_run_dir
+
+    def body() -> None:
+        overrides = [a for a in args or [] if "=" in a]
+        folders = [Path(a) for a in args or [] if "=" not in a]
+        if len(folders) > 1 or (not folders and arch is None):
+            raise UserError("give one RUN_DIR, or --arch ARCH.json|\"official string\" (see enas retrain --help)")
+        run_dir = folders[0] if folders else None
+        layers = [run_dir / CONFIG_FILE] if run_dir else []
+        if run_dir and not layers[0].is_file():
+            raise UserError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
+        if config or not run_dir:
+            layers.append(preset_path(config or "default"))
+        cfg = load_config(layers, overrides)
+        architecture = _architecture(arch if arch is not None else str(run_dir / "arch.json"), cfg.space)
+        out_dir = out or (run_dir / "retrain" if run_dir else Path("runs") / "retrain")
+        check_run_dir(out_dir, resume)
+        result = run_retrain(cfg, architecture, out_dir, resume, Reporter(quiet))
+        extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("floor", "unigram_ppl"))
+        typer.echo(f"{result['metric']} {result['value']:.4g}  params {result['params']:,}  {extra}\n"
+                   f"wrote {out_dir / 'result.json'}")
+
+    _run(body)
+
+
+def _architecture(text: str, space: str):
+    from enas.arch import Architecture
+
+    path = Path(text)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise UserError(f"architecture file {path} does not exist; run `enas derive RUN_DIR` first")
+        try:
+            return Architecture.from_json(json.loads(path.read_text()))
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    return Architecture.from_official(text, space)
+
+
+@app.command("config")
+def show_config(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    config: Preset = None,
+    keys: Annotated[bool, typer.Option("--keys", help="list every config key with its default and meaning")] = False,
+) -> None:
+    """Print the resolved config of a preset with overrides (or, with --keys, every key explained)."""
+
+    def body() -> None:
+        if keys:
+            for key, default, help in describe_keys():
+                typer.echo(f"{key:28} {default:>14}  {help}")
+            typer.echo(f"\npresets: {', '.join(preset_names())}")
+            return
+        typer.echo(to_yaml(load_config([preset_path(config or "default")], overrides or [])), nl=False)
+
+    _run(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Derive (ENAS section 2.2, "Deriving Architectures"): sample from the trained controller, score
+each candidate on the whole validation split with the shared weights, keep the best.
+
+Writes RUN_DIR/arch.json (the best architecture with its score and renderings),
+RUN_DIR/candidates.jsonl (every scored candidate) and RUN_DIR/cell.txt, cell.dot (and cell.png
+where graphviz's `dot` is installed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.table import Table
+
+from enas.arch import Architecture
+from enas.checkpoint import load_checkpoint
+from enas.config import Config
+from enas.progress import Reporter
+from enas.runs import CHECKPOINTS
+from enas.search import Search
+from enas.spaces import space_class
+from enas.training import setup_runtime
+
+ARCH_FILE = "arch.json"
+CANDIDATES_FILE = "candidates.jsonl"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    arch: Architecture
+    score: float
+
+
+def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
+    device = setup_runtime(config)
+    search = Search(config, device)
+    search.load_state_dict(load_checkpoint(run_dir / CHECKPOINTS, warn=reporter.print))
+    task, samples = search.task, config.derive.samples
+    search.controller.eval()
+    search.supernet.eval()
+    generator = torch.Generator().manual_seed(config.seed + 3)
+    with torch.no_grad():
+        architectures = search.controller(samples, generator).architectures
+    scores: dict[Architecture, float] = {}
+    with reporter.phase("derive", samples) as update, open(run_dir / CANDIDATES_FILE, "w") as out:
+        for arch in architectures:
+            if arch not in scores:  # the controller often samples the same architecture twice
+                scores[arch] = task.evaluate(search.bind(arch), "valid")
+            out.write(json.dumps({"arch": arch.to_official(), "choices": arch.to_json()["choices"],
+                                  f"valid_{task.metric}": scores[arch]}) + "\n")
+            update(best=min(scores.values()) if task.lower_is_better else max(scores.values()))
+    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=not task.lower_is_better)
+    best = Candidate(*ranked[0])
+    write_architecture(run_dir, best, task.metric, len(architectures))
+    reporter.print(_table(ranked[:config.derive.top], task.metric))
+    return best
+
+
+def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int) -> None:
+    text, dot = space_class(best.arch.space).render(best.arch)
+    record = {**best.arch.to_json(), "official": best.arch.to_official(),
+              f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines()}
+    (run_dir / ARCH_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    (run_dir / "cell.txt").write_text(text + "\n")
+    (run_dir / "cell.dot").write_text(dot)
+    if shutil.which("dot"):
+        subprocess.run(["dot", "-Tpng", str(run_dir / "cell.dot"), "-o", str(run_dir / "cell.png")],
+                       check=False, capture_output=True)
+
+
+def _table(ranked: list[tuple[Architecture, float]], metric: str) -> Table:
+    table = Table(title="best candidates")
+    table.add_column("rank", justify="right")
+    table.add_column(f"valid {metric}", justify="right")
+    table.add_column("architecture (official string)")
+    for rank, (arch, score) in enumerate(ranked, start=1):
+        table.add_row(str(rank), f"{score:.4g}", arch.to_official())
+    return table
