@@ -22,5 +22,8 @@ search: install
 test: install
 	$(BIN)/python -m pytest -q
 
+bench: install
+	$(BIN)/python -m benchmarks $(ARGS)
+
 clean:
 	rm -rf $(VENV) *.egg-info
