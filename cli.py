@@ -10,7 +10,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from enas.config import describe_keys, load_config, preset_names, preset_path, to_yaml
-from enas.errors import DiskFullError, NonFiniteError, UserError
+from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
 from enas.progress import Reporter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -24,15 +24,23 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars; me
 
 
 def _run(body: Callable[[], None]) -> None:
-    """Run a command; a user mistake or a known failure is one line on stderr and its exit status."""
+    """Run a command; a user mistake or a known failure is a message on stderr and its exit status."""
     try:
         body()
+    except Stopped as stop:  # not a failure: the message says where it stopped and how to resume
+        typer.echo(str(stop), err=True)
+        raise typer.Exit(stop.exit_code) from None
     except (UserError, NonFiniteError, DiskFullError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        typer.echo(f"error: disk full ({error})", err=True)
+        raise typer.Exit(DiskFullError.exit_code) from None
 
 
 @app.command()
@@ -44,8 +52,7 @@ def search(
     quiet: Quiet = False,
 ) -> None:
     """Train the shared weights and the controller in alternation; write a run folder."""
-    from enas.runs import check_resume_config, check_run_dir, default_run_dir, saved_config
-    from enas.search import run_search
+    from enas.runs import CONFIG_FILE, check_resume_config, check_run_dir, default_run_dir, saved_config
 
     def body() -> None:
         if resume and out is None:
@@ -56,12 +63,13 @@ def search(
         check_run_dir(run_dir, resume)
         if resume:
             saved = saved_config(run_dir)
-            cfg = load_config([run_dir / "config.yaml", *layers], overrides or [])
+            cfg = load_config([run_dir / CONFIG_FILE, *layers], overrides or [])
             check_resume_config(saved, cfg)
         else:
             cfg = load_config(layers, overrides or [])
-        reporter = Reporter(quiet)
-        run_search(cfg, run_dir, resume, reporter)
+        from enas.search import run_search  # torch loads only once the command line is known to be good
+
+        run_search(cfg, run_dir, resume, Reporter(quiet))
         typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
 
     _run(body)
@@ -95,29 +103,21 @@ def retrain(
     arch: Annotated[Optional[str], typer.Option("--arch", help="ARCH.json, or an official architecture string in quotes")] = None,
     config: Preset = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output folder (default RUN_DIR/retrain)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted retrain from its checkpoint")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted retrain (in -o OUT_DIR, or RUN_DIR/retrain) from its checkpoint")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Train an architecture from scratch with the final recipe and report its test score."""
-    from enas.arch import Architecture
-    from enas.retrain import run_retrain
-    from enas.runs import CONFIG_FILE, check_run_dir
 
     def body() -> None:
         overrides = [a for a in args or [] if "=" in a]
         folders = [Path(a) for a in args or [] if "=" not in a]
-        if len(folders) > 1 or (not folders and arch is None):
+        if len(folders) > 1:
             raise UserError("give one RUN_DIR, or --arch ARCH.json|\"official string\" (see enas retrain --help)")
         run_dir = folders[0] if folders else None
-        layers = [run_dir / CONFIG_FILE] if run_dir else []
-        if run_dir and not layers[0].is_file():
-            raise UserError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
-        if config or not run_dir:
-            layers.append(preset_path(config or "default"))
-        cfg = load_config(layers, overrides)
-        architecture = _architecture(arch if arch is not None else str(run_dir / "arch.json"), cfg.space)
-        out_dir = out or (run_dir / "retrain" if run_dir else Path("runs") / "retrain")
-        check_run_dir(out_dir, resume)
+        prepare = _resumed_retrain if resume else _fresh_retrain
+        cfg, architecture, out_dir = prepare(run_dir, arch, config, out, overrides)
+        from enas.retrain import run_retrain  # torch loads only once the command line is known to be good
+
         result = run_retrain(cfg, architecture, out_dir, resume, Reporter(quiet))
         extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("floor", "unigram_ppl"))
         typer.echo(f"{result['metric']} {result['value']:.4g}  params {result['params']:,}  {extra}\n"
@@ -126,17 +126,61 @@ def retrain(
     _run(body)
 
 
+def _fresh_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
+                   overrides: list[str]) -> tuple:
+    """Config, architecture and output folder of a new retrain, every mistake caught before any writing."""
+    from enas.runs import ARCH_FILE, CONFIG_FILE, check_run_dir
+
+    if run_dir is None and arch is None:
+        raise UserError("give one RUN_DIR, or --arch ARCH.json|\"official string\" (see enas retrain --help)")
+    layers = [run_dir / CONFIG_FILE] if run_dir else []
+    if run_dir and not layers[0].is_file():
+        raise UserError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
+    if preset or not run_dir:
+        layers.append(preset_path(preset or "default"))
+    cfg = load_config(layers, overrides)
+    architecture = _architecture(arch if arch is not None else str(run_dir / ARCH_FILE), cfg.space)
+    out_dir = out or (run_dir / "retrain" if run_dir else Path("runs") / "retrain")
+    check_run_dir(out_dir, resume=False)
+    return cfg, architecture, out_dir
+
+
+def _resumed_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
+                     overrides: list[str]) -> tuple:
+    """An interrupted retrain continues with the config and architecture saved in its own folder."""
+    from enas.runs import ARCH_FILE, CONFIG_FILE, check_resume_config, check_run_dir, saved_config
+
+    out_dir = out or (run_dir / "retrain" if run_dir else None)
+    if out_dir is None:
+        raise UserError("--resume needs the retrain folder: enas retrain -o OUT_DIR --resume (or RUN_DIR --resume)")
+    check_run_dir(out_dir, resume=True)
+    saved = saved_config(out_dir)
+    cfg = load_config([out_dir / CONFIG_FILE, *([preset_path(preset)] if preset else [])], overrides)
+    check_resume_config(saved, cfg)
+    architecture = _architecture(str(out_dir / ARCH_FILE), cfg.space)
+    if arch is not None and _architecture(arch, cfg.space) != architecture:
+        raise UserError(f"--resume: --arch differs from the architecture being retrained in {out_dir}; drop --arch")
+    return cfg, architecture, out_dir
+
+
 def _architecture(text: str, space: str):
+    """An architecture from an ARCH.json path or an official string, checked against the config's space."""
     from enas.arch import Architecture
 
     path = Path(text)
-    if path.suffix == ".json" or path.is_file():
+    # An official string is digits and spaces; the macro ones are longer than a file name may be.
+    official = set(text) <= set("0123456789, \t\n")
+    if not official and (path.suffix == ".json" or path.is_file()):
         if not path.is_file():
             raise UserError(f"architecture file {path} does not exist; run `enas derive RUN_DIR` first")
         try:
-            return Architecture.from_json(json.loads(path.read_text()))
+            architecture = Architecture.from_json(json.loads(path.read_text()))
         except json.JSONDecodeError as error:
             raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
+        if architecture.space != space:
+            raise UserError(f"{path} holds a {architecture.space} architecture but the config's space is {space}; "
+                            f"add space={architecture.space} or choose its preset with -c")
+        return architecture
     return Architecture.from_official(text, space)
 
 

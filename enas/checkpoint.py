@@ -1,79 +1,115 @@
 """Atomic save and safe load of a run's whole state.
 
-A checkpoint is written to a temporary file in the same folder, flushed and fsynced, and renamed
-over `last.pt`; the checkpoint it replaces is kept as `previous.pt` until the next save. Loading
-uses `torch.load(weights_only=True)`, so a foreign pickle can never run code.
+Saving refuses a state holding a non-finite number, writes a temporary file in the checkpoint
+folder, flushes and fsyncs it, and only then turns `last.pt` into `previous.pt`, renames the
+temporary file to `last.pt` and fsyncs the folder. A crash at any moment therefore leaves a whole
+`last.pt` (or, between the two renames, a whole `previous.pt`). A full disk removes the temporary
+file and raises DiskFullError naming the checkpoint that is still good.
+
+Loading uses `torch.load(weights_only=True)` with no fallback to full unpickling, so a foreign
+pickle can never run code. A damaged `last.pt` is moved aside, with a warning, and `previous.pt`
+is loaded instead.
 """
 
 from __future__ import annotations
 
-import errno
+import math
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from enas.errors import DiskFullError, UserError
+from enas.errors import DiskFullError, NonFiniteError, UserError, is_disk_full
+from enas.runs import LAST, PREVIOUS, fsync_folder, write_synced
+from enas.signals import fault_point
 
-LAST, PREVIOUS = "last.pt", "previous.pt"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DAMAGED = LAST + ".damaged"
 
 
-def save_checkpoint(folder: Path, state: dict[str, Any]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(folder: Path, state: dict[str, Any], label: str = "") -> Path:
+    """Save `state` as `folder/last.pt`; `label` names the save for the test-only fault hook."""
+    problem = nonfinite_entry(state)
+    if problem:
+        raise NonFiniteError(f"refusing to checkpoint a non-finite value in {problem}")
     temporary = folder / (LAST + ".tmp")
+    payload = {"schema_version": SCHEMA_VERSION, **state}
     try:
-        with open(temporary, "wb") as handle:
-            torch.save({"schema_version": SCHEMA_VERSION, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        if error.errno == errno.ENOSPC:
-            raise DiskFullError(f"disk full while saving a checkpoint in {folder}; "
-                                f"the last good checkpoint is {_newest(folder) or 'none'}") from None
-        raise
+        write_synced(temporary, lambda handle: torch.save(payload, handle))
+    except Exception as error:
+        if not is_disk_full(error):
+            raise
+        raise DiskFullError(f"disk full while saving a checkpoint in {folder}; the last good "
+                            f"checkpoint is {newest_checkpoint(folder) or 'none yet'}") from None
+    fault_point("written", label)
     last = folder / LAST
-    if last.exists():
+    if last.exists():  # only now, with the new state durable, may the oldest one go
         os.replace(last, folder / PREVIOUS)
     os.replace(temporary, last)
-    _fsync_folder(folder)
+    fsync_folder(folder)
+    fault_point("renamed", label)
     return last
 
 
-def load_checkpoint(folder: Path, warn=print) -> dict[str, Any]:
-    """The newest loadable checkpoint in `folder`; falls back to the previous one if the last is bad."""
+def load_checkpoint(folder: Path, kind: str = "search", warn: Callable[[str], object] | None = None
+                    ) -> dict[str, Any]:
+    """The newest whole checkpoint of `kind` in `folder`, or a one-line UserError saying why none is."""
+    warn = warn or _to_stderr
     problems = []
     for name in (LAST, PREVIOUS):
         path = folder / name
-        if not path.exists():
+        if not path.is_file():
             continue
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # truncated, foreign or unsafe: all mean "not a checkpoint of ours"
-            problems.append(f"{path} is unreadable ({type(error).__name__})")
-            continue
-        if not isinstance(state, dict) or state.get("schema_version") != SCHEMA_VERSION:
-            problems.append(f"{path} is not an enas checkpoint of schema {SCHEMA_VERSION}")
+        state, problem = _read(path, kind)
+        if problem:
+            problems.append(problem)
             continue
         if problems:
-            warn(f"warning: {problems[0]}; resuming from {path}")
+            # Out of the way, so that the next save keeps this good checkpoint as previous.pt.
+            os.replace(folder / LAST, folder / DAMAGED)
+            warn(f"warning: {problems[0]}; moved it to {folder / DAMAGED} and resumed from {path}")
         return state
     detail = "; ".join(problems) if problems else f"no {LAST} or {PREVIOUS} there"
     raise UserError(f"no valid checkpoint in {folder}: {detail}")
 
 
-def _newest(folder: Path) -> Path | None:
+def _read(path: Path, kind: str) -> tuple[dict[str, Any], str]:
+    """The state in `path` and "", or an empty state and what is wrong with the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch reports a cut-off, foreign or unsafe file as many unrelated errors
+        return {}, f"{path} is truncated, foreign or unsafe (refused by the weights-only loader; nothing in it ran)"
+    if not isinstance(state, dict) or state.get("schema_version") != SCHEMA_VERSION:
+        return {}, f"{path} is not an enas checkpoint of schema {SCHEMA_VERSION}"
+    if state.get("kind") != kind:
+        return {}, f"{path} is a {state.get('kind')} checkpoint, not a {kind} one"
+    return state, ""
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
     for name in (LAST, PREVIOUS):
         if (folder / name).exists():
             return folder / name
     return None
 
 
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def nonfinite_entry(state: Any, where: str = "state") -> str | None:
+    """The key path of the first NaN or infinity in `state` (the config aside), or None."""
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
+        return None if finite else where
+    if isinstance(state, float):
+        return None if math.isfinite(state) else where
+    if isinstance(state, dict):
+        items = ((f"{where}.{key}", value) for key, value in state.items() if key != "config")
+    elif isinstance(state, (list, tuple)):
+        items = ((f"{where}[{i}]", value) for i, value in enumerate(state))
+    else:
+        return None
+    return next((found for path, value in items if (found := nonfinite_entry(value, path))), None)
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)

@@ -1,8 +1,13 @@
-"""metrics.jsonl: one JSON object per line, appended and flushed as the run goes."""
+"""metrics.jsonl: one JSON object per line, appended and flushed as the run goes.
+
+A checkpoint records how many lines were written when it was saved; a run resumed or rolled back
+from it cuts the file back to that many lines, so every step appears exactly once.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,18 +17,31 @@ class MetricsLog:
     def __init__(self, path: Path, keep_lines: int | None = None):
         """Open `path` for appending; `keep_lines` first drops lines written after a checkpoint."""
         self.path = path
-        lines = path.read_text().splitlines(keepends=True) if path.exists() else []
-        if keep_lines is not None and len(lines) > keep_lines:
-            lines = lines[:keep_lines]
-            path.write_text("".join(lines))
-        self.lines = len(lines)
+        self.lines = 0
         self._handle = open(path, "a")
+        self.rewind(keep_lines)
+
+    def rewind(self, keep_lines: int | None) -> None:
+        """Keep only the first `keep_lines` lines (all of them when None)."""
+        self._handle.flush()
+        with open(self.path, "rb") as handle:
+            lines = handle.readlines()
+        complete = [line for line in lines if line.endswith(b"\n")]  # a cut-off last line goes too
+        kept = complete if keep_lines is None else complete[:keep_lines]
+        if len(kept) < len(lines):
+            os.truncate(self.path, sum(len(line) for line in kept))  # one call: no window for a crash
+        self.lines = len(kept)
 
     def write(self, phase: str, epoch: int, step: int, **figures: Any) -> None:
         record = {"phase": phase, "epoch": epoch, "step": step, "time": round(time.time(), 3), **figures}
         self._handle.write(json.dumps(record) + "\n")
         self._handle.flush()
         self.lines += 1
+
+    def sync(self) -> None:
+        """Force the lines to disk, so that a checkpoint never counts lines a power cut could lose."""
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
 
     def close(self) -> None:
         self._handle.close()

@@ -1,7 +1,10 @@
 """Retrain: train a fixed architecture from scratch with the final recipe, report its test score.
 
-The model with the best validation score is kept and scored on the test split. Writes
-OUT_DIR/config.yaml, metrics.jsonl, checkpoints/, model.pt (weights only) and result.json.
+The model with the best validation score is kept and scored on the test split (the final model
+where the task has no validation split apart from its test split). Writes
+OUT_DIR/config.yaml, arch.json, metrics.jsonl, checkpoints/, model.pt (weights only) and
+result.json. The loop runs inside a `Session` like the search (session.py): it resumes exactly
+from any step boundary, skips non-finite steps and rolls back.
 """
 
 from __future__ import annotations
@@ -11,79 +14,130 @@ import json
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from enas.arch import Architecture
-from enas.checkpoint import load_checkpoint, save_checkpoint
+from enas.checkpoint import load_checkpoint
 from enas.config import Config, to_dict
-from enas.metrics import MetricsLog
 from enas.progress import Reporter
-from enas.runs import CHECKPOINTS, METRICS_FILE, write_config
-from enas.tasks import build_task
-from enas.training import (StepGuard, count_parameters, learning_rate, rng_state, set_learning_rate,
-                           set_rng_state, setup_runtime, sgd, train_step)
+from enas.runs import ARCH_FILE, CHECKPOINTS, write_config, write_file
+from enas.session import Progress, Session
+from enas.tasks import Task, build_task
+from enas.training import (count_parameters, learning_rate, rng_state, set_learning_rate, set_rng_state,
+                           setup_runtime, sgd)
 
 RESULT_FILE = "result.json"
 MODEL_FILE = "model.pt"
+TRAIN = "retrain"
+
+
+class Retrain:
+    """The objects of one retrain run: the child of `arch`, its optimiser and the best weights so far."""
+
+    kind = "retrain"
+
+    def __init__(self, config: Config, arch: Architecture, device: torch.device):
+        self.config, self.arch, self.device = config, arch, device
+        self.task: Task = build_task(config, config.retrain).to(device)
+        self.model = self.task.space.child(arch).to(device)
+        self.optimizer = sgd(self.model, config.retrain)
+        self.shuffler = torch.Generator().manual_seed(config.seed + 2)
+        self.progress = Progress(phase=TRAIN)
+        self.best: float | None = None
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.started = time.time()  # moved back by the training time of earlier sessions
+
+    def state_dict(self) -> dict[str, Any]:
+        """The learning-rate schedule is a function of the epoch, so `progress` is its whole state."""
+        return {"config": to_dict(self.config), "progress": self.progress.state_dict(),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "shuffler": self.shuffler.get_state(), "task": self.task.state_dict(), "rng": rng_state(),
+                "best": self.best, "best_weights": self.best_weights, "elapsed": time.time() - self.started}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.progress = Progress.from_state(state["progress"], self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.shuffler.set_state(state["shuffler"])
+        self.task.load_state_dict(state["task"])
+        set_rng_state(state["rng"])
+        self.best, self.best_weights = state["best"], state["best_weights"]
+        self.started = time.time() - state["elapsed"]
+
+    def reseed(self, seed: int) -> None:
+        """Retrain draws only from the global generators, which the session reseeds itself."""
 
 
 def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool, reporter: Reporter) -> dict:
+    # Read the checkpoint before building anything: a folder without a good one fails at once.
+    saved = load_checkpoint(out_dir / CHECKPOINTS, Retrain.kind) if resume else None
     device = setup_runtime(config)
-    cfg = config.retrain
-    task = build_task(config, cfg).to(device)
-    model = task.space.child(arch).to(device)
-    optimizer = sgd(model, cfg)
-    shuffler = torch.Generator().manual_seed(config.seed + 2)
-    epoch, best, best_weights, keep_lines, elapsed = 0, None, None, None, 0.0
-    if resume:
-        saved = load_checkpoint(out_dir / CHECKPOINTS, warn=reporter.print)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        shuffler.set_state(saved["shuffler"])
-        set_rng_state(saved["rng"])
-        epoch, best, best_weights = saved["epoch"], saved["best"], saved["best_weights"]
-        keep_lines, elapsed = saved["metrics_lines"], saved["elapsed"]
-    else:
+    retrain = Retrain(config, arch, device)
+    if not resume:
         write_config(out_dir, config)
-        (out_dir / "arch.json").write_text(json.dumps(arch.to_json(), indent=2) + "\n")
-    metrics = MetricsLog(out_dir / METRICS_FILE, keep_lines)
-    started = time.time() - elapsed
-    guard = StepGuard("retrain")
-    steps = task.batches("train")
-    try:
-        for epoch in range(epoch, cfg.epochs):
-            lr = learning_rate(cfg, epoch)
-            set_learning_rate(optimizer, lr)
-            task.start_epoch(shuffler)
-            model.train()
-            total = torch.zeros((), device=device)
-            with reporter.phase(f"retrain epoch {epoch + 1}/{cfg.epochs}", steps) as update:
-                for step in range(steps):
-                    loss = train_step(partial(task.train_loss, model, step), model.parameters(),
-                                      optimizer, cfg.grad_clip, guard, step)
-                    total += loss if loss is not None else 0.0
-                    if step % 10 == 9 or step == steps - 1:
-                        update(advance=10 if step % 10 == 9 else steps % 10, loss=total.item() / (step + 1))
-            model.eval()
-            value = task.evaluate(model, "valid")
-            if best is None or (value < best if task.lower_is_better else value > best):
-                best, best_weights = value, copy.deepcopy(model.state_dict())
-            metrics.write("retrain", epoch, (epoch + 1) * steps, loss=total.item() / steps, lr=lr,
-                          **{f"valid_{task.metric}": value})
-            reporter.print(f"retrain epoch {epoch + 1}: valid {task.metric} {value:.4g} (best {best:.4g})")
-            save_checkpoint(out_dir / CHECKPOINTS, {
-                "config": to_dict(config), "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "shuffler": shuffler.get_state(), "rng": rng_state(),
-                "best": best, "best_weights": best_weights, "metrics_lines": metrics.lines,
-                "elapsed": time.time() - started})
-    finally:
-        metrics.close()
-    model.load_state_dict(best_weights)
+        text = (json.dumps(arch.to_json(), indent=2) + "\n").encode()
+        write_file(out_dir / ARCH_FILE, lambda handle: handle.write(text))
+    with Session(out_dir, retrain, saved) as session:
+        session.drive(partial(retrain_epochs, retrain, session, reporter))
+    return finish(retrain, out_dir)
+
+
+def retrain_epochs(retrain: Retrain, session: Session, reporter: Reporter) -> None:
+    """The epochs still to do, starting wherever the progress stands."""
+    progress = retrain.progress
+    while progress.epoch < retrain.config.retrain.epochs:
+        train_epoch(retrain, session, reporter)
+        validate(retrain, session, reporter)
+        progress.next_epoch(TRAIN)
+        session.checkpoint()
+
+
+def train_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> None:
+    cfg, task, progress = retrain.config.retrain, retrain.task, retrain.progress
+    steps = cfg.steps_per_epoch or task.batches("train")
+    if progress.step == 0:
+        task.start_epoch(retrain.shuffler)
+    set_learning_rate(retrain.optimizer, learning_rate(cfg, progress.epoch))
+    retrain.model.train()
+
+    def step() -> None:
+        # a global window index, so that short epochs (steps_per_epoch) walk on through the data
+        session.train_on(task, retrain.model, progress.epoch * steps + progress.step, retrain.model.parameters(),
+                         retrain.optimizer, cfg.grad_clip)
+
+    session.run_steps(reporter, f"retrain epoch {progress.epoch + 1}/{cfg.epochs}", steps, step)
+
+
+def validate(retrain: Retrain, session: Session, reporter: Reporter) -> None:
+    """Score the epoch's model on the validation split; keep its weights if they are the best yet
+    (or, where the validation split is the test split, the latest)."""
+    task, progress = retrain.task, retrain.progress
+    retrain.model.eval()
+    value = task.evaluate(retrain.model, "valid")
+    best = retrain.best
+    # Choosing the best epoch by the test split would report an optimistic test score: a task that
+    # validates on its test split (images retrain on every training image) reports its final model.
+    if task.valid_is_test or best is None or (value < best if task.lower_is_better else value > best):
+        retrain.best, retrain.best_weights = value, copy.deepcopy(retrain.model.state_dict())
+    lr = learning_rate(retrain.config.retrain, progress.epoch)
+    session.metrics.write(TRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=progress.mean_loss(),
+                          lr=lr, skipped=progress.skipped, **{f"valid_{task.metric}": value})
+    reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g} (best {retrain.best:.4g})")
+
+
+def finish(retrain: Retrain, out_dir: Path) -> dict:
+    """Score the best weights on the test split; write model.pt and result.json."""
+    model, task = retrain.model, retrain.task
+    model.load_state_dict(retrain.best_weights)
     model.eval()
     result = {"metric": f"test_{task.metric}", "value": task.evaluate(model, "test"),
-              f"valid_{task.metric}": best, "params": count_parameters(model),
-              "time_s": round(time.time() - started, 1), "arch": arch.to_official(), **task.describe()}
-    torch.save(model.state_dict(), out_dir / MODEL_FILE)
-    (out_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
+              f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
+              "time_s": round(time.time() - retrain.started, 1), "arch": retrain.arch.to_official(),
+              **task.describe()}
+    weights = model.state_dict()
+    write_file(out_dir / MODEL_FILE, lambda handle: torch.save(weights, handle))
+    text = (json.dumps(result, indent=2) + "\n").encode()
+    write_file(out_dir / RESULT_FILE, lambda handle: handle.write(text))
     return result

@@ -1,17 +1,21 @@
-"""Run folders: where a run's config, metrics and checkpoints live, and who may write there."""
+"""Run folders: where a run's config, metrics and checkpoints live, who may write there, and how
+a file in them is replaced without ever leaving a half-written one behind."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import BinaryIO, Callable
 
-from enas.checkpoint import LAST, PREVIOUS
 from enas.config import Config, load_config, to_yaml
 from enas.errors import UserError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+ARCH_FILE = "arch.json"
+LAST, PREVIOUS = "last.pt", "previous.pt"
 
 
 def default_run_dir(preset: str) -> Path:
@@ -20,12 +24,15 @@ def default_run_dir(preset: str) -> Path:
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """A fresh run needs an unused folder; a resumed one needs a checkpoint to resume from."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a run folder; choose another folder with -o")
+    checkpoints = run_dir / CHECKPOINTS
+    has_checkpoint = (checkpoints / LAST).exists() or (checkpoints / PREVIOUS).exists()
     if resume:
-        checkpoints = run_dir / CHECKPOINTS
-        if not ((checkpoints / LAST).exists() or (checkpoints / PREVIOUS).exists()):
+        if not has_checkpoint:
             raise UserError(f"--resume: {run_dir} holds no checkpoint ({CHECKPOINTS}/{LAST}); "
                             "start a new run without --resume")
-    elif (run_dir / CONFIG_FILE).exists():
+    elif has_checkpoint or (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it "
                         "or choose another folder with -o")
 
@@ -40,7 +47,7 @@ def saved_config(run_dir: Path, overrides: list[str] = ()) -> Config:
 
 def check_resume_config(saved: Config, requested: Config) -> None:
     """A resumed run must keep what decides its results so far: the space, the data, the seed."""
-    changed = [key for key in ("seed", "space", "data", "recurrent")
+    changed = [key for key in ("seed", "space", "data", "recurrent", "micro", "macro")
                if getattr(saved, key) != getattr(requested, key)]
     if changed:
         raise UserError(f"--resume cannot change {', '.join(changed)} of the saved run; "
@@ -48,5 +55,36 @@ def check_resume_config(saved: Config, requested: Config) -> None:
 
 
 def write_config(run_dir: Path, config: Config) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(to_yaml(config))
+    text = to_yaml(config).encode()
+    write_file(run_dir / CONFIG_FILE, lambda handle: handle.write(text))
+
+
+def write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Replace `path` atomically with what `write` writes: a reader sees the old file or the new one."""
+    temporary = path.with_name(path.name + ".tmp")
+    write_synced(temporary, write)
+    os.replace(temporary, path)
+    fsync_folder(path.parent)
+
+
+def write_synced(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file and force it to disk, so that a rename of it is durable once the folder is
+    synced; on any failure the partial file is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable (a rename is an update of the folder)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from enas.config import Config, TrainConfig
-from enas.errors import NonFiniteError, UserError
-
-MAX_NONFINITE_IN_A_ROW = 5
+from enas.errors import UserError
 
 
 def setup_runtime(config: Config) -> torch.device:
@@ -35,9 +35,21 @@ def sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
-    """Exponential decay per epoch from `lr_decay_start`, bounded below by `lr_min`."""
+    """Exponential decay per epoch from `lr_decay_start`, bounded below by `lr_min`; or cosine."""
+    if cfg.lr_schedule == "cosine":
+        return cosine_learning_rate(cfg, epoch)
     decays = max(0, epoch - cfg.lr_decay_start + 1) if cfg.lr_decay < 1 else 0
     return max(cfg.lr * cfg.lr_decay ** decays, cfg.lr_min)
+
+
+def cosine_learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """SGDR (Loshchilov & Hutter 2017), per epoch as in the official ENAS CIFAR-10 code:
+    lr = lr_min + (lr - lr_min) (1 + cos(pi T_cur / T_i)) / 2, restarting when T_cur reaches T_i,
+    with T_0 = cosine_period (0: all epochs) and T_(i+1) = T_i * cosine_period_mult."""
+    period, start = cfg.cosine_period or cfg.epochs, 0
+    while epoch >= start + period:
+        start, period = start + period, period * cfg.cosine_period_mult
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * (epoch - start) / period))
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -45,44 +57,36 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-class StepGuard:
-    """Counts non-finite steps; too many in a row is an error (exit 3) rather than a silent run."""
+@dataclass
+class StepOutcome:
+    """What one training step did: its detached loss, or, when skipped, what was not finite."""
 
-    def __init__(self, where: str):
-        self.where, self.in_a_row, self.total = where, 0, 0
-
-    def check(self, finite: bool, step: int) -> bool:
-        if finite:
-            self.in_a_row = 0
-            return True
-        self.in_a_row += 1
-        self.total += 1
-        if self.in_a_row >= MAX_NONFINITE_IN_A_ROW:
-            raise NonFiniteError(f"{self.in_a_row} non-finite steps in a row in the {self.where} "
-                                 f"(last at step {step}); lower the learning rate or grad_clip")
-        return False
+    loss: torch.Tensor | None
+    nonfinite: str = ""
 
 
 def train_step(loss_of: Callable[[], torch.Tensor], params: Iterable[nn.Parameter],
-               optimizer: torch.optim.Optimizer, grad_clip: float, guard: StepGuard, step: int
-               ) -> torch.Tensor | None:
-    """Forward, backward, clip, update. Returns the detached loss, or None for a skipped step.
+               optimizer: torch.optim.Optimizer, grad_clip: float) -> StepOutcome:
+    """Forward, backward, clip, update.
 
-    A step whose loss or gradient norm is not finite leaves the parameters untouched.
+    A step whose loss or gradient norm is not finite is skipped: the optimiser never sees it, so
+    the parameters and the optimiser state stay exactly as they were.
     """
     params = list(params)
     optimizer.zero_grad(set_to_none=True)
     loss = loss_of()
     loss.backward()
     norm = nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
-    if not guard.check(bool(torch.isfinite(loss) & torch.isfinite(norm)), step):
+    finite_loss, finite_norm = torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).tolist()  # one sync
+    if not (finite_loss and finite_norm):
         optimizer.zero_grad(set_to_none=True)
-        return None
+        return StepOutcome(None, "loss" if not finite_loss else "gradient norm")
     optimizer.step()
-    return loss.detach()
+    return StepOutcome(loss.detach())
 
 
 def rng_state() -> dict:
+    """Every global generator a run draws from (numpy's is never used)."""
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
