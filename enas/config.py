@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from enas.errors import UserError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+TEXT_DATASETS = ("builtin_text", "text")
+IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder")
+SPACE_DATA = {"recurrent": TEXT_DATASETS, "micro": IMAGE_DATASETS, "macro": IMAGE_DATASETS}
 
 
 def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -30,15 +34,27 @@ def _opt(default: Any, help: str, *, min: float | None = None, max: float | None
 
 @dataclass
 class DataConfig:
-    name: str = _opt("builtin_text", "dataset: builtin_text (generated) or text (a PTB-format folder)",
-                     choices=("builtin_text", "text"))
-    root: str = _opt("", "folder of the dataset when name=text (ptb.train.txt, ... or train.txt, ...)")
-    vocab_size: int = _opt(64, "builtin_text: vocabulary size", min=4, max=512)
+    name: str = _opt("builtin_text", "dataset: builtin_text (generated) or text (a PTB-format folder); "
+                     "images: builtin_images (generated), cifar10 (cifar-10-batches-py) or image_folder "
+                     "(train/<class>/*, test/<class>/*)", choices=TEXT_DATASETS + IMAGE_DATASETS)
+    root: str = _opt("", "folder of the dataset when name=text (ptb.train.txt, ... or train.txt, ...), "
+                     "cifar10 (data_batch_1..5, test_batch) or image_folder (train/, test/)")
+    vocab_size: int = _opt(32, "builtin_text: vocabulary size", min=4, max=512)
     branching: int = _opt(4, "builtin_text: preferred successors per two-token context", min=1)
     train_tokens: int = _opt(60_000, "builtin_text: tokens in the train split", min=1000)
     valid_tokens: int = _opt(8_000, "builtin_text: tokens in the valid split", min=100)
     test_tokens: int = _opt(8_000, "builtin_text: tokens in the test split", min=100)
-    seed: int = _opt(1234, "builtin_text: seed of the generated language (independent of the run seed)")
+    seed: int = _opt(1234, "builtin_text, builtin_images: seed of the generated data "
+                     "(independent of the run seed)")
+    valid_fraction: float = _opt(0.1, "images: share of the training set held out for validation in search "
+                                 "(CIFAR-10: the last 5,000 of 50,000); retrain trains on all of it",
+                                 min=0.0, max=0.5)
+    image_size: int = _opt(16, "builtin_images: height and width in pixels", min=8, max=64)
+    classes: int = _opt(4, "builtin_images: number of classes (patterns: stripes, columns, checker, solid, "
+                        "ring, ...)", min=2, max=8)
+    train_images: int = _opt(2000, "builtin_images: images in the train split (search holds out valid_fraction)",
+                             min=20)
+    test_images: int = _opt(500, "builtin_images: images in the test split", min=10)
 
 
 @dataclass
@@ -50,6 +66,33 @@ class RecurrentConfig:
     dropout_input: float = _opt(0.0, "locked dropout on the embedded input", min=0.0, max=0.99)
     dropout_hidden: float = _opt(0.0, "variational dropout on the recurrent state h_{t-1}", min=0.0, max=0.99)
     dropout_output: float = _opt(0.0, "locked dropout on the cell output before the decoder", min=0.0, max=0.99)
+
+
+@dataclass
+class MicroConfig:
+    """The micro (cell) space: a stem, then cells; the paper's CIFAR-10 cell search (section 2.4)."""
+
+    layers: int = _opt(2, "L: normal cells; 2 reduction cells go at L//3 and 2*(L//3)+1 (official num_layers)",
+                       min=1)
+    filters: int = _opt(8, "width of the first cells (official out_filters); doubles at each reduction", min=1)
+    nodes: int = _opt(5, "B: nodes per cell (official num_cells)", min=1)
+    dropout: float = _opt(0.0, "dropout before the classifier (official 1 - keep_prob)", min=0.0, max=0.99)
+    drop_path: float = _opt(0.0, "drop-path probability reached by the last cell at the end of training "
+                            "(official 1 - drop_path_keep_prob); ramps with depth and step; children only",
+                            min=0.0, max=0.99)
+    aux_weight: float = _opt(0.0, "weight of the auxiliary head's loss, the head after the second reduction "
+                             "(0.4 in the paper); 0 builds no head", min=0.0)
+
+
+@dataclass
+class MacroConfig:
+    """The macro (whole network) space: L layers, each an op plus skip connections (section 2.3)."""
+
+    layers: int = _opt(6, "L: layers; factorized reductions after layers L//3-1 and 2*(L//3)-1", min=1)
+    filters: int = _opt(8, "width of the first layers (official out_filters); doubles at each reduction", min=1)
+    ops: int = _opt(6, "the controller picks among the first N of conv_3x3, sep_conv_3x3, conv_5x5, sep_conv_5x5, "
+                    "avg_pool_3x3, max_pool_3x3 (official num_branches)", min=1, max=6)
+    dropout: float = _opt(0.0, "dropout before the classifier (official 1 - keep_prob)", min=0.0, max=0.99)
 
 
 @dataclass
@@ -72,10 +115,10 @@ class ControllerConfig:
 class TrainConfig:
     """Shared-weight training in search and from-scratch training in retrain use the same knobs."""
 
-    epochs: int = _opt(10, "passes over the training split", min=1)
-    batch_size: int = _opt(32, "sequences per batch", min=1)
+    epochs: int = _opt(30, "passes over the training split", min=1)
+    batch_size: int = _opt(32, "sequences (text) or images per batch", min=1)
     bptt: int = _opt(20, "truncated back-propagation length in tokens", min=2)
-    lr: float = _opt(1.0, "SGD learning rate", min=0.0)
+    lr: float = _opt(10.0, "SGD learning rate", min=0.0)
     momentum: float = _opt(0.0, "SGD momentum", min=0.0, max=1.0)
     nesterov: bool = _opt(False, "Nesterov momentum (needs momentum > 0)")
     weight_decay: float = _opt(1e-6, "L2 weight decay", min=0.0)
@@ -83,6 +126,17 @@ class TrainConfig:
     lr_decay: float = _opt(1.0, "learning rate multiplied by this every epoch from lr_decay_start", min=0.0, max=1.0)
     lr_decay_start: int = _opt(0, "first epoch (0-based) at which lr_decay applies", min=0)
     lr_min: float = _opt(0.0, "lower bound of the decayed learning rate", min=0.0)
+    lr_schedule: str = _opt("exponential", "exponential (lr_decay per epoch) or cosine (from lr down to lr_min, "
+                            "with warm restarts: SGDR, as the official CIFAR-10 code)",
+                            choices=("exponential", "cosine"))
+    cosine_period: int = _opt(0, "cosine: epochs of the first cycle (official lr_T_0); 0 means one cycle "
+                              "over all epochs", min=0)
+    cosine_period_mult: int = _opt(1, "cosine: each cycle is this many times longer than the one before "
+                                   "(official lr_T_mul)", min=1)
+    augment: bool = _opt(True, "images: random crop after 4-pixel zero padding and horizontal flip in training")
+    cutout: int = _opt(0, "images: side of the square cut out of each training image (16 in the paper's "
+                       "final training); 0 disables", min=0)
+    steps_per_epoch: int = _opt(0, "training steps per epoch; 0 means one full pass over the train split", min=0)
     ar_alpha: float = _opt(0.0, "activation regularisation: alpha * mean(h_t^2) of the cell outputs", min=0.0)
     tar_beta: float = _opt(0.0, "temporal activation regularisation (slowness): beta * mean((h_t - h_(t-1))^2)",
                            min=0.0)
@@ -90,7 +144,6 @@ class TrainConfig:
 
 @dataclass
 class SearchConfig(TrainConfig):
-    shared_steps: int = _opt(0, "shared-weight steps per epoch; 0 means one full pass", min=0)
     eval_batches: int = _opt(0, "validation batches in the per-epoch evaluation; 0 means all", min=0)
 
 
@@ -103,16 +156,22 @@ class RetrainConfig(TrainConfig):
 class DeriveConfig:
     samples: int = _opt(100, "architectures sampled from the trained controller", min=1)
     top: int = _opt(5, "rows of the printed table of the best candidates", min=1)
+    bn_batches: int = _opt(10, "images: training batches that recompute the batch-norm statistics of each "
+                           "candidate before it is scored (derive and the search's per-epoch evaluation)",
+                           min=1)
 
 
 @dataclass
 class Config:
     seed: int = _opt(0, "seed of everything random in the run")
-    space: str = _opt("recurrent", "search space", choices=("recurrent",))
+    space: str = _opt("recurrent", "search space: recurrent (text), micro or macro (images)",
+                      choices=tuple(SPACE_DATA))
     device: str = _opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = _opt(0, "CPU threads for torch; 0 uses every core", min=0)
     data: DataConfig = field(default_factory=DataConfig)
     recurrent: RecurrentConfig = field(default_factory=RecurrentConfig)
+    micro: MicroConfig = field(default_factory=MicroConfig)
+    macro: MacroConfig = field(default_factory=MacroConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
@@ -143,7 +202,7 @@ def load_config(layers: list[Path], overrides: list[str]) -> Config:
     for path in layers:
         try:
             loaded = OmegaConf.to_container(OmegaConf.load(path)) or {}
-        except (OmegaConfBaseException, OSError, ValueError) as error:
+        except (OmegaConfBaseException, yaml.YAMLError, OSError, ValueError) as error:
             raise UserError(f"cannot read {path}: {_first_line(error)}") from None
         if not isinstance(loaded, dict):
             raise UserError(f"{path} must hold a mapping of config keys")
@@ -215,6 +274,14 @@ def validate(config: Config) -> None:
             errors.append(f"{key}={value} must be at most {meta['max']}")
     if config.data.name == "text" and not config.data.root:
         errors.append("data.name=text needs data.root=FOLDER holding ptb.train.txt, ptb.valid.txt, ptb.test.txt")
+    if config.data.name == "cifar10" and not config.data.root:
+        errors.append("data.name=cifar10 needs data.root=FOLDER (cifar-10-batches-py: data_batch_1..5, "
+                      "test_batch)")
+    if config.data.name == "image_folder" and not config.data.root:
+        errors.append("data.name=image_folder needs data.root=FOLDER holding train/<class>/* and test/<class>/*")
+    if config.space in SPACE_DATA and config.data.name not in SPACE_DATA[config.space]:
+        errors.append(f"space={config.space} needs data.name in {', '.join(SPACE_DATA[config.space])}, "
+                      f"not {config.data.name}")
     if errors:
         raise UserError("; ".join(errors))
 

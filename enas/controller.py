@@ -79,8 +79,9 @@ class Controller(nn.Module):
                 choice, lp, ent = _categorical(logits, generator, greedy)
                 inputs = self.op_embeddings[vocab](choice)
             else:
-                stacked = torch.stack(anchors[:decision.size], dim=1)   # (n, k, H)
-                scores = torch.tanh(torch.stack(keys[:decision.size], dim=1) + self.attn_curr(h)[:, None])
+                positions = decision.anchors or range(decision.size)
+                stacked = torch.stack([anchors[p] for p in positions], dim=1)   # (n, k, H)
+                scores = torch.tanh(torch.stack([keys[p] for p in positions], dim=1) + self.attn_curr(h)[:, None])
                 logits = self._clip(self.attn_v(scores).squeeze(-1), cfg.tanh_constant)  # (n, k)
                 if decision.kind == "index":
                     choice, lp, ent = _categorical(logits, generator, greedy)

@@ -50,6 +50,7 @@ def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
     with reporter.phase("derive", samples) as update, open(run_dir / CANDIDATES_FILE, "w") as out:
         for arch in architectures:
             if arch not in scores:  # the controller often samples the same architecture twice
+                task.calibrate(search.bind(arch))  # e.g. batch-norm statistics of this candidate
                 scores[arch] = task.evaluate(search.bind(arch), "valid")
             out.write(json.dumps({"arch": arch.to_official(), "choices": arch.to_json()["choices"],
                                   f"valid_{task.metric}": scores[arch]}) + "\n")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from enas.errors import UserError
+from enas.spaces.macro import MacroSpace
+from enas.spaces.micro import MicroSpace
 from enas.spaces.recurrent import RecurrentSpace
 
-SPACES = {RecurrentSpace.name: RecurrentSpace}
+SPACES = {space.name: space for space in (RecurrentSpace, MicroSpace, MacroSpace)}
 
 
 def space_class(name: str) -> type:

@@ -22,6 +22,9 @@ class Decision:
     kind "index": pick one of the first `size` anchors (earlier nodes or cell inputs).
     kind "skip":  pick any subset of the first `size` anchors (one bit each).
     `ends_node`:  the controller stores an anchor for the node this decision completes.
+    `anchors`:    index and skip: the positions (in storing order) of the anchors to choose
+                  among, when they are not simply the first `size` (e.g. a second cell whose
+                  nodes follow the first cell's in the controller's anchor list).
     """
 
     name: str
@@ -29,14 +32,17 @@ class Decision:
     size: int
     options: tuple[str, ...] = ()
     ends_node: bool = False
+    anchors: tuple[int, ...] = ()
 
 
 def op(name: str, options: Sequence[str], ends_node: bool = False) -> Decision:
     return Decision(name, "op", len(options), tuple(options), ends_node)
 
 
-def index(name: str, size: int, ends_node: bool = False) -> Decision:
-    return Decision(name, "index", size, (), ends_node)
+def index(name: str, size: int, ends_node: bool = False, anchors: Sequence[int] = ()) -> Decision:
+    if anchors and len(anchors) != size:
+        raise ValueError(f"{name}: {len(anchors)} anchor positions for {size} options")
+    return Decision(name, "index", size, (), ends_node, tuple(anchors))
 
 
 def skip(name: str, size: int, ends_node: bool = False) -> Decision:

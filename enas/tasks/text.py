@@ -34,6 +34,7 @@ class TextTask:
 
     metric = "ppl"
     lower_is_better = True
+    valid_is_test = False
 
     def __init__(self, config: Config, train: TrainConfig, corpus: Corpus | None = None):
         self.corpus = corpus if corpus is not None else load_corpus(config)
@@ -67,8 +68,13 @@ class TextTask:
     def load_state_dict(self, state: dict) -> None:
         self._hidden = state["hidden"]
 
+    def calibrate(self, forward: LanguageModel) -> None:
+        """Nothing to prepare before scoring: the language models keep no normalisation statistics."""
+
     def train_loss(self, forward: LanguageModel, index: int) -> torch.Tensor:
-        """Loss of train window `index` (cross-entropy plus activation regularisation)."""
+        """Loss of train window `index` (cross-entropy plus activation regularisation).
+
+        `index` counts steps since the start of training; it wraps around the split."""
         inputs, targets = self._window("train", index)
         logits, hidden, outputs = forward(inputs, self._hidden)
         self._hidden = hidden.detach()  # truncated BPTT: carry the state, not its history

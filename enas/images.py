@@ -1,0 +1,278 @@
+"""Image data for the convolutional spaces: CIFAR-10 python batches, an image-folder layout and
+built-in generated patterns; plus the paper's normalisation and augmentation (crop, flip, cutout).
+
+Images are kept as uint8 tensors (N, C, H, W) and turned into normalised floats one batch at a
+time, so the 50,000 CIFAR-10 training images take 150 MB rather than 600 MB.
+"""
+
+from __future__ import annotations
+
+import codecs
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from enas.config import DataConfig
+from enas.errors import UserError
+
+CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_FILE = "test_batch"
+CIFAR_LAYOUT = "a cifar-10-batches-py folder with data_batch_1..data_batch_5 and test_batch " \
+               "(the python version of CIFAR-10)"
+FOLDER_LAYOUT = "train/<class>/*.png|jpg and test/<class>/*.png|jpg, all images of one size"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+PAD = 4  # the paper's random crop: 4 pixels of zero padding on each side
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing tensor fields with == is ambiguous
+class ImageData:
+    """A labelled image dataset: uint8 images (N, C, H, W) and int64 labels (N,) per split."""
+
+    train: torch.Tensor
+    train_labels: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+    classes: tuple[str, ...]
+
+
+def load_images(cfg: DataConfig) -> ImageData:
+    """The image dataset a config names."""
+    if cfg.name == "cifar10":
+        return load_cifar10(cfg.root)
+    if cfg.name == "image_folder":
+        return load_image_folder(cfg.root)
+    return builtin_images(cfg.image_size, cfg.classes, cfg.train_images, cfg.test_images, cfg.seed)
+
+
+# --------------------------------------------------------------------------- CIFAR-10 batches
+
+
+_RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's array-unpickling function, whatever its module
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Rebuilds only what a CIFAR-10 batch holds: dicts, lists, strings, bytes and numpy arrays.
+
+    A pickle can run any code it names; refusing every global but numpy's array reconstruction
+    means a foreign or tampered file fails to load instead of executing.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        # numpy 1 writes numpy.core.multiarray._reconstruct, numpy 2 numpy._core.multiarray._reconstruct
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return _RECONSTRUCT
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        if (module, name) == ("_codecs", "encode"):  # how Python 3 writes bytes in protocol 2 pickles
+            return codecs.encode
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
+
+
+def _unpickle(path: Path) -> dict:
+    """A CIFAR-10 pickle as a dict with str keys; a UserError when it is something else."""
+    try:
+        with open(path, "rb") as handle:
+            # The official files are Python 2 pickles: their str objects arrive as bytes here.
+            loaded = _CifarUnpickler(handle, encoding="bytes").load()
+        return {(k.decode() if isinstance(k, bytes) else k): v for k, v in loaded.items()}
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as error:
+        raise UserError(f"{path} is not a CIFAR-10 python batch ({error}); expected {CIFAR_LAYOUT}") from None
+
+
+def _read_cifar_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch file -> images (N, 3, 32, 32) uint8, labels (N,) int64."""
+    batch = _unpickle(path)
+    try:
+        data, labels = batch["data"], batch["labels"]
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+                and data.shape[1] == 3072 and len(labels) == data.shape[0]):
+            raise ValueError("data must be uint8 N x 3072 with N labels")
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{path} is not a CIFAR-10 python batch ({error}); expected {CIFAR_LAYOUT}") from None
+    images = torch.from_numpy(data.copy()).view(-1, 3, 32, 32)  # rows are channel-major R, G, B planes
+    return images, torch.tensor(labels, dtype=torch.int64)
+
+
+def _cifar_folder(root: Path) -> Path:
+    """`root` itself or its cifar-10-batches-py subfolder, whichever holds the batches."""
+    for folder in (root, root / "cifar-10-batches-py"):
+        if (folder / CIFAR_TRAIN_FILES[0]).is_file():
+            return folder
+    if not root.is_dir():
+        raise UserError(f"cifar10 dataset folder {root} does not exist; expected {CIFAR_LAYOUT}")
+    raise UserError(f"cifar10 dataset folder {root} lacks {CIFAR_TRAIN_FILES[0]}; expected {CIFAR_LAYOUT}")
+
+
+def load_cifar10(root: str | Path) -> ImageData:
+    """The python CIFAR-10 batches, read directly (no download, no checksum)."""
+    folder = _cifar_folder(Path(root))
+    missing = [name for name in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"cifar10 dataset folder {folder} lacks {', '.join(missing)}; expected {CIFAR_LAYOUT}")
+    train = [_read_cifar_batch(folder / name) for name in CIFAR_TRAIN_FILES]
+    test, test_labels = _read_cifar_batch(folder / CIFAR_TEST_FILE)
+    classes = tuple(str(i) for i in range(10))
+    meta = folder / "batches.meta"
+    if meta.is_file():
+        names = _unpickle(meta).get("label_names", [])
+        classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names) or classes
+    return ImageData(torch.cat([images for images, _ in train]), torch.cat([labels for _, labels in train]),
+                     test, test_labels, classes)
+
+
+# --------------------------------------------------------------------------- image folder
+
+
+def _read_split(folder: Path, classes: tuple[str, ...] | None
+                ) -> tuple[list[torch.Tensor], list[int], tuple[str, ...]]:
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist; expected {FOLDER_LAYOUT}")
+    found = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir()))
+    classes = classes or found
+    if not found or set(found) - set(classes):
+        raise UserError(f"{folder} has class folders {list(found)}, expected a subset of {list(classes)}; "
+                        f"layout: {FOLDER_LAYOUT}")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
+            if (folder / name).is_dir() else []
+        for path in files:
+            try:
+                with Image.open(path) as file:
+                    pixels = np.asarray(file.convert("RGB"))
+            except (OSError, UnidentifiedImageError) as error:
+                raise UserError(f"cannot decode image {path} ({error})") from None
+            image = torch.from_numpy(pixels.copy()).permute(2, 0, 1)   # (H, W, 3) -> (3, H, W)
+            if images and image.shape != images[0].shape:
+                raise UserError(f"image {path} is {tuple(image.shape[1:])} pixels, the others "
+                                f"{tuple(images[0].shape[1:])}; expected {FOLDER_LAYOUT}")
+            images.append(image)
+            labels.append(label)
+    if not images:
+        raise UserError(f"{folder} holds no images; expected {FOLDER_LAYOUT}")
+    return images, labels, classes
+
+
+def load_image_folder(root: str | Path) -> ImageData:
+    """`root/train/<class>/*` and `root/test/<class>/*`; classes are the train folder names, sorted.
+
+    The training images come in a fixed shuffled order, so that the validation images a search
+    holds out at the end of the training set are of every class, as in the CIFAR-10 batches."""
+    root = Path(root)
+    train, train_labels, classes = _read_split(root / "train", None)
+    test, test_labels, _ = _read_split(root / "test", classes)
+    if test[0].shape != train[0].shape:
+        raise UserError(f"test images are {tuple(test[0].shape[1:])} pixels, train images "
+                        f"{tuple(train[0].shape[1:])}; expected {FOLDER_LAYOUT}")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    return ImageData(torch.stack(train)[order], torch.tensor(train_labels)[order], torch.stack(test),
+                     torch.tensor(test_labels), classes)
+
+
+# --------------------------------------------------------------------------- built-in patterns
+
+# Pattern masks over an n x n patch, by class. Each is left-right symmetric up to a shift, so a
+# horizontal flip keeps the class. The first four are textures, told apart by any small
+# convolution; the others are shapes, which need a wider view.
+PATTERNS: dict[str, Callable[[int, int, int], bool]] = {
+    "stripes": lambda r, c, n: r % 2 == 0,
+    "columns": lambda r, c, n: c % 2 == 0,
+    "checker": lambda r, c, n: (r + c) % 2 == 0,
+    "solid": lambda r, c, n: True,
+    "ring": lambda r, c, n: min(r, c, n - 1 - r, n - 1 - c) < 2,
+    "plus": lambda r, c, n: abs(2 * r - n + 1) <= 1 or abs(2 * c - n + 1) <= 1,
+    "cross": lambda r, c, n: r == c or r + c == n - 1,
+    "dots": lambda r, c, n: r % 2 == 0 and c % 2 == 0,
+}
+NOISE = 0.08  # standard deviation of the pixel noise, on the 0..1 scale
+
+
+def builtin_images(size: int, classes: int, train: int, test: int, seed: int) -> ImageData:
+    """Patterned patches at random positions in random colours, deterministic from `seed`.
+
+    Each image holds one (size/2)-pixel square patch with its class's pattern (PATTERNS) painted
+    in a random colour on a background of another random colour, at a random position, plus noise.
+    Colours and positions do not depend on the class, so every class has the same mean image and a
+    linear model of the pixels stays near chance; a convolution that finds the pattern anywhere
+    solves it.
+    """
+    if not 2 <= classes <= len(PATTERNS) or size < 8:
+        raise UserError(f"builtin images need 2..{len(PATTERNS)} classes and at least 8 pixels, "
+                        f"got {classes} classes of {size} pixels")
+    names = tuple(PATTERNS)[:classes]
+    side = size // 2
+    masks = torch.tensor([[[float(PATTERNS[name](r, c, side)) for c in range(side)] for r in range(side)]
+                          for name in names])
+    images, labels = _paint(masks, size, train + test, torch.Generator().manual_seed(seed))
+    return ImageData(images[:train], labels[:train], images[train:], labels[train:], names)
+
+
+def _paint(masks: torch.Tensor, size: int, count: int, generator: torch.Generator
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` images (N, 3, size, size) uint8 of the class masks (K, n, n), labels balanced."""
+    classes, side = masks.shape[0], masks.shape[1]
+    labels = (torch.arange(count) % classes)[torch.randperm(count, generator=generator)]
+    background = torch.rand(count, 3, 1, 1, generator=generator)
+    # The pattern's colour is the background shifted by 0.25..0.75 per channel (mod 1): always
+    # visible, and uniformly distributed like the background, so neither colour tells the class.
+    foreground = (background + 0.25 + 0.5 * torch.rand(count, 3, 1, 1, generator=generator)) % 1.0
+    corner = torch.randint(0, size - side + 1, (count, 2), generator=generator)
+    rows = torch.arange(size)[None, :] - corner[:, :1]            # (N, size): row inside the patch
+    cols = torch.arange(size)[None, :] - corner[:, 1:]
+    inside = ((rows >= 0) & (rows < side))[:, :, None] & ((cols >= 0) & (cols < side))[:, None, :]
+    mask = masks[labels[:, None, None], rows.clamp(0, side - 1)[:, :, None], cols.clamp(0, side - 1)[:, None, :]]
+    mask = (mask * inside)[:, None]                               # (N, 1, size, size)
+    pixels = background + mask * (foreground - background)
+    pixels = pixels + NOISE * torch.randn(pixels.shape, generator=generator)
+    return (pixels.clamp(0, 1) * 255).round().to(torch.uint8), labels
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of uint8 images (N, C, H, W) on the 0..1 scale."""
+    mean = torch.zeros(images.shape[1], dtype=torch.float64)
+    square = torch.zeros_like(mean)
+    for chunk in images.split(4096):  # in chunks: a float copy of all of CIFAR-10 would take 600 MB
+        pixels = chunk.to(torch.float64).div_(255).transpose(0, 1).flatten(1)
+        mean += pixels.sum(1)
+        square += pixels.pow(2).sum(1)
+    count = images.numel() / images.shape[1]
+    mean /= count
+    std = (square / count - mean.pow(2)).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float (B, C, H, W), each channel standardised with the train statistics."""
+    return (images.float().div_(255) - mean[:, None, None]) / std[:, None, None]
+
+
+def augment(x: torch.Tensor, crop: bool, cutout: int) -> torch.Tensor:
+    """The paper's training augmentation of a normalised batch (B, C, H, W): random crop after
+    4-pixel zero padding, horizontal flip, and cutout (DeVries & Taylor 2017) of a `cutout`-pixel
+    square centred anywhere in the image. Random numbers come from torch's global CPU generator,
+    whose state every checkpoint keeps."""
+    batch, _, height, width = x.shape
+    if crop:
+        offsets = torch.randint(0, 2 * PAD + 1, (batch, 2)).to(x.device)
+        flips = torch.rand(batch) < 0.5
+        padded = F.pad(x, (PAD, PAD, PAD, PAD))
+        rows = (offsets[:, :1] + torch.arange(height, device=x.device))[:, None, :, None]
+        cols = offsets[:, 1:] + torch.arange(width, device=x.device)
+        cols = torch.where(flips.to(x.device)[:, None], cols.flip(1), cols)[:, None, None, :]
+        x = padded[torch.arange(batch, device=x.device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    if cutout:
+        starts = (torch.rand(batch, 2) * torch.tensor([height, width])).long().to(x.device) - cutout // 2
+        inside_rows = (torch.arange(height, device=x.device) - starts[:, :1]).clamp_min(-1) // cutout == 0
+        inside_cols = (torch.arange(width, device=x.device) - starts[:, 1:]).clamp_min(-1) // cutout == 0
+        x = x * ~(inside_rows[:, None, :, None] & inside_cols[:, None, None, :])
+    return x

@@ -1,0 +1,142 @@
+"""Convolutional building blocks shared by the micro and macro spaces, and their op tables.
+
+The blocks follow the official ENAS code (melodyguan/enas, src/cifar10/*_child.py): separable
+convolutions are depthwise then pointwise with no activation in between, pooling is 3x3 with
+"SAME" padding (padding not counted in averages), and a factorized reduction halves the spatial
+size with two 1x1 convolutions on offset grids instead of one strided convolution that would skip
+every other pixel. A supernet and a child are the same classes; a child holds only the modules its
+architecture uses, under the same names, so `copy_supernet_weights` is a filtered state-dict copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Op ids are the positions in these tuples: the numbers of the official architecture strings.
+MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
+MACRO_OPS = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    """What a network needs to know of its data."""
+
+    channels: int
+    height: int
+    width: int
+    classes: int
+
+
+def relu_conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1) -> nn.Sequential:
+    """ReLU -> k x k convolution -> batch norm: how the official code adapts widths between layers."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+                         nn.BatchNorm2d(c_out))
+
+
+def conv_bn_relu(c_in: int, c_out: int, kernel: int = 1) -> nn.Sequential:
+    """Convolution -> batch norm -> ReLU: the order of the official macro branches."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, 1, kernel // 2, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU())
+
+
+def separable(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    """Depthwise k x k then pointwise 1x1 (tf.nn.separable_conv2d), no activation in between."""
+    return nn.Sequential(nn.Conv2d(c_in, c_in, kernel, stride, kernel // 2, groups=c_in, bias=False),
+                         nn.Conv2d(c_in, c_out, 1, bias=False))
+
+
+def sep_conv_stack(channels: int, kernel: int, stride: int = 1, repeats: int = 2) -> nn.Sequential:
+    """The micro op: (ReLU -> separable -> BN) stacked `repeats` times, the stride on the first."""
+    layers: list[nn.Module] = []
+    for i in range(repeats):
+        layers += [nn.ReLU(), separable(channels, channels, kernel, stride if i == 0 else 1),
+                   nn.BatchNorm2d(channels)]
+    return nn.Sequential(*layers)
+
+
+def pool(kind: str, stride: int = 1) -> nn.Module:
+    """3x3 pooling with "SAME" padding; TF averages only the pixels inside the image."""
+    if kind == "avg":
+        return nn.AvgPool2d(3, stride, 1, count_include_pad=False)
+    return nn.MaxPool2d(3, stride, 1)
+
+
+class FactorizedReduction(nn.Module):
+    """Halve height and width without dropping pixels: two 1x1 stride-2 convolutions, one on the
+    even grid and one on the grid shifted by a pixel, concatenated, then batch norm."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"a factorized reduction needs an even output width, got {c_out}")
+        self.even = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
+        self.odd = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C_in, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))."""
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]  # the official pad-right-bottom-then-crop shift
+        return self.bn(torch.cat([self.even(x), self.odd(shifted)], dim=1))
+
+
+def micro_op(name: str, channels: int, stride: int) -> nn.Module:
+    """One micro op at a fixed width; stride 2 where a reduction cell reads its inputs."""
+    if name == "identity":
+        return nn.Identity() if stride == 1 else FactorizedReduction(channels, channels)
+    if name.startswith("sep_conv"):
+        return sep_conv_stack(channels, int(name[-1]), stride)
+    return pool(name[:3], stride)
+
+
+class MacroBranch(nn.Sequential):
+    """One macro op: a 1x1 input convolution, then the op (official `_conv_branch`, `_pool_branch`).
+
+    conv / sep_conv: conv1x1-BN-ReLU -> k x k (dense or separable) -> BN -> ReLU.
+    pooling:         conv1x1-BN-ReLU -> 3x3 pooling.
+    """
+
+    def __init__(self, name: str, channels: int):
+        kind, kernel = name.rsplit("_", 1)[0], int(name[-1])
+        layers: list[nn.Module] = [conv_bn_relu(channels, channels, 1)]
+        if kind in ("avg_pool", "max_pool"):
+            layers.append(pool(kind[:3]))
+        else:
+            op = separable(channels, channels, kernel) if kind == "sep_conv" else \
+                nn.Conv2d(channels, channels, kernel, 1, kernel // 2, bias=False)
+            layers += [op, nn.BatchNorm2d(channels), nn.ReLU()]
+        super().__init__(*layers)
+
+
+def drop_path(x: torch.Tensor, keep: float) -> torch.Tensor:
+    """Zero whole examples of a branch with probability 1 - keep, rescaling the rest (FractalNet)."""
+    if keep >= 1.0:
+        return x
+    mask = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(keep)
+    return x * mask / keep
+
+
+def init_weights(model: nn.Module) -> None:
+    """He-normal convolutions as in the official code (`create_weight` uses he_normal)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+
+
+def copy_supernet_weights(child: nn.Module, supernet: nn.Module) -> None:
+    """Give a child the supernet's weights and batch-norm statistics for its own modules.
+
+    A child is built from the same classes as the supernet with only its architecture's modules,
+    so each of its state-dict entries has the same name and shape in the supernet.
+    """
+    shared = supernet.state_dict()
+    child.load_state_dict({name: shared[name] for name in child.state_dict()})
+
+
+def global_pool(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C): the mean over all positions."""
+    return x.mean(dim=(2, 3))
+

@@ -1,0 +1,202 @@
+"""The macro (whole network) search space of ENAS (paper section 2.3).
+
+The network is a stem and L layers. Layer i applies an op to the output before it, adds a chosen
+set of earlier outputs to the result (skip connections) and, from the second layer on, applies
+batch norm to the sum (official `_enas_layer`). Skip bits are read as the official code reads
+them: bit j of layer i (0-based, j < i) adds entry j of [stem, layer 0, layer 1, ...], so a layer
+may skip from the stem and from every layer but the one it reads anyway.
+
+After layers L//3-1 and 2(L//3)-1 a factorized reduction halves every earlier output that is
+still to be read and doubles the width (official `pool_layers`).
+
+Choices, in controller order: the op of layer 0, then per later layer its op and its skip bits.
+Flattened, that is the official string: per layer an op id (0 conv3, 1 sep3, 2 conv5, 3 sep5,
+4 avgpool, 5 maxpool), then its skip bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from enas.arch import Architecture, Choice, parse_ints
+from enas.config import MacroConfig
+from enas.errors import UserError
+from enas.spaces.base import Decision, check_choices, op, skip
+from enas.spaces.conv_ops import (MACRO_OPS, FactorizedReduction, ImageShape, MacroBranch, copy_supernet_weights,
+                                  global_pool, init_weights)
+
+OFFICIAL_STYLES = {"enas": "melodyguan/enas macro: per layer an op id (0 conv3, 1 sep3, 2 conv5, 3 sep5, "
+                           "4 avgpool, 5 maxpool), then one skip bit per earlier output but the input"}
+
+
+@dataclass(frozen=True)
+class MacroPlan:
+    """An architecture decoded for execution."""
+
+    ops: tuple[int, ...]                 # op id per layer
+    skips: tuple[tuple[int, ...], ...]   # per layer, the outputs added: 0 is the stem, k is layer k-1
+
+    @classmethod
+    def of(cls, arch: Architecture) -> MacroPlan:
+        # choices: op of layer 0, then (op, skip bits) per later layer
+        ops = (arch.choices[0],) + tuple(arch.choices[1::2])
+        bits = ((),) + tuple(arch.choices[2::2])
+        return cls(ops, tuple(tuple(j for j, b in enumerate(layer) if b) for layer in bits))
+
+    def last_reader(self, output: int) -> int:
+        """The last layer that reads `output`: the layer it is the input of, or a later skip."""
+        return max([output] + [i for i, added in enumerate(self.skips) if output in added])
+
+
+def pool_layers(layers: int) -> tuple[int, ...]:
+    """The layers followed by a factorized reduction (official `pool_layers`; none below 3 layers)."""
+    distance = layers // 3
+    return (distance - 1, 2 * distance - 1) if distance else ()
+
+
+class MacroLayer(nn.Module):
+    """One layer: its op branches (all of them in the supernet) and the batch norm after the skips."""
+
+    def __init__(self, channels: int, op_ids: Iterable[int], first: bool):
+        super().__init__()
+        self.branches = nn.ModuleDict({MACRO_OPS[i]: MacroBranch(MACRO_OPS[i], channels) for i in op_ids})
+        self.bn = None if first else nn.BatchNorm2d(channels)  # the official first layer has no skip sum
+
+    def forward(self, x: torch.Tensor, op_id: int, skips: list[torch.Tensor]) -> torch.Tensor:
+        out = self.branches[MACRO_OPS[op_id]](x)
+        return out if self.bn is None else self.bn(sum(skips, out))
+
+
+class MacroNetwork(nn.Module):
+    """Stem, layers, classifier. The supernet (plan None) runs any architecture given to `forward`;
+    a child (plan given) holds only its own ops and reductions and runs the same code."""
+
+    def __init__(self, cfg: MacroConfig, shape: ImageShape, plan: MacroPlan | None = None):
+        super().__init__()
+        self.plan = plan
+        layers = len(plan.ops) if plan is not None else cfg.layers
+        c = cfg.filters
+        self.stem = nn.Sequential(nn.Conv2d(shape.channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        self.layers = nn.ModuleList()
+        self.reductions = nn.ModuleDict()
+        for i in range(layers):
+            self.layers.append(MacroLayer(c, [plan.ops[i]] if plan is not None else range(cfg.ops), i == 0))
+            if i in pool_layers(layers):
+                kept = [k for k in range(i + 2) if plan is None or plan.last_reader(k) > i]
+                self.reductions[f"after{i}"] = nn.ModuleDict(
+                    {f"output{k}": FactorizedReduction(c, 2 * c) for k in kept})
+                c *= 2
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Linear(c, shape.classes)
+        init_weights(self)
+
+    def forward(self, images: torch.Tensor, arch: Architecture | None = None) -> tuple[torch.Tensor, None]:
+        """images (B, C, H, W) -> logits (B, classes), None (the macro network has no auxiliary head)."""
+        if self.plan is None and arch is None:
+            raise ValueError("the supernet needs the architecture to run")
+        plan = self.plan or MacroPlan.of(arch)
+        outputs: list[torch.Tensor | None] = [self.stem(images)]
+        for i, layer in enumerate(self.layers):
+            outputs.append(layer(outputs[i], plan.ops[i], [outputs[k] for k in plan.skips[i]]))
+            if f"after{i}" in self.reductions:
+                reduce = self.reductions[f"after{i}"]
+                # Only outputs still to be read are reduced; the others are never needed again.
+                outputs = [reduce[f"output{k}"](out) if plan.last_reader(k) > i else None
+                           for k, out in enumerate(outputs)]
+        return self.classifier(self.dropout(global_pool(outputs[-1]))), None
+
+    def load_from_supernet(self, supernet: MacroNetwork) -> None:
+        """Copy the supernet's weights and batch-norm statistics for this child's architecture."""
+        copy_supernet_weights(self, supernet)
+
+
+class MacroSpace:
+    """The macro space on images of a given shape."""
+
+    name = "macro"
+    initial_anchors = 0
+    official_styles = OFFICIAL_STYLES
+    aux_weight = 0.0  # no auxiliary head in the official macro network
+
+    def __init__(self, cfg: MacroConfig, shape: ImageShape):
+        self.cfg, self.shape = cfg, shape
+
+    def decisions(self) -> list[Decision]:
+        return decisions_for(self.cfg.layers, self.cfg.ops)
+
+    def supernet(self) -> MacroNetwork:
+        return MacroNetwork(self.cfg, self.shape)
+
+    def child(self, arch: Architecture) -> MacroNetwork:
+        if arch.space != self.name:
+            raise UserError(f"a {arch.space} architecture cannot be built in the macro space; "
+                            f"set space={arch.space}")
+        return MacroNetwork(self.cfg, self.shape, MacroPlan.of(arch))
+
+    @staticmethod
+    def check(choices: Sequence[Choice]) -> None:
+        if len(choices) % 2 == 0:
+            raise UserError(f"a macro architecture has 2L-1 choices for L layers (an op per layer, skip bits "
+                            f"from the second on), got {len(choices)}")
+        check_choices("macro", decisions_for((len(choices) + 1) // 2, len(MACRO_OPS)), choices)
+
+    @staticmethod
+    def to_official(choices: Sequence[Choice], style: str | None) -> str:
+        _check_style(style)
+        return " ".join(" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in choices)
+
+    @staticmethod
+    def from_official(text: str, style: str | None) -> tuple[Choice, ...]:
+        _check_style(style)
+        numbers = parse_ints(text, "a macro architecture string")
+        layers = (math.isqrt(8 * len(numbers) + 1) - 1) // 2
+        if not numbers or layers * (layers + 1) // 2 != len(numbers):
+            raise UserError(f"a macro string has L(L+1)/2 numbers for L layers (per layer an op id, then one "
+                            f"skip bit per earlier layer), got {len(numbers)}")
+        choices: list[Choice] = []
+        for i in range(layers):
+            start = i * (i + 1) // 2
+            choices.append(numbers[start])
+            if i:
+                choices.append(tuple(numbers[start + 1:start + 1 + i]))
+        return tuple(choices)
+
+    @staticmethod
+    def render(arch: Architecture) -> tuple[str, str]:
+        """(text, graphviz dot) pictures of the network."""
+        plan = MacroPlan.of(arch)
+        pools = pool_layers(len(plan.ops))
+        lines, dot = [], ["digraph network {", "  rankdir=TB;", '  out0 [label="stem", shape=box];']
+        for i, op_id in enumerate(plan.ops):
+            added = "".join(f" + {_output(k)}" for k in plan.skips[i])
+            lines.append(f"layer {i + 1}: {MACRO_OPS[op_id]}({_output(i)}){added}")
+            dot.append(f'  out{i + 1} [label="{i + 1}: {MACRO_OPS[op_id]}"];')
+            dot.append(f"  out{i} -> out{i + 1};")
+            dot += [f"  out{k} -> out{i + 1} [style=dashed];" for k in plan.skips[i]]
+            if i in pools:
+                lines.append("  (factorized reduction: half the size, twice the width)")
+        dot.append("}")
+        return "\n".join(lines), "\n".join(dot) + "\n"
+
+
+def _output(k: int) -> str:
+    return "stem" if k == 0 else f"layer {k}"
+
+
+def _check_style(style: str | None) -> None:
+    if style not in (None, "enas"):
+        raise UserError(f"unknown macro string style {style!r}; choose one of {', '.join(OFFICIAL_STYLES)}")
+
+
+def decisions_for(layers: int, ops: int) -> list[Decision]:
+    """The op of layer 1, then per later layer its op and its skip bits; one anchor per layer."""
+    options = MACRO_OPS[:ops]
+    decisions = [op("layer1.op", options, ends_node=True)]
+    for i in range(1, layers):
+        decisions += [op(f"layer{i + 1}.op", options), skip(f"layer{i + 1}.skips", i, ends_node=True)]
+    return decisions

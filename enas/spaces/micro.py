@@ -1,0 +1,299 @@
+"""The micro (cell) search space of ENAS (paper section 2.4) and the network built from its cells.
+
+A cell has two inputs, the outputs of the two cells before it (positions 0 and 1), and B nodes
+(positions 2..B+1). Node j picks two inputs among the positions before it and an op for each,
+and is their sum. The cell output concatenates the loose ends (nodes that no node reads) and a
+1x1 convolution brings it back to the cell width. A normal cell keeps the size; a reduction cell
+doubles the width and applies its ops with stride 2 where they read the cell inputs. The normal
+and the reduction cell are searched together.
+
+Choices, in controller order: (x input, x op, y input, y op) per node of the normal cell, then the
+same for the reduction cell. That is the official string `idx1 op1 idx2 op2 ...` (ops: 0 sep3,
+1 sep5, 2 avg, 3 max, 4 identity).
+
+Shared weights are kept per node, input slot (x or y) and op; in a reduction cell, the ops that
+read the cell inputs (with stride 2) have their own, apart from those that read its nodes. (The
+official `_enas_conv` also keeps them per input position: `Cell._name` is where that would go.)
+
+Network (official micro_child.py): a 3x3 stem to 3F channels, L+2 cells with the reduction cells
+at L//3 and 2(L//3)+1, then ReLU, global average pooling, dropout and a linear classifier. The
+auxiliary head reads the cell after the second reduction cell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from enas.arch import Architecture, Choice, parse_ints
+from enas.config import MicroConfig
+from enas.errors import UserError
+from enas.spaces.base import Decision, check_choices, index, op
+from enas.spaces.conv_ops import (MICRO_OPS, FactorizedReduction, ImageShape, copy_supernet_weights, drop_path,
+                                  global_pool, init_weights, micro_op, relu_conv_bn)
+
+OFFICIAL_STYLES = {"enas": "melodyguan/enas micro: idx1 op1 idx2 op2 per node, normal cell then reduction cell; "
+                           "ops 0 sep3, 1 sep5, 2 avg, 3 max, 4 identity"}
+Edge = tuple[int, str, int, int]  # (node position, input slot "x" or "y", input position, op id)
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One cell decoded for execution: per node (x input, x op, y input, y op)."""
+
+    nodes: tuple[tuple[int, int, int, int], ...]
+
+    @property
+    def loose_ends(self) -> tuple[int, ...]:
+        read = {node[0] for node in self.nodes} | {node[2] for node in self.nodes}
+        return tuple(p for p in range(2, 2 + len(self.nodes)) if p not in read)
+
+    def edges(self) -> list[Edge]:
+        return [edge for position, (x, x_op, y, y_op) in enumerate(self.nodes, start=2)
+                for edge in ((position, "x", x, x_op), (position, "y", y, y_op))]
+
+
+@dataclass(frozen=True)
+class MicroPlan:
+    normal: CellPlan
+    reduce: CellPlan
+
+    @classmethod
+    def of(cls, arch: Architecture) -> MicroPlan:
+        quads = [tuple(arch.choices[k:k + 4]) for k in range(0, len(arch.choices), 4)]
+        half = len(quads) // 2
+        return cls(CellPlan(tuple(quads[:half])), CellPlan(tuple(quads[half:])))
+
+
+def reduction_cells(layers: int) -> tuple[int, int]:
+    """Positions of the two reduction cells among the L+2 cells (official `pool_layers`)."""
+    return layers // 3, 2 * (layers // 3) + 1
+
+
+def all_edges(nodes: int) -> Iterator[Edge]:
+    for position in range(2, 2 + nodes):
+        for slot in ("x", "y"):
+            for source in range(position):
+                for op_id in range(len(MICRO_OPS)):
+                    yield position, slot, source, op_id
+
+
+class Cell(nn.Module):
+    """A normal or reduction cell; the supernet's holds every edge, a child's only its own."""
+
+    def __init__(self, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, nodes: int,
+                 plan: CellPlan | None):
+        super().__init__()
+        self.reduction = reduction
+        # Inputs are brought to the cell width, and input 0 to input 1's size after a reduction
+        # (official `_maybe_calibrate_size`).
+        self.pre0 = nn.Sequential(nn.ReLU(), FactorizedReduction(c_pp, c)) if reduction_prev else \
+            relu_conv_bn(c_pp, c) if c_pp != c else nn.Identity()
+        self.pre1 = relu_conv_bn(c_p, c) if c_p != c else nn.Identity()
+        self.edges = nn.ModuleDict()
+        for edge in plan.edges() if plan is not None else all_edges(nodes):
+            if self._name(edge) not in self.edges:
+                self.edges[self._name(edge)] = micro_op(MICRO_OPS[edge[3]], c, self._stride(edge[2]))
+        # The 1x1 convolution over the concatenated loose ends is a sum of one c x c block per
+        # loose end, so the supernet keeps a block per node and uses those of the loose ends.
+        outputs = plan.loose_ends if plan is not None else range(2, 2 + nodes)
+        self.combine = nn.ParameterDict({f"node{p}": nn.Parameter(torch.empty(c, c, 1, 1)) for p in outputs})
+        for weight in self.combine.values():
+            nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
+        self.combine_bn = nn.BatchNorm2d(c)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, plan: CellPlan, keep: float) -> torch.Tensor:
+        """s0, s1: outputs of the two cells before (B, C', H', W') -> (B, C, H, W)."""
+        states = [self.pre0(s0), self.pre1(s1)]
+        for position, (x, x_op, y, y_op) in enumerate(plan.nodes, start=2):
+            states.append(self._edge((position, "x", x, x_op), states, keep) +
+                          self._edge((position, "y", y, y_op), states, keep))
+        loose = plan.loose_ends
+        weight = torch.cat([self.combine[f"node{p}"] for p in loose], dim=1)
+        return self.combine_bn(F.conv2d(F.relu(torch.cat([states[p] for p in loose], dim=1)), weight))
+
+    def _stride(self, source: int) -> int:
+        return 2 if self.reduction and source < 2 else 1
+
+    def _name(self, edge: Edge) -> str:
+        """The module an edge runs: one per node, slot and op (and stride, in a reduction cell)."""
+        position, slot, source, op_id = edge
+        return f"node{position}_{slot}_{MICRO_OPS[op_id]}" + ("_stride2" if self._stride(source) == 2 else "")
+
+    def _edge(self, edge: Edge, states: list[torch.Tensor], keep: float) -> torch.Tensor:
+        out = self.edges[self._name(edge)](states[edge[2]])
+        # The official fixed cells drop every op's path but identity's.
+        return out if MICRO_OPS[edge[3]] == "identity" else drop_path(out, keep)
+
+
+class AuxHead(nn.Sequential):
+    """The official auxiliary classifier: ReLU, 5x5 average pooling with stride 3, 1x1 conv to 128,
+    BN, ReLU, a convolution over the whole remaining map to 768, BN, ReLU, linear.
+    Maps smaller than 5x5 (small built-in images) are pooled whole."""
+
+    def __init__(self, channels: int, height: int, width: int, classes: int):
+        kernel = (min(5, height), min(5, width))
+        pooled = ((height - kernel[0]) // 3 + 1, (width - kernel[1]) // 3 + 1)
+        super().__init__(nn.ReLU(), nn.AvgPool2d(kernel, 3), nn.Conv2d(channels, 128, 1, bias=False),
+                         nn.BatchNorm2d(128), nn.ReLU(), nn.Conv2d(128, 768, pooled, bias=False),
+                         nn.BatchNorm2d(768), nn.ReLU(), nn.Flatten(), nn.Linear(768, classes))
+
+
+class MicroNetwork(nn.Module):
+    """Stem, cells, classifier. The supernet (plan None) runs any architecture given to `forward`;
+    a child (plan given) holds only its own edges and runs the same code."""
+
+    def __init__(self, cfg: MicroConfig, shape: ImageShape, plan: MicroPlan | None = None,
+                 drop_path_steps: int = 0):
+        super().__init__()
+        self.cfg, self.plan, self.drop_path_steps = cfg, plan, drop_path_steps
+        nodes = len(plan.normal.nodes) if plan is not None else cfg.nodes
+        stem_width = 3 * cfg.filters
+        self.stem = nn.Sequential(nn.Conv2d(shape.channels, stem_width, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(stem_width))
+        reductions = reduction_cells(cfg.layers)
+        self.aux_at = reductions[1] + 1 if cfg.aux_weight > 0 else -1
+        c_pp, c_p, c, reduction_prev = stem_width, stem_width, cfg.filters, False
+        height, width = shape.height, shape.width
+        self.cells = nn.ModuleList()
+        for i in range(cfg.layers + 2):
+            reduction = i in reductions
+            if reduction:
+                c, height, width = 2 * c, math.ceil(height / 2), math.ceil(width / 2)
+            cell_plan = None if plan is None else plan.reduce if reduction else plan.normal
+            self.cells.append(Cell(c_pp, c_p, c, reduction, reduction_prev, nodes, cell_plan))
+            if i == self.aux_at:
+                self.aux_head = AuxHead(c, height, width, shape.classes)
+            c_pp, c_p, reduction_prev = c_p, c, reduction
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Linear(c_p, shape.classes)
+        # Training steps taken, for the drop-path schedule; a buffer, so checkpoints keep it.
+        self.register_buffer("steps_trained", torch.zeros((), dtype=torch.long))
+        init_weights(self)
+
+    def forward(self, images: torch.Tensor, arch: Architecture | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """images (B, C, H, W) -> logits (B, classes), auxiliary logits (B, classes) in training or None."""
+        if self.plan is None and arch is None:
+            raise ValueError("the supernet needs the architecture to run")
+        plan = self.plan or MicroPlan.of(arch)
+        drop = self._drop_path_rate()
+        s0 = s1 = self.stem(images)
+        aux = None
+        for i, cell in enumerate(self.cells):
+            keep = 1.0 - drop * (i + 1) / len(self.cells)  # official: the rate grows with depth
+            s0, s1 = s1, cell(s0, s1, plan.reduce if cell.reduction else plan.normal, keep)
+            if i == self.aux_at and self.training:
+                aux = self.aux_head(s1)
+        if self.training:
+            self.steps_trained += 1
+        return self.classifier(self.dropout(global_pool(F.relu(s1)))), aux
+
+    def _drop_path_rate(self) -> float:
+        """The last cell's drop-path probability now: it grows linearly with the training step up to
+        `cfg.drop_path` (official `_apply_drop_path`). The supernet never drops paths, as the
+        official ENAS layers do not."""
+        if not (self.training and self.plan is not None and self.cfg.drop_path > 0):
+            return 0.0
+        progress = min(1.0, (int(self.steps_trained) + 1) / max(1, self.drop_path_steps))
+        return progress * self.cfg.drop_path
+
+    def load_from_supernet(self, supernet: MicroNetwork) -> None:
+        """Copy the supernet's weights and batch-norm statistics for this child's architecture."""
+        copy_supernet_weights(self, supernet)
+        self.steps_trained.zero_()  # the child's own training, and its drop-path schedule, start now
+
+
+class MicroSpace:
+    """The micro space on images of a given shape; a child's drop path ramps over `drop_path_steps`."""
+
+    name = "micro"
+    initial_anchors = 2  # the two cell inputs
+    official_styles = OFFICIAL_STYLES
+
+    def __init__(self, cfg: MicroConfig, shape: ImageShape, drop_path_steps: int = 0):
+        self.cfg, self.shape, self.drop_path_steps = cfg, shape, drop_path_steps
+        self.aux_weight = cfg.aux_weight
+
+    def decisions(self) -> list[Decision]:
+        return decisions_for(self.cfg.nodes)
+
+    def supernet(self) -> MicroNetwork:
+        return MicroNetwork(self.cfg, self.shape)
+
+    def child(self, arch: Architecture) -> MicroNetwork:
+        if arch.space != self.name:
+            raise UserError(f"a {arch.space} architecture cannot be built in the micro space; "
+                            f"set space={arch.space}")
+        return MicroNetwork(self.cfg, self.shape, MicroPlan.of(arch), self.drop_path_steps)
+
+    @staticmethod
+    def check(choices: Sequence[Choice]) -> None:
+        if not choices or len(choices) % 8:
+            raise UserError(f"a micro architecture has 4 numbers per node for B nodes in each of two cells "
+                            f"(8B in all), got {len(choices)}")
+        check_choices("micro", decisions_for(len(choices) // 8), choices)
+
+    @staticmethod
+    def to_official(choices: Sequence[Choice], style: str | None) -> str:
+        _check_style(style)
+        return " ".join(str(c) for c in choices)
+
+    @staticmethod
+    def from_official(text: str, style: str | None) -> tuple[int, ...]:
+        _check_style(style)
+        return tuple(parse_ints(text, "a micro architecture string"))
+
+    @staticmethod
+    def render(arch: Architecture) -> tuple[str, str]:
+        """(text, graphviz dot) pictures of the normal and the reduction cell."""
+        plan = MicroPlan.of(arch)
+        lines, dot = [], ["digraph cells {", "  rankdir=LR;"]
+        for title, cell in (("normal", plan.normal), ("reduction", plan.reduce)):
+            lines.append(f"{title} cell:")
+            dot += [f"  subgraph cluster_{title} {{", f'    label="{title} cell";']
+            dot += [f'    {title}_{p} [label="input {p}", shape=box];' for p in (0, 1)]
+            for position, (x, x_op, y, y_op) in enumerate(cell.nodes, start=2):
+                lines.append(f"  node {position} = {MICRO_OPS[x_op]}({_source(x)}) + "
+                             f"{MICRO_OPS[y_op]}({_source(y)})")
+                dot.append(f'    {title}_{position} [label="node {position}"];')
+                dot += [f'    {title}_{src} -> {title}_{position} [label="{MICRO_OPS[o]}"];'
+                        for src, o in ((x, x_op), (y, y_op))]
+            lines.append("  output = 1x1 conv of concat(" + ", ".join(f"node {p}" for p in cell.loose_ends) + ")")
+            dot.append(f'    {title}_out [label="output", shape=box];')
+            dot += [f"    {title}_{p} -> {title}_out;" for p in cell.loose_ends]
+            dot.append("  }")
+        dot.append("}")
+        return "\n".join(lines), "\n".join(dot) + "\n"
+
+
+def _source(position: int) -> str:
+    return f"input {position}" if position < 2 else f"node {position}"
+
+
+def _check_style(style: str | None) -> None:
+    if style not in (None, "enas"):
+        raise UserError(f"unknown micro string style {style!r}; choose one of {', '.join(OFFICIAL_STYLES)}")
+
+
+def decisions_for(nodes: int) -> list[Decision]:
+    """Per node of the normal then the reduction cell: x input, x op, y input, y op.
+
+    The controller stores an anchor for the two cell inputs, then one per node. A node of the
+    reduction cell chooses among the inputs and the reduction cell's own earlier nodes, whose
+    anchors follow the normal cell's.
+    """
+    decisions = []
+    for cell, first_node_anchor in (("normal", 2), ("reduce", 2 + nodes)):
+        for k in range(nodes):
+            position = k + 2
+            anchors = (0, 1, *range(first_node_anchor, first_node_anchor + k))
+            for slot in ("x", "y"):
+                decisions += [index(f"{cell}.node{position}.{slot}_input", position, anchors=anchors),
+                              op(f"{cell}.node{position}.{slot}_op", MICRO_OPS, ends_node=slot == "y")]
+    return decisions

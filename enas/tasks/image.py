@@ -1,0 +1,173 @@
+"""Image classification as a search task: batches, training loss, reward and accuracy.
+
+The same interface as the text task, so search, derive and retrain run the convolutional spaces
+unchanged. Models are `forward` callables: a supernet bound to an architecture with
+functools.partial, or a child. Both return (logits, auxiliary logits or None).
+
+Splits: search trains on the first part of the training set and validates on the rest (the last
+`data.valid_fraction`, 5,000 of CIFAR-10's 50,000 as in the official code); retrain trains on all
+of it, and its validation split is the test set.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import partial
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from enas.config import Config, TrainConfig
+from enas.errors import UserError
+from enas.images import ImageData, augment, channel_stats, load_images, normalise
+from enas.spaces.conv_ops import ImageShape
+from enas.spaces.macro import MacroSpace
+from enas.spaces.micro import MicroSpace
+
+# forward(images (B, C, H, W)) -> logits (B, K), auxiliary logits (B, K) or None
+ImageModel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | None"]]
+
+
+class ImageTask:
+    """Classification of uint8 images normalised with the training split's channel statistics."""
+
+    metric = "acc"
+    lower_is_better = False
+
+    def __init__(self, config: Config, train: TrainConfig, hold_out: bool, data: ImageData | None = None):
+        """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain)."""
+        data = data if data is not None else load_images(config.data)
+        self.train_cfg, self.bn_batches = train, config.derive.bn_batches
+        held = round(len(data.train) * config.data.valid_fraction) if hold_out else 0
+        kept = len(data.train) - held
+        self.valid_is_test = held == 0
+        self.images = {"train": data.train[:kept], "valid": data.train[kept:] if held else data.test,
+                       "test": data.test}
+        self.labels = {"train": data.train_labels[:kept], "valid": data.train_labels[kept:] if held
+                       else data.test_labels, "test": data.test_labels}
+        for split in ("train", "valid"):
+            if len(self.images[split]) < 2:
+                raise UserError(f"the {split} split has {len(self.images[split])} images; it needs at least 2 "
+                                "(raise data.valid_fraction or use more images)")
+        if kept < train.batch_size:
+            raise UserError(f"the train split has {kept} images, fewer than one batch of {train.batch_size}; "
+                            "lower the batch size")
+        self.mean, self.std = channel_stats(self.images["train"])
+        self.classes = len(data.classes)
+        self._order = torch.arange(kept)
+        shape = ImageShape(data.train.shape[1], data.train.shape[2], data.train.shape[3], self.classes)
+        steps = train.epochs * (train.steps_per_epoch or self.batches("train"))
+        self.space = MicroSpace(config.micro, shape, steps) if config.space == "micro" else \
+            MacroSpace(config.macro, shape)
+
+    def to(self, device: torch.device) -> ImageTask:
+        self.images = {split: images.to(device) for split, images in self.images.items()}
+        self.labels = {split: labels.to(device) for split, labels in self.labels.items()}
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
+    def batches(self, split: str) -> int:
+        """Training drops the last partial batch (batch norm needs several images); evaluation keeps it."""
+        count, size = len(self.images[split]), self.train_cfg.batch_size
+        return count // size if split == "train" else -(-count // size)
+
+    def _batch(self, split: str, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        images = normalise(self.images[split][rows], self.mean, self.std)
+        return images, self.labels[split][rows]
+
+    def start_epoch(self, generator: torch.Generator) -> None:
+        """A fresh order of the training images, drawn from `generator`."""
+        self._order = torch.randperm(len(self.images["train"]), generator=generator)
+
+    def state_dict(self) -> dict:
+        return {"order": self._order}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._order = state["order"]
+
+    def train_loss(self, forward: ImageModel, index: int) -> torch.Tensor:
+        """Cross-entropy (plus the weighted auxiliary loss) of training step `index`, augmented.
+
+        `index` counts steps since the start of training; it wraps around the split."""
+        size = self.train_cfg.batch_size
+        start = (index % self.batches("train")) * size
+        images, labels = self._batch("train", self._order[start:start + size].to(self.images["train"].device))
+        images = augment(images, self.train_cfg.augment, self.train_cfg.cutout)
+        logits, aux = forward(images)
+        loss = F.cross_entropy(logits, labels)
+        if aux is not None:
+            loss = loss + self.space.aux_weight * F.cross_entropy(aux, labels)
+        return loss
+
+    @torch.no_grad()
+    def reward(self, forward: ImageModel, index: int) -> float:
+        """ENAS image reward: accuracy on validation batch `index` with the shared weights.
+
+        The search loop puts the supernet in eval mode for the controller phase, but its running
+        batch-norm statistics mix every architecture trained so far and fit none of them. Like the
+        official code (micro_child.py forces is_training=True), batch norm here normalises with the
+        batch's own statistics; dropout stays off, so the reward is not noisier than it must be.
+        """
+        size = self.train_cfg.batch_size
+        full_batches = max(1, len(self.images["valid"]) // size)  # a partial batch is a poorer statistic
+        start = (index % full_batches) * size
+        images, labels = self._batch("valid", slice(start, start + size))
+        with batch_statistics(_model_of(forward), momentum=0.0):  # momentum 0: running stats untouched
+            logits, _ = forward(images)
+        return (logits.argmax(1) == labels).float().mean().item()
+
+    @torch.no_grad()
+    def calibrate(self, forward: ImageModel) -> None:
+        """Recompute the batch-norm statistics of `forward`'s architecture on the first
+        `derive.bn_batches` training batches (unaugmented), before it is scored in eval mode."""
+        model = _model_of(forward)
+        for module in _batch_norms(model):
+            module.reset_running_stats()
+        size = self.train_cfg.batch_size
+        with batch_statistics(model, momentum=None):  # None: a plain average over the batches
+            for index in range(min(self.bn_batches, self.batches("train"))):
+                forward(self._batch("train", slice(index * size, (index + 1) * size))[0])
+
+    @torch.no_grad()
+    def evaluate(self, forward: ImageModel, split: str, max_batches: int = 0) -> float:
+        """Accuracy over the split (or its first `max_batches` batches), in the model's current mode."""
+        correct, count, size = 0, 0, self.train_cfg.batch_size
+        limit = self.batches(split) if max_batches == 0 else min(max_batches, self.batches(split))
+        for index in range(limit):
+            images, labels = self._batch(split, slice(index * size, (index + 1) * size))
+            logits, _ = forward(images)
+            correct += int((logits.argmax(1) == labels).sum())
+            count += len(labels)
+        return correct / count
+
+    def describe(self) -> dict[str, float]:
+        """Reference figures printed beside a model's accuracy."""
+        return {"chance_acc": 1.0 / self.classes}
+
+
+def _model_of(forward: ImageModel) -> nn.Module:
+    """The module behind `forward`: a child, or the supernet an architecture is bound to."""
+    return forward.func if isinstance(forward, partial) else forward
+
+
+def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def batch_statistics(model: nn.Module, momentum: float | None) -> Iterator[None]:
+    """Batch norm in training mode (normalising with batch statistics, updating the running ones
+    with `momentum`), everything else as it was; restored on exit."""
+    norms = _batch_norms(model)
+    saved = [(m.training, m.momentum) for m in norms]
+    for m in norms:
+        m.train()
+        m.momentum = momentum
+    try:
+        yield
+    finally:
+        for m, (training, old) in zip(norms, saved):
+            m.train(training)
+            m.momentum = old
