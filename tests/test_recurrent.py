@@ -1,0 +1,151 @@
+"""The recurrent space: supernet/child equivalence, architecture codecs, validation, rendering."""
+
+import random
+
+import pytest
+import torch
+
+from enas.arch import Architecture
+from enas.config import RecurrentConfig
+from enas.errors import UserError
+from enas.spaces.recurrent import ACTIVATIONS, CellPlan, RecurrentSpace, decisions_for
+
+PAPER_STRING = "0 0 0 1 1 2 1 2 0 2 0 5 1 1 0 6 1 8 1 8 1 8 1"   # official enas ptb example
+ENAS_LM_STRING = "0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2"               # google-research/enas_lm example
+
+
+def random_arch(nodes: int, rng: random.Random) -> Architecture:
+    choices = [rng.randrange(d.size) for d in decisions_for(nodes)]
+    return Architecture("recurrent", tuple(choices))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_child_computes_exactly_what_the_supernet_computes(seed):
+    rng = random.Random(seed)
+    cfg = RecurrentConfig(nodes=6, hidden=12)
+    space = RecurrentSpace(cfg, vocab_size=20)
+    torch.manual_seed(seed)
+    supernet = space.supernet().eval()
+    arch = random_arch(6, rng)
+    child = space.child(arch).eval()
+    child.load_from_supernet(supernet)
+    tokens = torch.randint(0, 20, (9, 4))
+    hidden = torch.randn(4, 12)
+    logits_s, hidden_s, out_s = supernet(tokens, hidden, arch)
+    logits_c, hidden_c, out_c = child(tokens, hidden)
+    assert torch.equal(logits_s, logits_c)
+    assert torch.equal(hidden_s, hidden_c)
+    assert torch.equal(out_s, out_c)
+
+
+def test_child_gradients_match_the_supernet_rows_it_uses():
+    cfg = RecurrentConfig(nodes=5, hidden=8)
+    space = RecurrentSpace(cfg, vocab_size=11)
+    supernet = space.supernet()
+    arch = random_arch(5, random.Random(3))
+    child = space.child(arch)
+    child.load_from_supernet(supernet)
+    tokens = torch.randint(0, 11, (6, 3))
+    supernet(tokens, None, arch)[0].sum().backward()
+    child(tokens, None)[0].sum().backward()
+    rows = list(CellPlan.of(arch).edge_rows)
+    assert torch.allclose(supernet.edges.grad[rows], child.edges.grad, atol=1e-6)
+    unused = [r for r in range(supernet.edges.shape[0]) if r not in rows]
+    assert supernet.edges.grad[unused].abs().sum() == 0  # only the sampled subgraph is trained
+
+
+def test_supernet_needs_an_architecture():
+    supernet = RecurrentSpace(RecurrentConfig(nodes=3, hidden=4), 5).supernet()
+    with pytest.raises(ValueError):
+        supernet(torch.zeros(2, 1, dtype=torch.long), None)
+
+
+def test_cell_output_is_the_mean_of_the_loose_ends():
+    # node 1 <- x,h ; node 2 <- node 1 ; node 3 <- node 1: nodes 2 and 3 are loose ends
+    arch = Architecture("recurrent", (0, 0, 1, 0, 2))
+    plan = CellPlan.of(arch)
+    assert plan.loose_ends == (1, 2)
+    assert plan.activations == ("tanh", "relu", "identity")
+
+
+def test_official_enas_string_round_trips():
+    arch = Architecture.from_official(PAPER_STRING, "recurrent")
+    assert len(CellPlan.of(arch).activations) == 12
+    assert arch.to_official() == PAPER_STRING
+    assert Architecture.from_json(arch.to_json()) == arch
+
+
+def test_enas_lm_string_uses_its_own_function_order():
+    arch = Architecture.from_official(ENAS_LM_STRING, "recurrent")
+    plan = CellPlan.of(arch)
+    assert plan.activations[0] == "tanh"                  # enas_lm's fixed base node
+    assert plan.activations[1] == "sigmoid"               # enas_lm function 2 is sigmoid
+    assert plan.activations[8] == "sigmoid"
+    assert "identity" not in plan.activations[:2]
+    assert arch.to_official("enas_lm") == ENAS_LM_STRING
+    assert arch.to_official("enas").split()[0] == str(ACTIVATIONS.index("tanh"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0 0", "2N-1 choices"),                 # even length read as enas style explicitly below
+    ("0 1 0", "node2.input=1 is out of range"),
+    ("0 0 7", "node2.activation=7 is out of range"),
+    ("0 a 1", "whitespace-separated integers"),
+])
+def test_bad_official_strings_are_one_line_user_errors(text, message):
+    with pytest.raises(UserError, match=message) as info:
+        Architecture.from_official(text, "recurrent", "enas")
+    assert "\n" not in str(info.value)
+
+
+def test_bad_json_architectures_are_user_errors():
+    with pytest.raises(UserError, match="space"):
+        Architecture.from_json({"choices": [0]})
+    with pytest.raises(UserError, match="unknown search space"):
+        Architecture.from_json({"space": "nope", "choices": [0]})
+    with pytest.raises(UserError, match="format_version"):
+        Architecture.from_json({"space": "recurrent", "choices": [0], "format_version": 99})
+
+
+def test_render_names_every_node_and_the_output():
+    text, dot = RecurrentSpace.render(Architecture("recurrent", (0, 0, 1, 0, 2)))
+    assert text.splitlines() == ["node 1: tanh(x_t, h_(t-1))", "node 2: relu(node 1)",
+                                 "node 3: identity(node 1)", "h_t = mean(node 2, node 3)"]
+    assert dot.startswith("digraph") and "n0 -> n1;" in dot and "n2 -> out;" in dot
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_cells_hand_written_backward_matches_numerical_gradients(masked):
+    # Every activation, a shared input node and two loose ends, in double precision.
+    from enas.spaces.recurrent import run_cell
+
+    arch = Architecture("recurrent", (0, 0, 1, 0, 2, 1, 3, 2, 0))
+    plan = CellPlan.of(arch)
+    torch.manual_seed(0)
+    steps, batch, size = 3, 2, 4
+    x_proj = torch.randn(steps, batch, 2 * size, dtype=torch.double, requires_grad=True)
+    hidden = torch.randn(batch, size, dtype=torch.double, requires_grad=True)
+    w_h = (0.5 * torch.randn(size, 2 * size, dtype=torch.double)).requires_grad_()
+    edges = (0.5 * torch.randn(10, size, 2 * size, dtype=torch.double)).requires_grad_()
+    mask = torch.bernoulli(torch.full((batch, size), 0.7, dtype=torch.double)) / 0.7 if masked else None
+
+    inputs = (x_proj, hidden, w_h, edges)
+    projection = torch.randn(steps, batch, size, dtype=torch.double)
+
+    def loss(*tensors):  # a random projection of the outputs: one backward checks every path
+        return (run_cell(*tensors, plan.edge_rows, plan, mask) * projection).sum()
+
+    loss(*inputs).backward()  # the cell's backward runs once per graph, so check it by hand
+    eps = 1e-6
+    with torch.no_grad():
+        for tensor in inputs:
+            numeric = torch.zeros_like(tensor)
+            for i in range(tensor.numel()):
+                flat = tensor.view(-1)
+                flat[i] += eps
+                up = loss(*inputs)
+                flat[i] -= 2 * eps
+                down = loss(*inputs)
+                flat[i] += eps
+                numeric.view(-1)[i] = (up - down) / (2 * eps)
+            assert torch.allclose(tensor.grad, numeric, atol=1e-6), (tensor.grad - numeric).abs().max()
