@@ -33,14 +33,7 @@ TINY = ["threads=1", "data.train_images=200", "data.test_images=64", "data.valid
         "retrain.steps_per_epoch=4"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny convolutions gain nothing from a second thread, and lose much when other work
-    shares the cores; torch's setting is global, so it is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def enas(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:

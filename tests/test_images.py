@@ -24,14 +24,7 @@ needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"the real CIFAR-10 
 needs_jpeg = pytest.mark.skipif(not JPEG_TAR.is_file(), reason=f"the CIFAR-10 JPEG archive is not at {JPEG_TAR}")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny convolutions gain nothing from a second thread, and lose much when other work
-    shares the cores; torch's setting is global, so it is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 # --------------------------------------------------------------------------- CIFAR-10 batches

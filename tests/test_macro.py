@@ -45,14 +45,7 @@ SHAPE = ImageShape(channels=3, height=12, width=12, classes=4)
 TINY = MacroConfig(layers=4, filters=4, ops=6)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny convolutions gain nothing from a second thread, and lose much when other work
-    shares the cores; torch's setting is global, so it is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def sample(space: MacroSpace, n: int, seed: int = 0) -> list[Architecture]:
