@@ -22,7 +22,7 @@ from enas.arch import Architecture
 from enas.checkpoint import load_checkpoint
 from enas.config import Config, to_dict
 from enas.progress import Reporter
-from enas.runs import ARCH_FILE, CHECKPOINTS, write_config, write_file
+from enas.runs import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file
 from enas.session import Progress, Session
 from enas.tasks import Task, build_task
 from enas.training import (count_parameters, learning_rate, rng_state, set_learning_rate, set_rng_state,
@@ -73,10 +73,12 @@ class Retrain:
 def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool, reporter: Reporter) -> dict:
     # Read the checkpoint before building anything: a folder without a good one fails at once.
     saved = load_checkpoint(out_dir / CHECKPOINTS, Retrain.kind) if resume else None
+    if saved is not None:
+        check_resume_position(saved, config, TRAIN, ("retrain.batch_size", "retrain.steps_per_epoch"))
     device = setup_runtime(config)
     retrain = Retrain(config, arch, device)
+    write_config(out_dir, config)  # on a resume too: a later resume starts from its overrides
     if not resume:
-        write_config(out_dir, config)
         text = (json.dumps(arch.to_json(), indent=2) + "\n").encode()
         write_file(out_dir / ARCH_FILE, lambda handle: handle.write(text))
     with Session(out_dir, retrain, saved) as session:

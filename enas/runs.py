@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
-from enas.config import Config, load_config, to_yaml
+from enas.config import Config, load_config, to_dict, to_yaml
 from enas.errors import UserError
 
 CONFIG_FILE = "config.yaml"
@@ -52,6 +52,27 @@ def check_resume_config(saved: Config, requested: Config) -> None:
     if changed:
         raise UserError(f"--resume cannot change {', '.join(changed)} of the saved run; "
                         "drop those overrides or start a new run")
+
+
+def check_resume_position(saved: dict[str, Any], requested: Config, first_phase: str,
+                          epoch_shape: tuple[str, ...]) -> None:
+    """What shapes an epoch's steps (batch size, steps per epoch) may change when a resume starts a
+    new epoch; in the middle of one, the saved data position and step counts would no longer fit."""
+    progress = saved["progress"]
+    if progress["step"] == 0 and progress["phase"] == first_phase:
+        return
+    old, new = saved["config"], to_dict(requested)
+    changed = [key for key in epoch_shape if _select(old, key) != _select(new, key)]
+    if changed:
+        raise UserError(f"--resume cannot change {', '.join(changed)} in the middle of an epoch (the last "
+                        f"checkpoint is at epoch {progress['epoch'] + 1}, {progress['phase']} step "
+                        f"{progress['step']}); drop those overrides, or pass them to a resume that starts an epoch")
+
+
+def _select(tree: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
 
 
 def write_config(run_dir: Path, config: Config) -> None:

@@ -23,12 +23,14 @@ from enas.checkpoint import load_checkpoint
 from enas.config import Config, to_dict
 from enas.controller import Controller, UpdateStats, build_optimizer, reinforce_update
 from enas.progress import Reporter
-from enas.runs import CHECKPOINTS, write_config
+from enas.runs import CHECKPOINTS, check_resume_position, write_config
 from enas.session import Progress, Session
 from enas.tasks import Task, build_task
 from enas.training import learning_rate, rng_state, set_learning_rate, set_rng_state, setup_runtime, sgd
 
 SHARED, CONTROLLER = "shared", "controller"
+# the keys that shape an epoch's steps: a resume may change them only where an epoch starts
+EPOCH_SHAPE = ("search.batch_size", "search.steps_per_epoch", "controller.steps", "controller.aggregate")
 
 
 @dataclass
@@ -104,10 +106,11 @@ class Search:
 def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) -> Search:
     # Read the checkpoint before building anything: a folder without a good one fails at once.
     saved = load_checkpoint(run_dir / CHECKPOINTS, Search.kind) if resume else None
+    if saved is not None:
+        check_resume_position(saved, config, SHARED, EPOCH_SHAPE)
     device = setup_runtime(config)
     search = Search(config, device)
-    if not resume:
-        write_config(run_dir, config)
+    write_config(run_dir, config)  # on a resume too: a later resume starts from its overrides
     with Session(run_dir, search, saved) as session:
         session.drive(partial(search_epochs, search, session, reporter))
     return search

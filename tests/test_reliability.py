@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,9 +57,13 @@ class Space:
     space_change: str            # an override that changes the search space
     wrong_length: tuple[list, str]   # arch.json choices of the wrong length, and what the error says
     out_of_range: tuple[str, str]    # one with an index out of range, and what the error says
+    dataset: str                 # data.name of the space's real dataset format
+    layout: str                  # what the error for a missing dataset folder says is expected
+    malformed: dict[str, str]    # files (relative to data.root) of a malformed dataset
+    malformed_says: str          # what the error for it says
 
 
-# Every test runs once per space; a convolutional space joins with its tiny preset here.
+# Every test runs once per space.
 SPACES = {
     "recurrent": Space("recurrent", "default", (
         "data.vocab_size=16", "data.train_tokens=12000", "data.valid_tokens=2000", "data.test_tokens=2000",
@@ -69,8 +73,28 @@ SPACES = {
         "retrain.lr=10", "threads=1"),
         arch="0 0 1 0 2", space_change="recurrent.nodes=5",
         wrong_length=([0, 0, 1, 0], "2N-1 choices for N nodes, got 4"),
-        out_of_range=("0 0 1 9 2", "=9 is out of range")),
+        out_of_range=("0 0 1 9 2", "=9 is out of range"),
+        dataset="text", layout="ptb.train.txt, ptb.valid.txt, ptb.test.txt",
+        malformed={f"ptb.{split}.txt": "" for split in ("train", "valid", "test")}, malformed_says="is empty"),
+    "micro": Space("micro", "shapes", (
+        "data.train_images=400", "data.test_images=64", "micro.layers=1", "micro.filters=4", "micro.nodes=3",
+        "search.epochs=3", "search.steps_per_epoch=20", "search.batch_size=8", "controller.steps=4",
+        "controller.aggregate=4", "derive.samples=4", "derive.bn_batches=2", "retrain.epochs=2",
+        "retrain.steps_per_epoch=20", "retrain.batch_size=8", "threads=1"),
+        arch="0 2 0 3 1 2 2 1 1 4 0 4 1 2 0 3 1 2 0 3 1 2 3 0", space_change="micro.nodes=4",
+        wrong_length=([0, 0, 1], "(8B in all), got 3"),
+        out_of_range=("0 2 0 3 1 2 2 1 1 4 0 4 1 2 0 3 1 2 0 3 1 2 3 9", "=9 is out of range"),
+        dataset="cifar10", layout="data_batch_1..data_batch_5 and test_batch",
+        malformed={f"cifar-10-batches-py/{name}": "not a pickle" for name in
+                   ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")},
+        malformed_says="is not a CIFAR-10 python batch"),
 }
+SPACES["macro"] = replace(
+    SPACES["micro"], name="macro",
+    overrides=tuple(o for o in SPACES["micro"].overrides if not o.startswith("micro."))
+    + ("space=macro", "macro.layers=3", "macro.filters=4"),
+    arch="0 1 1 4 0 0", space_change="macro.layers=4",
+    wrong_length=([0, 0], "2L-1 choices for L layers"), out_of_range=("0 1 1 9 0 0", "=9 is out of range"))
 STEPS = 20                  # search.steps_per_epoch and retrain.steps_per_epoch above
 REWARDS_PER_EPOCH = 4 * 4   # controller.steps * controller.aggregate above
 
@@ -248,6 +272,19 @@ def test_a_retrain_killed_or_stopped_resumes_to_the_same_result(space, tmp_path)
                       torch.load(straight / "model.pt", weights_only=True))
 
 
+def test_overrides_given_to_a_resume_hold_for_the_resumes_after_it(space, straight, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    result = enas_process("search", "-o", str(run), "--resume", "search.epochs=4", "search.batch_size=4",
+                          signal_at="shared:3:5 SIGTERM")   # a new epoch may take another batch size
+    assert result.returncode == 143, result.stderr
+    enas("search", "-o", str(run), "--resume")
+    assert load_config([run / "config.yaml"], []).search.batch_size == 4
+    evaluations = [m for m in records(run) if m["phase"] == "eval"]
+    assert [m["epoch"] for m in evaluations] == [0, 1, 2, 3]
+    assert_every_step_once(records(run))
+
+
 # --------------------------------------------------------------------------- non-finite values
 
 class InfiniteGradient(torch.autograd.Function):
@@ -418,27 +455,36 @@ def _arch_file(tmp: Path, space: Space, choices: list) -> Path:
     return path
 
 
-def _malformed_data(tmp: Path) -> Path:
+def _malformed_data(tmp: Path, space: Space) -> Path:
     folder = tmp / "data"
-    folder.mkdir()
-    for split in ("train", "valid", "test"):
-        (folder / f"ptb.{split}.txt").write_text("")
+    for name, text in space.malformed.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
     return folder
+
+
+def _stopped_mid_epoch(space: Space, tmp: Path) -> Path:
+    run = tmp / "stopped"
+    result = enas_process("search", "-o", str(run), "-c", space.preset, *space.overrides,
+                          signal_at="shared:1:7 SIGTERM")
+    assert result.returncode == 143, result.stderr
+    return run
 
 
 # name: given the straight run, the space and a scratch folder, the command line and what its error says
 BAD_INPUTS: dict[str, Callable[[Path, Space, Path], tuple[list[str], list[str]]]] = {
-    "unknown key": lambda s, sp, t: (["search", "search.epoch=1"], ["did you mean search.epochs?"]),
-    "wrong type": lambda s, sp, t: (["search", "search.epochs=three"], ["search.epochs", "wrong type"]),
-    "out of range": lambda s, sp, t: (["search", "search.lr=-1"], ["search.lr=-1.0 must be at least 0"]),
+    "unknown key": lambda s, sp, t: (["search", "-c", sp.preset, "search.epoch=1"], ["did you mean search.epochs?"]),
+    "wrong type": lambda s, sp, t: (["search", "-c", sp.preset, "search.epochs=three"], ["search.epochs", "wrong type"]),
+    "out of range": lambda s, sp, t: (["search", "-c", sp.preset, "search.lr=-1"], ["search.lr=-1.0 must be at least 0"]),
     "several mistakes at once": lambda s, sp, t: (
-        ["search", "search.epochs=three", "controller.stepz=2"],
+        ["search", "-c", sp.preset, "search.epochs=three", "controller.stepz=2"],
         ["search.epochs", "wrong type", "controller.stepz", "did you mean controller.steps?"]),
     "missing dataset": lambda s, sp, t: (
-        ["search", "data.name=text", f"data.root={t / 'nope'}"],
-        ["does not exist", "ptb.train.txt, ptb.valid.txt, ptb.test.txt"]),
+        ["search", "-c", sp.preset, f"data.name={sp.dataset}", f"data.root={t / 'nope'}"],
+        ["does not exist", sp.layout]),
     "malformed dataset": lambda s, sp, t: (
-        ["search", "data.name=text", f"data.root={_malformed_data(t)}"], ["is empty"]),
+        ["search", "-c", sp.preset, f"data.name={sp.dataset}", f"data.root={_malformed_data(t, sp)}"],
+        [sp.malformed_says]),
     "architecture of the wrong length": lambda s, sp, t: (
         ["retrain", "--arch", str(_arch_file(t, sp, sp.wrong_length[0])), "-c", sp.preset, *sp.overrides],
         [sp.wrong_length[1]]),
@@ -448,6 +494,9 @@ BAD_INPUTS: dict[str, Callable[[Path, Space, Path], tuple[list[str], list[str]]]
     "resume with damaged checkpoints": lambda s, sp, t: (
         ["search", "-o", str(_damaged_run(s, t)), "--resume"],
         ["no valid checkpoint", "truncated, foreign or unsafe"]),
+    "resume changing the batch size mid-epoch": lambda s, sp, t: (
+        ["search", "-o", str(_stopped_mid_epoch(sp, t)), "--resume", "search.batch_size=4"],
+        ["cannot change search.batch_size in the middle of an epoch", "epoch 2, shared step 7"]),
     "a folder that holds a run": lambda s, sp, t: (["search", "-o", str(s)], ["already holds a run"]),
     "resume changing the seed": lambda s, sp, t: (["search", "-o", str(s), "--resume", "seed=7"],
                                                   ["cannot change seed"]),
