@@ -162,12 +162,23 @@ class DeriveConfig:
 
 
 @dataclass
+class CudaConfig:
+    """Speed switches that act only on a CUDA device; on the CPU they are ignored."""
+
+    amp: bool = _opt(True, "bf16 autocast of the forward passes (losses, rewards and scores in float32)")
+    tf32: bool = _opt(True, "TF32 tensor cores for float32 matmuls and convolutions")
+    channels_last: bool = _opt(True, "channels-last memory layout for the convolutional spaces' images and weights")
+    cudnn_benchmark: bool = _opt(True, "let cuDNN time its convolution algorithms and keep the fastest")
+
+
+@dataclass
 class Config:
     seed: int = _opt(0, "seed of everything random in the run")
     space: str = _opt("recurrent", "search space: recurrent (text), micro or macro (images)",
                       choices=tuple(SPACE_DATA))
     device: str = _opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = _opt(0, "CPU threads for torch; 0 uses every core", min=0)
+    cuda: CudaConfig = field(default_factory=CudaConfig)
     data: DataConfig = field(default_factory=DataConfig)
     recurrent: RecurrentConfig = field(default_factory=RecurrentConfig)
     micro: MicroConfig = field(default_factory=MicroConfig)

@@ -25,8 +25,8 @@ from enas.progress import Reporter
 from enas.runs import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file
 from enas.session import Progress, Session
 from enas.tasks import Task, build_task
-from enas.training import (count_parameters, learning_rate, rng_state, set_learning_rate, set_rng_state,
-                           setup_runtime, sgd)
+from enas.training import (autocast_forward, count_parameters, learning_rate, place, rng_state, set_learning_rate,
+                           set_rng_state, setup_runtime, sgd)
 
 RESULT_FILE = "result.json"
 MODEL_FILE = "model.pt"
@@ -41,7 +41,8 @@ class Retrain:
     def __init__(self, config: Config, arch: Architecture, device: torch.device):
         self.config, self.arch, self.device = config, arch, device
         self.task: Task = build_task(config, config.retrain).to(device)
-        self.model = self.task.space.child(arch).to(device)
+        self.model = place(self.task.space.child(arch), config, device)
+        self.forward = autocast_forward(self.model, config, device)
         self.optimizer = sgd(self.model, config.retrain)
         self.shuffler = torch.Generator().manual_seed(config.seed + 2)
         self.progress = Progress(phase=TRAIN)
@@ -106,7 +107,7 @@ def train_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> None:
 
     def step() -> None:
         # a global window index, so that short epochs (steps_per_epoch) walk on through the data
-        session.train_on(task, retrain.model, progress.epoch * steps + progress.step, retrain.model.parameters(),
+        session.train_on(task, retrain.forward, progress.epoch * steps + progress.step, retrain.model.parameters(),
                          retrain.optimizer, cfg.grad_clip)
 
     session.run_steps(reporter, f"retrain epoch {progress.epoch + 1}/{cfg.epochs}", steps, step)
@@ -117,7 +118,7 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter) -> None:
     (or, where the validation split is the test split, the latest)."""
     task, progress = retrain.task, retrain.progress
     retrain.model.eval()
-    value = task.evaluate(retrain.model, "valid")
+    value = task.evaluate(retrain.forward, "valid")
     best = retrain.best
     # Choosing the best epoch by the test split would report an optimistic test score: a task that
     # validates on its test split (images retrain on every training image) reports its final model.
@@ -134,7 +135,7 @@ def finish(retrain: Retrain, out_dir: Path) -> dict:
     model, task = retrain.model, retrain.task
     model.load_state_dict(retrain.best_weights)
     model.eval()
-    result = {"metric": f"test_{task.metric}", "value": task.evaluate(model, "test"),
+    result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.forward, "test"),
               f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
               "time_s": round(time.time() - retrain.started, 1), "arch": retrain.arch.to_official(),
               **task.describe()}

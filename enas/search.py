@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -26,7 +26,8 @@ from enas.progress import Reporter
 from enas.runs import CHECKPOINTS, check_resume_position, write_config
 from enas.session import Progress, Session
 from enas.tasks import Task, build_task
-from enas.training import learning_rate, rng_state, set_learning_rate, set_rng_state, setup_runtime, sgd
+from enas.training import (autocast_forward, learning_rate, place, rng_state, set_learning_rate, set_rng_state,
+                           setup_runtime, sgd)
 
 SHARED, CONTROLLER = "shared", "controller"
 # the keys that shape an epoch's steps: a resume may change them only where an epoch starts
@@ -51,7 +52,7 @@ class Search:
         self.config, self.device = config, device
         self.task: Task = build_task(config, config.search).to(device)
         space = self.task.space
-        self.supernet = space.supernet().to(device)
+        self.supernet = place(space.supernet(), config, device)
         # The controller is tiny and sequential: it runs on the CPU whatever the device.
         self.controller = Controller(space.name, space.decisions(), space.initial_anchors, config.controller)
         self.shared_optimizer = sgd(self.supernet, config.search)
@@ -62,8 +63,9 @@ class Search:
         self.state = SearchState()
         self.architectures: list[Architecture] = []  # one per step of the current shared phase
 
-    def bind(self, arch: Architecture) -> partial:
-        return partial(self.supernet, arch=arch)
+    def bind(self, arch: Architecture) -> Callable[..., Any]:
+        """The supernet as a model of one architecture, ready for the task's calls."""
+        return autocast_forward(partial(self.supernet, arch=arch), self.config, self.device)
 
     def sample(self, n: int) -> list[Architecture]:
         """n architectures from the controller, drawn with the search's own generator."""

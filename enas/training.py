@@ -6,7 +6,8 @@ import math
 import os
 import random
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from functools import partial
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -24,9 +25,37 @@ def setup_runtime(config: Config) -> torch.device:
         raise UserError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
     if config.device == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.cuda.tf32
+    torch.backends.cudnn.benchmark = config.cuda.cudnn_benchmark
     return torch.device("cuda")
+
+
+def place(model: nn.Module, config: Config, device: torch.device) -> nn.Module:
+    """The model on its device; on CUDA, convolution weights channels-last if the config asks
+    (tensors of other ranks are left as they are, so this is safe for every space)."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" and config.cuda.channels_last \
+        else model
+
+
+def autocast_forward(forward: Callable[..., Any], config: Config, device: torch.device) -> Callable[..., Any]:
+    """`forward` under bf16 autocast on CUDA when the config asks for it, else `forward` itself.
+
+    Its floating-point outputs come back as float32, so that losses, rewards and scores are
+    computed at full precision whatever ran inside."""
+    if device.type != "cuda" or not config.cuda.amp:
+        return forward
+    return partial(run_autocast, forward, device.type)
+
+
+def run_autocast(forward: Callable[..., Any], device_type: str, *args: Any, **kwargs: Any) -> Any:
+    with torch.autocast(device_type, dtype=torch.bfloat16):
+        outputs = forward(*args, **kwargs)
+    return tuple(_float32(out) for out in outputs) if isinstance(outputs, tuple) else _float32(outputs)
+
+
+def _float32(value: Any) -> Any:
+    return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
 
 
 def sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:

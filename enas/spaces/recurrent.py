@@ -129,8 +129,17 @@ def run_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, edge
              rows: Sequence[int], plan: CellPlan, hidden_mask: torch.Tensor | None) -> torch.Tensor:
     """The cell over all time steps. x_proj (T, B, 2H) = x W_x; hidden (B, H) = h_0;
     w_h (H, 2H); edges (E, H, 2H), of which node j >= 1 uses row rows[j-1]; hidden_mask (B, H)
-    or None -> cell outputs (T, B, H)."""
-    return _CellRecurrence.apply(x_proj, hidden, w_h, edges, tuple(rows), plan, hidden_mask)
+    or None -> cell outputs (T, B, H).
+
+    Under autocast the whole cell runs in the autocast dtype (its buffers and products share one
+    dtype); the casts are ordinary autograd ops, so float32 weights get float32 gradients."""
+    device_type = x_proj.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        x_proj, hidden, w_h, edges = (t.to(dtype) for t in (x_proj, hidden, w_h, edges))
+        hidden_mask = hidden_mask.to(dtype) if hidden_mask is not None else None
+    with torch.autocast(device_type, enabled=False):
+        return _CellRecurrence.apply(x_proj, hidden, w_h, edges, tuple(rows), plan, hidden_mask)
 
 
 class _CellRecurrence(torch.autograd.Function):

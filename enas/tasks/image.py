@@ -40,6 +40,8 @@ class ImageTask:
         """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain)."""
         data = data if data is not None else load_images(config.data)
         self.train_cfg, self.bn_batches = train, config.derive.bn_batches
+        self.channels_last = config.cuda.channels_last
+        self.memory_format = torch.contiguous_format   # of the batches; see `to`
         held = round(len(data.train) * config.data.valid_fraction) if hold_out else 0
         kept = len(data.train) - held
         self.valid_is_test = held == 0
@@ -66,6 +68,8 @@ class ImageTask:
         self.images = {split: images.to(device) for split, images in self.images.items()}
         self.labels = {split: labels.to(device) for split, labels in self.labels.items()}
         self.mean, self.std = self.mean.to(device), self.std.to(device)
+        if device.type == "cuda" and self.channels_last:  # as training.place lays out the weights
+            self.memory_format = torch.channels_last
         return self
 
     def batches(self, split: str) -> int:
@@ -75,7 +79,7 @@ class ImageTask:
 
     def _batch(self, split: str, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
         images = normalise(self.images[split][rows], self.mean, self.std)
-        return images, self.labels[split][rows]
+        return images.contiguous(memory_format=self.memory_format), self.labels[split][rows]
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """A fresh order of the training images, drawn from `generator`."""

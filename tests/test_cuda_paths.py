@@ -1,0 +1,106 @@
+"""The CUDA speed switches (config `cuda.*`): what runs on a GPU is exercised here on the CPU.
+
+bf16 autocast is the same mechanism on both devices, so every space's supernet trains under the
+CPU's autocast here and its gradients are checked against float32 ones. On the CPU a run ignores
+the switches, and a search with all of them on gives exactly the run with all of them off.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from enas.config import ControllerConfig, MicroConfig, MacroConfig, RecurrentConfig, load_config, preset_path
+from enas.controller import Controller
+from enas.spaces.conv_ops import ImageShape
+from enas.spaces.macro import MacroSpace
+from enas.spaces.micro import MicroSpace
+from enas.spaces.recurrent import RecurrentSpace
+from enas.training import autocast_forward, place, run_autocast
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
+
+SHAPE = ImageShape(channels=3, height=8, width=8, classes=4)
+
+
+def sample(space, seed: int):
+    controller = Controller(space.name, space.decisions(), space.initial_anchors, ControllerConfig())
+    with torch.no_grad():
+        return controller(1, torch.Generator().manual_seed(seed)).architectures[0]
+
+
+def recurrent_case():
+    space = RecurrentSpace(RecurrentConfig(nodes=5, hidden=16), vocab_size=23)
+    tokens = torch.randint(0, 23, (7, 4), generator=torch.Generator().manual_seed(0))
+
+    def loss(forward):
+        logits, _, _ = forward(tokens[:-1], None)
+        return F.cross_entropy(logits.flatten(0, 1), tokens[1:].flatten())
+    return space, loss
+
+
+def image_case(space):
+    images = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+
+    def loss(forward):
+        return F.cross_entropy(forward(images)[0], labels)
+    return space, loss
+
+
+CASES = {
+    "recurrent": recurrent_case,
+    "micro": lambda: image_case(MicroSpace(MicroConfig(layers=1, filters=4, nodes=3), SHAPE, drop_path_steps=10)),
+    "macro": lambda: image_case(MacroSpace(MacroConfig(layers=3, filters=4), SHAPE)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name):
+    space, loss_of = CASES[name]()
+    torch.manual_seed(0)
+    supernet = space.supernet().train()
+    arch = sample(space, seed=1)
+    forward = lambda *args: supernet(*args, arch=arch)  # noqa: E731
+
+    torch.manual_seed(2)   # the same dropout masks in both passes
+    loss_of(forward).backward()
+    want = {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
+    supernet.zero_grad(set_to_none=True)
+    torch.manual_seed(2)
+    loss = loss_of(lambda *args: run_autocast(forward, "cpu", *args))
+    assert loss.dtype == torch.float32   # outputs come back in float32
+    loss.backward()
+    got = {n: p.grad for n, p in supernet.named_parameters() if p.grad is not None}
+
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key].dtype == torch.float32 and torch.isfinite(got[key]).all(), key
+    flat_got, flat_want = (torch.cat([g[k].flatten() for k in sorted(want)]) for g in (got, want))
+    # bf16 keeps about 3 significant digits: the gradient points the same way (measured 0.96 for
+    # micro, whose batch norms over 6 images amplify the rounding, and above 0.99 for the others)
+    assert F.cosine_similarity(flat_got, flat_want, dim=0) > 0.95
+
+
+def test_on_the_cpu_the_switches_change_nothing():
+    config = load_config([preset_path("default")], [])
+    model = torch.nn.Conv2d(3, 4, 3)
+    assert autocast_forward(model, config, torch.device("cpu")) is model
+    assert place(model, config, torch.device("cpu")) is model
+    assert model.weight.is_contiguous()
+
+
+def test_a_search_with_every_switch_on_equals_one_with_every_switch_off_on_the_cpu(tmp_path):
+    from enas.progress import Reporter
+    from enas.search import run_search
+
+    tiny = ["data.train_images=200", "data.test_images=32", "micro.layers=1", "micro.filters=4", "micro.nodes=2",
+            "search.epochs=1", "search.steps_per_epoch=4", "search.batch_size=8", "controller.steps=2",
+            "controller.aggregate=2", "device=cpu"]
+    runs = {}
+    for switch in ("true", "false"):
+        overrides = [f"cuda.{key}={switch}" for key in ("amp", "tf32", "channels_last", "cudnn_benchmark")]
+        config = load_config([preset_path("shapes")], tiny + overrides)
+        search = run_search(config, tmp_path / switch, False, Reporter(quiet=True))
+        runs[switch] = search.supernet.state_dict()
+    for key, value in runs["true"].items():
+        assert torch.equal(value, runs["false"][key]), key
