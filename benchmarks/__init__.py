@@ -14,7 +14,16 @@ cell at hidden 200, paper = conf/ptb.yaml with PTB's 10k vocabulary):
   controller_search_share        controller time / wall time of a short default search
   peak_rss_mb                    peak resident memory of that search
   paper_search_hours             projected wall time of the conf/ptb.yaml search on this device
-Image-space figures (micro_images_per_s, macro_images_per_s) come with the micro and macro spaces.
+
+Image figures, per space (micro_, macro_), on synthetic images (sizes: default = the shapes preset,
+reference = micro at width 16, 6 + 2 cells, B = 5, batch 64 on 32x32 images, paper = the cifar10
+search preset; --quick leaves paper out):
+  <space>_images_per_s           shared-weight training steps, a sampled architecture per step
+  <space>_child_images_per_s     the same step for one fixed child (space.child(arch))
+  <space>_overhead_ratio         supernet step time / child step time, both on the child's
+                                 architecture (below 1: faster)
+  <space>_retrain_images_per_s   a retrain step of a child with the retrain preset's settings (shapes'
+                                 at default, cifar10_<space>_final at paper)
 
 Every table and JSON object carries the load average: on a machine shared with other processes,
 torch's multi-threaded ops stall whenever another process holds a core (single steps then take

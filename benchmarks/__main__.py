@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--json] [--device cpu|cuda|auto] [--sizes ...] [--only ...]`
+"""`python -m benchmarks [--quick] [--json] [--device cpu|cuda|auto] [--sizes ...] [--image-sizes ...] [--only ...]`
 
 Prints a table of figures (or, with --json, one JSON object), each with the configuration and the
 number of repetitions it used and how far the repetitions spread. See benchmarks/__init__.py for
@@ -17,14 +17,17 @@ from typing import Any
 import torch
 
 from benchmarks.controller import bench_controller
+from benchmarks.images import ImageResult, bench_images, image_sizes, selected
 from benchmarks.recurrent import RnnResult, bench_size, paper_search_seconds, preset_config, sizes
 from benchmarks.search_probe import probe_search
 from benchmarks.timing import BenchmarkError, load_average, resolve_device
 from enas.training import setup_runtime
 
-# The micro and macro image suites (micro_images_per_s, macro_images_per_s) join here once those
-# spaces exist: one module each beside recurrent.py, one entry in SUITES, one runner in run_suites.
-SUITES = ("rnn", "controller", "search")
+IMAGE_SPACES = ("micro", "macro")
+SUITES = ("rnn", "controller", "search", *IMAGE_SPACES)
+# A paper-size image step takes seconds to minutes on a CPU (the final macro network's most):
+# --quick leaves those sizes out unless --image-sizes names them.
+QUICK_IMAGE_SIZES = "default,reference"
 
 
 @dataclass
@@ -65,10 +68,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="timed repetitions of every figure; 0 fills a time budget (at least 3, or 5 without --quick)")
     parser.add_argument("--sizes", default="default,reference,paper",
                         help="recurrent sizes, comma-separated: default, reference, paper")
+    parser.add_argument("--image-sizes", help="micro and macro sizes, comma-separated: default, reference "
+                        "(micro only), paper; default: all of them, or default,reference with --quick")
     parser.add_argument("--only", default=",".join(SUITES), help=f"suites, comma-separated: {', '.join(SUITES)}")
     args = parser.parse_args(argv)
-    args.sizes, args.only = args.sizes.split(","), args.only.split(",")
-    for given, known, what in ((args.sizes, sizes(), "size"), (args.only, SUITES, "suite")):
+    if args.image_sizes is None:
+        args.image_sizes = QUICK_IMAGE_SIZES if args.quick else ",".join(image_sizes("micro"))
+    args.sizes, args.image_sizes, args.only = args.sizes.split(","), args.image_sizes.split(","), args.only.split(",")
+    for given, known, what in ((args.sizes, sizes(), "size"), (args.image_sizes, image_sizes("micro"), "image size"),
+                               (args.only, SUITES, "suite")):
         unknown = [name for name in given if name not in known]
         if unknown:
             parser.error(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(known)}")
@@ -104,6 +112,10 @@ def run_suites(args: argparse.Namespace, device: torch.device, report: Report) -
                    f"default preset, search.epochs={epochs}, measured: controller time / search wall time")
         report.add("peak_rss_mb", None, probe["peak_rss_mb"], None, "the same search, in a child process")
         report.configs["search"] = probe
+    for space in IMAGE_SPACES:
+        if space in args.only:
+            for size in selected(space, args.image_sizes):
+                add_image(report, space, size.name, bench_images(size, device, budget_s, min_reps))
     if "paper" in rnn and "ptb" in controllers:
         ptb = controllers["ptb"]
         hours = paper_search_seconds(rnn["paper"], ptb.update_s_per_arch, ptb.sample_s_per_arch) / 3600
@@ -127,6 +139,28 @@ def add_rnn(report: Report, name: str, result: RnnResult) -> None:
                timings["matmuls"].spread, "the step's matrix products alone")
     report.add("rnn_reward_ms", name, 1e3 * result.reward_s, timings["reward"].spread,
                "one validation window, forward only")
+
+
+def add_image(report: Report, space: str, name: str, result: ImageResult) -> None:
+    shapes, reps = result.search, result.timings["supernet"].reps
+    cells = (f"layers {shapes['layers']}, filters {shapes['filters']}, "
+             + (f"nodes {shapes['nodes']}" if space == "micro" else f"ops {shapes['ops']}"))
+    report.configs[f"{space}/{name}"] = result.config()
+    report.add(f"{space}_images_per_s", name, result.images_per_s, result.timings["supernet"].spread,
+               f"{result.size.preset}: {cells}, batch {shapes['batch']}, {shapes['image']} images, "
+               f"{shapes['classes']} classes, {reps} reps")
+    report.add(f"{space}_child_images_per_s", name, result.child_images_per_s, result.timings["child"].spread,
+               "one fixed architecture: space.child(arch)")
+    report.add(f"{space}_overhead_ratio", name, result.overhead_ratio, None,
+               "supernet step time / child's, both on the child's architecture")
+    final = result.retrain
+    if final is not None:
+        extras = (f", aux head {final['aux_weight']:g}, drop path {final['drop_path']:g}"
+                  if space == "micro" else "")
+        report.add(f"{space}_retrain_images_per_s", name, result.retrain_images_per_s,
+                   result.timings["retrain"].spread,
+                   f"{result.size.retrain_preset}: layers {final['layers']}, filters {final['filters']}, "
+                   f"batch {final['batch']}{extras}, cutout {final['cutout']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
               f"THP_MEM_ALLOC_ENABLE={machine['THP_MEM_ALLOC_ENABLE'] or 'unset'}, load average "
               f"{load_before:.2f} before / {load_average():.2f} after (above {os.cpu_count()} the timings "
               "are contended)")
-        print("values are medians; spread = (slowest - fastest repetition) / median\n")
+        print("values are medians; spread = (slowest - fastest repetition) / median")
+        if args.quick and "paper" not in args.image_sizes and any(s in args.only for s in IMAGE_SPACES):
+            print("--quick leaves out the paper image size (seconds to minutes per step on a CPU); "
+                  "--image-sizes paper runs it")
+        print()
         print(report.table())
     return 0
 

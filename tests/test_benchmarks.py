@@ -7,12 +7,14 @@ import torch
 
 from benchmarks.__main__ import main
 from benchmarks.controller import bench_controller
+from benchmarks.images import ImageSize, bench_images, build_steps, image_shape, image_sizes
 from benchmarks.recurrent import (MatmulPass, PlainCellLM, RnnResult, RnnSize, bench_size, paper_search_seconds,
                                   preset_config)
 from benchmarks.search_probe import probe_search
 from benchmarks.timing import BenchmarkError, Timing, resolve_device
 from enas.arch import Architecture
 from enas.config import RecurrentConfig
+from enas.spaces.conv_ops import ImageShape
 from enas.spaces.recurrent import CellPlan, RecurrentSpace
 
 TOY = RnnSize("toy", nodes=3, hidden=8, batch=4, bptt=5, vocab=11)
@@ -108,3 +110,64 @@ def test_cuda_without_cuda_is_a_clear_error(capsys):
         resolve_device("cuda")
     assert main(["--device", "cuda", "--only", "controller"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+TOY_IMAGES = ("data.image_size=8", "micro.layers=1", "micro.filters=2", "micro.nodes=2", "macro.layers=3",
+              "macro.filters=2", "search.batch_size=4", "retrain.batch_size=4", "controller.hidden=8")
+
+
+def toy_image_size(space: str) -> ImageSize:
+    # the retrain child with an auxiliary head and drop path, as the final micro preset has them
+    return ImageSize("toy", space, "shapes", TOY_IMAGES, "shapes",
+                     TOY_IMAGES + ("micro.aux_weight=0.4", "micro.drop_path=0.4"))
+
+
+@pytest.mark.parametrize("space", ["micro", "macro"])
+def test_image_figures_at_a_toy_size(space, one_thread):
+    result = bench_images(toy_image_size(space), torch.device("cpu"), **ONE_REP)
+    assert set(result.timings) == {"supernet", "fixed", "child", "retrain"}
+    for value in (result.images_per_s, result.child_images_per_s, result.overhead_ratio,
+                  result.retrain_images_per_s):
+        assert value > 0
+    assert result.config()["batch"] == 4 and result.config()["retrain"]["preset"] == "shapes"
+
+
+@pytest.mark.parametrize("space", ["micro", "macro"])
+def test_every_timed_image_step_trains_its_network(space, one_thread):
+    built = build_steps(toy_image_size(space), torch.device("cpu"))
+    networks = {"supernet": built.supernet, "fixed": built.supernet, "child": built.child, "retrain": built.retrain}
+    assert set(built.steps) == set(networks)
+    for name, network in networks.items():
+        before = [p.detach().clone() for p in network.parameters()]
+        built.steps[name]()
+        assert any(not torch.equal(old, new) for old, new in zip(before, network.parameters())), name
+    if space == "micro":  # the retrain child is built with the retrain settings, the child without drop path
+        assert built.retrain.aux_head is not None and built.retrain.cfg.drop_path == 0.4
+        assert built.child.cfg.drop_path == 0.0
+
+
+def test_image_sizes_take_the_presets_shapes():
+    micro, macro = image_sizes("micro"), image_sizes("macro")
+    assert list(micro) == ["default", "reference", "paper"] and list(macro) == ["default", "paper"]
+    reference = micro["reference"].search_config()
+    assert (reference.micro.filters, reference.micro.layers, reference.micro.nodes,
+            reference.search.batch_size) == (16, 6, 5, 64)
+    assert image_shape(reference) == ImageShape(3, 32, 32, 10) and micro["reference"].retrain_config() is None
+    final = micro["paper"].retrain_config()
+    assert (final.micro.layers, final.micro.filters, final.retrain.batch_size,
+            final.micro.aux_weight) == (15, 36, 144, 0.4)
+    assert macro["paper"].retrain_config().macro.layers == 24
+    assert macro["default"].search_config().space == "macro"
+    assert image_shape(macro["default"].search_config()) == ImageShape(3, 16, 16, 4)
+
+
+def test_json_output_names_the_image_figures(capsys, keep_threads):
+    assert main(["--json", "--quick", "--reps", "1", "--threads", "1", "--only", "micro",
+                 "--image-sizes", "default"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    for name in ("micro_images_per_s", "micro_child_images_per_s", "micro_overhead_ratio",
+                 "micro_retrain_images_per_s"):
+        assert set(figures[name]) == {"default"} and figures[name]["default"] > 0
+    assert figures["configs"]["micro/default"]["layers"] == 2
+    with pytest.raises(SystemExit):
+        main(["--only", "micro", "--image-sizes", "huge"])
