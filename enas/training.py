@@ -31,11 +31,10 @@ def setup_runtime(config: Config) -> torch.device:
 
 
 def place(model: nn.Module, config: Config, device: torch.device) -> nn.Module:
-    """The model on its device; on CUDA, convolution weights channels-last if the config asks
-    (tensors of other ranks are left as they are, so this is safe for every space)."""
+    """The model on its device, with channels-last convolution weights if the config asks (tensors
+    of other ranks are left as they are, so this is safe for every space)."""
     model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" and config.cuda.channels_last \
-        else model
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model
 
 
 def autocast_forward(forward: Callable[..., Any], config: Config, device: torch.device) -> Callable[..., Any]:

@@ -1,8 +1,9 @@
-"""The CUDA speed switches (config `cuda.*`): what runs on a GPU is exercised here on the CPU.
+"""The speed switches (config `cuda.*`, `channels_last`): what runs on a GPU is exercised on the CPU.
 
 bf16 autocast is the same mechanism on both devices, so every space's supernet trains under the
 CPU's autocast here and its gradients are checked against float32 ones. On the CPU a run ignores
-the switches, and a search with all of them on gives exactly the run with all of them off.
+the cuda switches, and a search with all of them on gives exactly the run with all of them off;
+channels_last acts on both devices.
 """
 
 import pytest
@@ -81,12 +82,13 @@ def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name):
     assert F.cosine_similarity(flat_got, flat_want, dim=0) > 0.95
 
 
-def test_on_the_cpu_the_switches_change_nothing():
-    config = load_config([preset_path("default")], [])
+def test_on_the_cpu_autocast_is_off_and_channels_last_follows_its_switch():
+    config = load_config([preset_path("shapes")], [])
     model = torch.nn.Conv2d(3, 4, 3)
     assert autocast_forward(model, config, torch.device("cpu")) is model
-    assert place(model, config, torch.device("cpu")) is model
-    assert model.weight.is_contiguous()
+    assert place(model, config, torch.device("cpu")).weight.is_contiguous(memory_format=torch.channels_last)
+    config = load_config([preset_path("shapes")], ["channels_last=false"])
+    assert place(torch.nn.Conv2d(3, 4, 3), config, torch.device("cpu")).weight.is_contiguous()
 
 
 def test_a_search_with_every_switch_on_equals_one_with_every_switch_off_on_the_cpu(tmp_path):
@@ -98,7 +100,7 @@ def test_a_search_with_every_switch_on_equals_one_with_every_switch_off_on_the_c
             "controller.aggregate=2", "device=cpu"]
     runs = {}
     for switch in ("true", "false"):
-        overrides = [f"cuda.{key}={switch}" for key in ("amp", "tf32", "channels_last", "cudnn_benchmark")]
+        overrides = [f"cuda.{key}={switch}" for key in ("amp", "tf32", "cudnn_benchmark")]
         config = load_config([preset_path("shapes")], tiny + overrides)
         search = run_search(config, tmp_path / switch, False, Reporter(quiet=True))
         runs[switch] = search.supernet.state_dict()

@@ -40,8 +40,8 @@ class ImageTask:
         """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain)."""
         data = data if data is not None else load_images(config.data)
         self.train_cfg, self.bn_batches = train, config.derive.bn_batches
-        self.channels_last = config.cuda.channels_last
-        self.memory_format = torch.contiguous_format   # of the batches; see `to`
+        # of the batches, as training.place lays out the weights
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         held = round(len(data.train) * config.data.valid_fraction) if hold_out else 0
         kept = len(data.train) - held
         self.valid_is_test = held == 0
@@ -68,8 +68,6 @@ class ImageTask:
         self.images = {split: images.to(device) for split, images in self.images.items()}
         self.labels = {split: labels.to(device) for split, labels in self.labels.items()}
         self.mean, self.std = self.mean.to(device), self.std.to(device)
-        if device.type == "cuda" and self.channels_last:  # as training.place lays out the weights
-            self.memory_format = torch.channels_last
         return self
 
     def batches(self, split: str) -> int:
@@ -98,7 +96,8 @@ class ImageTask:
         size = self.train_cfg.batch_size
         start = (index % self.batches("train")) * size
         images, labels = self._batch("train", self._order[start:start + size].to(self.images["train"].device))
-        images = augment(images, self.train_cfg.augment, self.train_cfg.cutout)
+        images = augment(images, self.train_cfg.augment, self.train_cfg.cutout).contiguous(
+            memory_format=self.memory_format)
         logits, aux = forward(images)
         loss = F.cross_entropy(logits, labels)
         if aux is not None:
