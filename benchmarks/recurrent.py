@@ -114,9 +114,10 @@ class PlainCellLM(nn.Module):
         self.w_h = nn.ParameterList(weight(hidden, hidden) for _ in plan.inputs)
         self.decoder_bias = nn.Parameter(torch.zeros(vocab_size))
 
-    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor | None
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor | None, targets: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """tokens (T, B) -> logits (T, B, V), last hidden (B, H), cell outputs (T, B, H)."""
+        """tokens (T, B) -> logits (T, B, V), or with targets (T, B) their mean cross-entropy;
+        last hidden (B, H); cell outputs (T, B, H)."""
         plan, x = self.plan, F.embedding(tokens, self.embedding)
         h = hidden if hidden is not None else x.new_zeros(x.shape[1:])
         outputs = []
@@ -130,7 +131,10 @@ class PlainCellLM(nn.Module):
             h = torch.stack([nodes[n] for n in plan.loose_ends]).mean(0)
             outputs.append(h)
         output = torch.stack(outputs)
-        return output @ self.embedding.t() + self.decoder_bias, h, output
+        logits = output @ self.embedding.t() + self.decoder_bias
+        if targets is not None:
+            return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), h, output
+        return logits, h, output
 
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -1,13 +1,16 @@
-"""The recurrent space: supernet/child equivalence, architecture codecs, validation, rendering."""
+"""The recurrent space: supernet/child equivalence, the fused decoder loss, architecture codecs,
+validation, rendering."""
 
 import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from enas.arch import Architecture
 from enas.config import RecurrentConfig
 from enas.errors import UserError
+from enas.spaces import decoder_loss
 from enas.spaces.recurrent import ACTIVATIONS, CellPlan, RecurrentSpace, decisions_for
 
 PAPER_STRING = "0 0 0 1 1 2 1 2 0 2 0 5 1 1 0 6 1 8 1 8 1 8 1"   # official enas ptb example
@@ -31,7 +34,7 @@ def test_child_computes_exactly_what_the_supernet_computes(seed):
     child.load_from_supernet(supernet)
     tokens = torch.randint(0, 20, (9, 4))
     hidden = torch.randn(4, 12)
-    logits_s, hidden_s, out_s = supernet(tokens, hidden, arch)
+    logits_s, hidden_s, out_s = supernet(tokens, hidden, arch=arch)
     logits_c, hidden_c, out_c = child(tokens, hidden)
     assert torch.equal(logits_s, logits_c)
     assert torch.equal(hidden_s, hidden_c)
@@ -46,7 +49,7 @@ def test_child_gradients_match_the_supernet_rows_it_uses():
     child = space.child(arch)
     child.load_from_supernet(supernet)
     tokens = torch.randint(0, 11, (6, 3))
-    supernet(tokens, None, arch)[0].sum().backward()
+    supernet(tokens, None, arch=arch)[0].sum().backward()
     child(tokens, None)[0].sum().backward()
     rows = list(CellPlan.of(arch).edge_rows)
     assert torch.allclose(supernet.edges.grad[rows], child.edges.grad, atol=1e-6)
@@ -149,3 +152,32 @@ def test_the_cells_hand_written_backward_matches_numerical_gradients(masked):
                 flat[i] += eps
                 numeric.view(-1)[i] = (up - down) / (2 * eps)
             assert torch.allclose(tensor.grad, numeric, atol=1e-6), (tensor.grad - numeric).abs().max()
+
+
+@pytest.mark.parametrize("chunk", [7 * 11, 1 << 20])   # several chunks (7 rows each), and one
+def test_the_fused_decoder_loss_equals_cross_entropy_of_the_logits_with_the_same_gradients(monkeypatch, chunk):
+    monkeypatch.setattr(decoder_loss, "CHUNK_ELEMENTS", chunk)
+    generator = torch.Generator().manual_seed(0)
+    outputs, weight, bias = (torch.randn(*shape, generator=generator, requires_grad=True)
+                             for shape in ((30, 5), (11, 5), (11,)))
+    targets = torch.randint(0, 11, (30,), generator=generator)
+    want = F.cross_entropy(F.linear(outputs, weight, bias), targets)
+    want_grads = torch.autograd.grad(3 * want, (outputs, weight, bias))
+    got = decoder_loss.decoded_cross_entropy(outputs, weight, bias, targets)
+    got_grads = torch.autograd.grad(3 * got, (outputs, weight, bias))   # the backward scales by its input
+    assert torch.allclose(got, want, atol=1e-6)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, atol=1e-6)
+    with torch.no_grad():   # rewards and evaluation: the loss alone
+        assert torch.allclose(decoder_loss.decoded_cross_entropy(outputs, weight, bias, targets), want, atol=1e-6)
+
+
+def test_the_language_model_with_targets_gives_the_cross_entropy_of_its_logits():
+    space = RecurrentSpace(RecurrentConfig(nodes=4, hidden=8), vocab_size=13)
+    supernet = space.supernet().eval()
+    arch = random_arch(4, random.Random(1))
+    tokens = torch.randint(0, 13, (6, 3))
+    logits, hidden, outputs = supernet(tokens[:-1], None, arch=arch)
+    loss, hidden_too, outputs_too = supernet(tokens[:-1], None, tokens[1:], arch=arch)
+    assert torch.allclose(loss, F.cross_entropy(logits.flatten(0, 1), tokens[1:].flatten()), atol=1e-6)
+    assert torch.equal(hidden, hidden_too) and torch.equal(outputs, outputs_too)

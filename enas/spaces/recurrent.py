@@ -21,6 +21,7 @@ from torch import nn
 from enas.arch import Architecture, Choice, parse_ints
 from enas.config import RecurrentConfig
 from enas.errors import UserError
+from enas.spaces.decoder_loss import decoded_cross_entropy, in_autocast_dtype
 from enas.spaces.base import Decision, check_choices, index, op
 
 ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
@@ -87,10 +88,11 @@ class RecurrentLM(nn.Module):
     def init_hidden(self, batch_size: int) -> torch.Tensor:
         return self.embedding.new_zeros(batch_size, self.cfg.hidden)
 
-    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor | None, arch: Architecture | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """tokens (T, B) int64, hidden (B, H) or None for zeros
-        -> logits (T, B, V), last hidden (B, H), cell outputs (T, B, H)."""
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor | None, targets: torch.Tensor | None = None,
+                arch: Architecture | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """tokens (T, B) int64, hidden (B, H) or None for zeros, targets (T, B) int64 or None
+        -> logits (T, B, V), or with targets their mean cross-entropy (a scalar, computed without
+        the logits: decoder_loss.py); last hidden (B, H); cell outputs (T, B, H)."""
         if hidden is None:
             hidden = self.init_hidden(tokens.shape[1])
         if self.plan is None:
@@ -112,6 +114,9 @@ class RecurrentLM(nn.Module):
         output = run_cell(x_proj, hidden, self.w_h, self.edges, rows, plan, hidden_mask)
         dropped = output * _mask(output[:1], cfg.dropout_output) \
             if training and cfg.dropout_output > 0 else output
+        if targets is not None:
+            loss = decoded_cross_entropy(dropped.flatten(0, 1), self.embedding, self.decoder_bias, targets.flatten())
+            return loss, output[-1], output
         # the bias is added inside the matmul (addmm): one (T, B, V) tensor instead of two
         logits = F.linear(dropped, self.embedding, self.decoder_bias)
         return logits, output[-1], output
@@ -133,12 +138,8 @@ def run_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, edge
 
     Under autocast the whole cell runs in the autocast dtype (its buffers and products share one
     dtype); the casts are ordinary autograd ops, so float32 weights get float32 gradients."""
-    device_type = x_proj.device.type
-    if torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
-        x_proj, hidden, w_h, edges = (t.to(dtype) for t in (x_proj, hidden, w_h, edges))
-        hidden_mask = hidden_mask.to(dtype) if hidden_mask is not None else None
-    with torch.autocast(device_type, enabled=False):
+    (x_proj, hidden, w_h, edges, hidden_mask), no_autocast = in_autocast_dtype(x_proj, hidden, w_h, edges, hidden_mask)
+    with no_autocast:
         return _CellRecurrence.apply(x_proj, hidden, w_h, edges, tuple(rows), plan, hidden_mask)
 
 

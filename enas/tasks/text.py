@@ -11,14 +11,15 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from enas.config import Config, TrainConfig
 from enas.data import Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
 from enas.spaces.recurrent import RecurrentSpace
 
-# forward(tokens (T, B), hidden (B, H) | None) -> logits (T, B, V), hidden (B, H), outputs (T, B, H)
-LanguageModel = Callable[[torch.Tensor, "torch.Tensor | None"], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+# forward(tokens (T, B), hidden (B, H) | None, targets (T, B)) -> mean cross-entropy against the
+# targets, hidden (B, H), outputs (T, B, H)
+LanguageModel = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor],
+                         tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 def load_corpus(config: Config) -> Corpus:
@@ -76,9 +77,8 @@ class TextTask:
 
         `index` counts steps since the start of training; it wraps around the split."""
         inputs, targets = self._window("train", index)
-        logits, hidden, outputs = forward(inputs, self._hidden)
+        loss, hidden, outputs = forward(inputs, self._hidden, targets)
         self._hidden = hidden.detach()  # truncated BPTT: carry the state, not its history
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         cfg = self.train_cfg
         if cfg.ar_alpha > 0:
             loss = loss + cfg.ar_alpha * outputs.pow(2).mean()
@@ -90,8 +90,7 @@ class TextTask:
     def reward(self, forward: LanguageModel, index: int) -> float:
         """ENAS text reward: c / perplexity on validation window `index`, from a zero state."""
         inputs, targets = self._window("valid", index)
-        logits, _, _ = forward(inputs, None)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()
+        loss = forward(inputs, None, targets)[0].item()
         return self.reward_constant / math.exp(min(loss, 50.0))
 
     @torch.no_grad()
@@ -101,8 +100,8 @@ class TextTask:
         limit = self.batches(split) if max_batches == 0 else min(max_batches, self.batches(split))
         for index in range(limit):
             inputs, targets = self._window(split, index)
-            logits, hidden, _ = forward(inputs, hidden)
-            total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
+            loss, hidden, _ = forward(inputs, hidden, targets)
+            total += loss.item() * targets.numel()
             count += targets.numel()
         return math.exp(min(total / count, 50.0))
 
