@@ -40,7 +40,10 @@ class Controller(nn.Module):
         self.space_name, self.decisions, self.initial_anchors, self.cfg = \
             space_name, list(decisions), initial_anchors, cfg
         hidden = cfg.hidden
-        self.lstm = nn.LSTMCell(hidden, hidden)
+        # One LSTM cell, as a single (x, h) -> gates product: nn.LSTMCell costs twice as much at
+        # these tiny sizes, where the controller's time is the number of ops, not their size.
+        self.lstm_weight = nn.Parameter(torch.empty(2 * hidden, 4 * hidden))   # gates i, f, g, o
+        self.lstm_bias = nn.Parameter(torch.empty(4 * hidden))
         self.start = nn.Parameter(torch.zeros(1, hidden))
         # Decisions over the same op names share one head and one embedding table.
         vocabularies = sorted({d.options for d in decisions if d.kind == "op"})
@@ -54,29 +57,33 @@ class Controller(nn.Module):
             nn.init.uniform_(p, -0.1, 0.1)
 
     def forward(self, n: int, generator: torch.Generator | None = None, greedy: bool = False) -> Samples:
-        """Sample n architectures (or the n-fold most likely one when `greedy`)."""
+        """Sample n architectures (or the n-fold most likely one when `greedy`).
+
+        The loop only draws: each decision's log-probability and entropy are computed once it is
+        over, for all decisions of one kind and width at once (a few ops instead of a few per
+        decision: the controller's cost is the number of small ops, not their size)."""
         cfg = self.cfg
         hidden_size = cfg.hidden
         h = c = self.start.new_zeros(n, hidden_size)
         inputs = self.start.expand(n, hidden_size)
         anchors: list[torch.Tensor] = []
         keys: list[torch.Tensor] = []
-        log_prob = self.start.new_zeros(n)
-        entropy = self.start.new_zeros(n)
-        skip_penalty = self.start.new_zeros(n)
+        drawn: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # width -> (logits, choice) per decision
+        skips: list[tuple[torch.Tensor, torch.Tensor]] = []              # (logits, bits) per skip decision
         columns: list[torch.Tensor] = []
         rows = torch.arange(n)
 
         for _ in range(self.initial_anchors):
-            h, c = self.lstm(inputs, (h, c))
+            h, c = self._lstm(inputs, h, c)
             anchors.append(h)
             keys.append(self.attn_prev(h))
         for decision in self.decisions:
-            h, c = self.lstm(inputs, (h, c))
+            h, c = self._lstm(inputs, h, c)
             if decision.kind == "op":
                 vocab = self._vocabulary[decision.options]
                 logits = self._clip(self.op_heads[vocab](h), cfg.tanh_constant / cfg.op_tanh_reduce)
-                choice, lp, ent = _categorical(logits, generator, greedy)
+                choice = _draw_categorical(logits, generator, greedy)
+                drawn.setdefault(logits.shape[1], []).append((logits, choice))
                 inputs = self.op_embeddings[vocab](choice)
             else:
                 positions = decision.anchors or range(decision.size)
@@ -84,50 +91,82 @@ class Controller(nn.Module):
                 scores = torch.tanh(torch.stack([keys[p] for p in positions], dim=1) + self.attn_curr(h)[:, None])
                 logits = self._clip(self.attn_v(scores).squeeze(-1), cfg.tanh_constant)  # (n, k)
                 if decision.kind == "index":
-                    choice, lp, ent = _categorical(logits, generator, greedy)
+                    choice = _draw_categorical(logits, generator, greedy)
+                    drawn.setdefault(logits.shape[1], []).append((logits, choice))
                     inputs = stacked[rows, choice]
                 else:
-                    choice, lp, ent, kl = _bernoulli(logits, generator, greedy, cfg.skip_target)
-                    skip_penalty = skip_penalty + kl
+                    choice = _draw_bernoulli(logits, generator, greedy)
+                    skips.append((logits, choice))
                     inputs = (choice[:, :, None] * stacked).sum(1) / (1 + choice.sum(1, keepdim=True))
-            log_prob, entropy = log_prob + lp, entropy + ent
             columns.append(choice)
             if decision.ends_node:
                 anchors.append(h)
                 keys.append(self.attn_prev(h))
 
+        log_prob, entropy, skip_penalty = self.start.new_zeros(3, n).unbind(0)
+        for pairs in drawn.values():
+            lp, ent = _categorical_terms(torch.stack([lg for lg, _ in pairs], 1), torch.stack([ch for _, ch in pairs], 1))
+            log_prob, entropy = log_prob + lp, entropy + ent
+        if skips:
+            lp, ent, skip_penalty = _bernoulli_terms(torch.cat([lg for lg, _ in skips], 1),
+                                                     torch.cat([bits for _, bits in skips], 1), cfg.skip_target)
+            log_prob, entropy = log_prob + lp, entropy + ent
+        values = [col.long().tolist() for col in columns]   # one conversion per decision, not per sample
         architectures = [Architecture(self.space_name, tuple(
-            tuple(col[i].long().tolist()) if col.dim() == 2 else int(col[i]) for col in columns))
+            tuple(column[i]) if isinstance(column[i], list) else column[i] for column in values))
             for i in range(n)]
         return Samples(architectures, log_prob, entropy, skip_penalty)
+
+    def _lstm(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gates = torch.addmm(self.lstm_bias, torch.cat([x, h], 1), self.lstm_weight)
+        hidden = h.shape[1]
+        activated = gates.sigmoid()   # i, f and o use theirs; g is tanh of its own quarter
+        c = torch.addcmul(activated[:, hidden:2 * hidden] * c, activated[:, :hidden],
+                          gates[:, 2 * hidden:3 * hidden].tanh())
+        return activated[:, 3 * hidden:] * c.tanh(), c
 
     def _clip(self, logits: torch.Tensor, tanh_constant: float) -> torch.Tensor:
         logits = logits / self.cfg.temperature
         return tanh_constant * torch.tanh(logits) if tanh_constant > 0 else logits
 
 
-def _categorical(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+@torch.no_grad()
+def _draw_categorical(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
+    """One choice per row of logits (n, k): the most likely, or drawn by inverting the cumulative
+    distribution at a uniform number (torch.multinomial costs ten times more at these sizes)."""
+    if greedy:
+        return logits.argmax(-1)
+    cumulative = torch.softmax(logits, -1).cumsum(-1)
+    uniform = torch.rand(logits.shape[0], 1, generator=generator)
+    return (cumulative < uniform * cumulative[:, -1:]).sum(-1).clamp_max(logits.shape[1] - 1)
+
+
+@torch.no_grad()
+def _draw_bernoulli(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
+    """Independent bits with probabilities sigmoid(logits), as floats."""
+    threshold = torch.full_like(logits, 0.5) if greedy else torch.rand(logits.shape, generator=generator)
+    return (torch.sigmoid(logits) > threshold).float()
+
+
+def _categorical_terms(logits: torch.Tensor, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (n, D, k) of D decisions, choices (n, D) -> their summed log p(choice) and entropy, (n,) each."""
     log_p = torch.log_softmax(logits, dim=-1)
-    with torch.no_grad():
-        choice = log_p.argmax(-1) if greedy else \
-            torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(-1)
-    chosen = log_p.gather(-1, choice[:, None]).squeeze(-1)
-    entropy = -(log_p.exp() * log_p).sum(-1)
-    return choice, chosen, entropy
+    chosen = log_p.gather(-1, choices[..., None]).sum((1, 2))
+    entropy = -(log_p.exp() * log_p).sum((1, 2))
+    return chosen, entropy
 
 
-def _bernoulli(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool, target: float
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _bernoulli_terms(logits: torch.Tensor, bits: torch.Tensor, target: float
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logits and bits (n, m) of m independent skips -> summed log p(bits), entropy and
+    KL(p || target), (n,) each."""
     p = torch.sigmoid(logits)
-    with torch.no_grad():
-        bits = (p > 0.5).float() if greedy else torch.bernoulli(p, generator=generator)
     log_p1, log_p0 = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
     chosen = (bits * log_p1 + (1 - bits) * log_p0).sum(-1)
     entropy = -(p * log_p1 + (1 - p) * log_p0).sum(-1)
     # KL(p || target) pulls the skip rate toward the target (ENAS macro space)
     kl = (p * (log_p1 - math.log(target)) + (1 - p) * (log_p0 - math.log(1 - target))).sum(-1)
-    return bits, chosen, entropy, kl
+    return chosen, entropy, kl
 
 
 @dataclass
@@ -166,4 +205,6 @@ def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer,
 
 def build_optimizer(controller: Controller) -> torch.optim.Adam:
     # The official code uses Adam with beta1 = 0 and eps = 1e-3 for the controller.
-    return torch.optim.Adam(controller.parameters(), lr=controller.cfg.lr, betas=(0.0, 0.999), eps=1e-3)
+    # foreach: one op per step for all the small tensors rather than a few per tensor
+    return torch.optim.Adam(controller.parameters(), lr=controller.cfg.lr, betas=(0.0, 0.999), eps=1e-3,
+                            foreach=True)

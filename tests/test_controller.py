@@ -71,12 +71,15 @@ def test_reinforce_raises_the_probability_of_the_rewarded_architecture():
 
 def test_entropy_bonus_keeps_the_policy_broader():
     def final_entropy(weight: float) -> float:
+        """Mean entropy of the last 20 updates of 300: long enough for the policy to narrow (it
+        barely moves in the first hundred; measured 1.9 without the bonus, 3.0 with it)."""
         torch.manual_seed(0)
         controller = make_controller(entropy_weight=weight)
         optimizer = build_optimizer(controller)
-        baseline, generator = None, torch.Generator().manual_seed(0)
-        for _ in range(100):
+        baseline, generator, entropies = None, torch.Generator().manual_seed(0), []
+        for _ in range(300):
             baseline, stats = reinforce_update(controller, optimizer, matching_reward, baseline, generator)
-        return stats.entropy
+            entropies.append(stats.entropy)
+        return sum(entropies[-20:]) / 20
 
-    assert final_entropy(1.0) > final_entropy(0.0)
+    assert final_entropy(1.0) > final_entropy(0.0) + 0.5
