@@ -24,11 +24,14 @@ search preset; --quick leaves paper out):
                                  architecture (below 1: faster)
   <space>_retrain_images_per_s   a retrain step of a child with the retrain preset's settings (shapes'
                                  at default, cifar10_<space>_final at paper)
+  <space>_paper_search_hours     projected wall time of the conf/cifar10_<space>.yaml search on this
+                                 device (paper size only)
 
 Every table and JSON object carries the load average: on a machine shared with other processes,
 torch's multi-threaded ops stall whenever another process holds a core (single steps then take
 seconds), so figures taken there with several threads are noise; `--threads 1` gives steady ones.
 
-benchmarks/gpu.sh runs the recurrent and controller suites at the reference and paper sizes on one
-CUDA GPU and prints the projection.
+benchmarks/gpu.sh runs the recurrent and controller suites at the reference and paper sizes and the
+micro suite at the paper size on one CUDA GPU, and prints the projections of the PTB and CIFAR-10
+micro searches.
 """

@@ -153,6 +153,9 @@ def add_image(report: Report, space: str, name: str, result: ImageResult) -> Non
                "one fixed architecture: space.child(arch)")
     report.add(f"{space}_overhead_ratio", name, result.overhead_ratio, None,
                "supernet step time / child's, both on the child's architecture")
+    if name == "paper":
+        report.add(f"{space}_paper_search_hours", None, result.search_hours(), None,
+                   f"projected: conf/cifar10_{space}.yaml search on CIFAR-10 on this device at the measured speeds")
     final = result.retrain
     if final is not None:
         extras = (f", aux head {final['aux_weight']:g}, drop path {final['drop_path']:g}"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The recurrent and controller benchmarks at the reference and paper sizes on one CUDA GPU, then
-# the projected wall time of the whole paper PTB search (conf/ptb.yaml: 150 epochs x 400 shared
-# steps of batch 64 x bptt 35, plus the controller's updates and rewards) at the measured speeds.
-# About 5 minutes; stops at 6. Extra arguments go to `python -m benchmarks` (e.g. --json).
+# The recurrent and controller benchmarks at the reference and paper sizes and the micro benchmark
+# at the paper's search width on one CUDA GPU, then the projected wall times of the whole paper
+# PTB search (conf/ptb.yaml: 150 epochs x 400 shared steps of batch 64 x bptt 35, plus the
+# controller's updates and rewards) and CIFAR-10 micro search (conf/cifar10_micro.yaml) at the
+# measured speeds. About 5 minutes; stops at 6. Extra arguments go to `python -m benchmarks`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
@@ -11,4 +12,5 @@ if command -v nvidia-smi >/dev/null; then
 fi
 # The controller runs on the CPU in a search, as here; the search probe (peak RSS, controller
 # share) is left out: it measures the default preset, which a GPU does not change much.
-exec timeout 360 "$PYTHON" -m benchmarks --device cuda --sizes reference,paper --only rnn,controller "$@"
+exec timeout 360 "$PYTHON" -m benchmarks --device cuda --sizes reference,paper --image-sizes paper \
+    --only rnn,controller,micro "$@"

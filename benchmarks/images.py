@@ -10,6 +10,8 @@ cross-entropy plus any auxiliary loss, backward, gradient clipping, SGD):
   fixed     the supernet on one of those architectures at every step
   child     `space.child(arch)` for that architecture: the network the supernet runs then, holding
             only its own weights; its drop path is off, as the supernet's is
+  reward    one reward of the supernet (forward on a validation batch), for the projection
+  controller  one REINFORCE update of the space's controller (constant reward), for the projection
   retrain   the child that retrain trains with the retrain preset's settings (layers, filters,
             batch, auxiliary head, drop path, cutout), for an architecture of that preset's size
 The supernet's overhead is the fixed step's time over the child's: what sharing the weights of
@@ -31,7 +33,7 @@ from benchmarks.recurrent import preset_config
 from benchmarks.timing import Timing, interleaved, synchronizer
 from enas.arch import Architecture
 from enas.config import Config, ControllerConfig, TrainConfig
-from enas.controller import Controller
+from enas.controller import Controller, build_optimizer, reinforce_update
 from enas.images import ImageData
 from enas.spaces.conv_ops import ImageShape
 from enas.spaces.macro import MacroSpace
@@ -40,6 +42,7 @@ from enas.tasks.image import ImageModel, ImageTask
 from enas.training import autocast_forward, place, sgd, train_step
 
 CIFAR10 = ImageShape(channels=3, height=32, width=32, classes=10)
+CIFAR10_TRAIN_IMAGES = 50_000
 # cifar10 presets name a data folder that the benchmarks never open; validation only needs it named
 NO_DATA = "data.root=unused-by-benchmarks"
 
@@ -103,7 +106,8 @@ def describe(config: Config, train: TrainConfig) -> dict:
                "aux_weight": config.micro.aux_weight, "drop_path": config.micro.drop_path}
               if config.space == "micro" else
               {"layers": config.macro.layers, "filters": config.macro.filters, "ops": config.macro.ops})
-    return {**widths, "batch": train.batch_size, "image": f"{shape.height}x{shape.width}x{shape.channels}",
+    return {**widths, "batch": train.batch_size, "aggregate": config.controller.aggregate,
+            "image": f"{shape.height}x{shape.width}x{shape.channels}",
             "classes": shape.classes, "augment": train.augment, "cutout": train.cutout}
 
 
@@ -139,6 +143,31 @@ def trainer(model: nn.Module, task: ImageTask, train: TrainConfig,
     return step
 
 
+def rewarder(supernet: nn.Module, task: ImageTask, as_run: Callable[[ImageModel], ImageModel],
+             architectures: list[Architecture]) -> Callable[[], None]:
+    """One reward per call, as the controller phase takes them: the supernet in eval mode on the
+    next validation batch (with batch statistics, see ImageTask.reward); training mode after."""
+    index = [0]
+
+    def reward() -> None:
+        supernet.eval()
+        task.reward(as_run(partial(supernet, arch=architectures[index[0] % len(architectures)])), index[0])
+        supernet.train()
+        index[0] += 1
+    return reward
+
+
+def controller_updates(space: MicroSpace | MacroSpace, controller_cfg: ControllerConfig) -> Callable[[], None]:
+    """One REINFORCE update of the space's controller per call, with a constant reward (the rewards
+    are timed apart): the controller's own cost for `aggregate` architectures."""
+    controller = Controller(space.name, space.decisions(), space.initial_anchors, controller_cfg)
+    optimizer, baseline = build_optimizer(controller), [None]
+
+    def update() -> None:
+        baseline[0], _ = reinforce_update(controller, optimizer, lambda arch: 0.5, baseline[0], None)
+    return update
+
+
 def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSteps:
     torch.manual_seed(seed)
     config, final = size.search_config(), size.retrain_config()
@@ -159,6 +188,8 @@ def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSt
              "fixed": trainer(supernet, task, config.search,
                               lambda index: as_run(partial(supernet, arch=architectures[0]))),
              "child": trainer(child, task, config.search, lambda index: as_run(child))}
+    steps["reward"] = rewarder(supernet, task, as_run, architectures)
+    steps["controller"] = controller_updates(task.space, config.controller)
     retrain = None
     if final is not None:
         retrain_task = ImageTask(final, final.retrain, hold_out=False, data=data).to(device)
@@ -191,6 +222,31 @@ class ImageResult:
         """The supernet's step time over the child's, on the child's architecture: below 1 the
         supernet is the faster."""
         return self.timings["fixed"].median / self.timings["child"].median
+
+    @property
+    def reward_s(self) -> float:
+        return self.timings["reward"].median
+
+    @property
+    def controller_s_per_arch(self) -> float:
+        return self.timings["controller"].median / self.search["aggregate"]
+
+    def search_hours(self) -> float:
+        """Projected wall time of the size's whole search preset at the measured speeds (on
+        CIFAR-10 for the cifar10 presets): per epoch the shared steps over the training images
+        (45,000 of CIFAR-10's), one reward and the controller's share per sampled architecture,
+        and the evaluation of the most likely architecture (batch-norm recalibration, then the
+        held-out validation images)."""
+        config = self.size.search_config()
+        search, controller = config.search, config.controller
+        images = CIFAR10_TRAIN_IMAGES if config.data.name == "cifar10" else config.data.train_images
+        held_out = round(images * config.data.valid_fraction)
+        steps = search.steps_per_epoch or (images - held_out) // search.batch_size
+        eval_batches = search.eval_batches or -(-held_out // search.batch_size)
+        rewards = controller.steps * controller.aggregate
+        epoch_s = (steps * self.timings["supernet"].median + rewards * (self.reward_s + self.controller_s_per_arch)
+                   + (config.derive.bn_batches + eval_batches) * self.reward_s)
+        return search.epochs * epoch_s / 3600
 
     @property
     def retrain_images_per_s(self) -> float | None:

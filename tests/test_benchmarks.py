@@ -126,10 +126,12 @@ def toy_image_size(space: str) -> ImageSize:
 @pytest.mark.parametrize("space", ["micro", "macro"])
 def test_image_figures_at_a_toy_size(space, one_thread):
     result = bench_images(toy_image_size(space), torch.device("cpu"), **ONE_REP)
-    assert set(result.timings) == {"supernet", "fixed", "child", "retrain"}
+    assert set(result.timings) == {"supernet", "fixed", "child", "retrain", "reward", "controller"}
     for value in (result.images_per_s, result.child_images_per_s, result.overhead_ratio,
-                  result.retrain_images_per_s):
+                  result.retrain_images_per_s, result.reward_s, result.controller_s_per_arch):
         assert value > 0
+    # the projection adds up its parts: 10 epochs of shapes, each at least its shared steps
+    assert result.search_hours() * 3600 > 10 * (2700 // 4) * result.timings["supernet"].median
     assert result.config()["batch"] == 4 and result.config()["retrain"]["preset"] == "shapes"
 
 
@@ -137,7 +139,7 @@ def test_image_figures_at_a_toy_size(space, one_thread):
 def test_every_timed_image_step_trains_its_network(space, one_thread):
     built = build_steps(toy_image_size(space), torch.device("cpu"))
     networks = {"supernet": built.supernet, "fixed": built.supernet, "child": built.child, "retrain": built.retrain}
-    assert set(built.steps) == set(networks)
+    assert set(built.steps) == set(networks) | {"reward", "controller"}
     for name, network in networks.items():
         before = [p.detach().clone() for p in network.parameters()]
         built.steps[name]()
