@@ -48,7 +48,7 @@ def bench_controller(preset: str, budget_s: float, min_reps: int, seed: int = 0)
     """The preset's controller over its recurrent space; the controller runs on the CPU in a search."""
     config = preset_config(preset)
     space = RecurrentSpace(config.recurrent, vocab_size=2)  # the vocabulary does not reach the controller
-    controller = Controller(space.name, space.decisions(), space.initial_anchors, config.controller)
+    controller = Controller.for_space(space, config.controller)
     optimizer = build_optimizer(controller)
     generator = torch.Generator().manual_seed(seed)
     baseline: list[float | None] = [None]

@@ -33,7 +33,7 @@ from benchmarks.recurrent import preset_config
 from benchmarks.timing import Timing, interleaved, synchronizer
 from enas.arch import Architecture
 from enas.config import Config, ControllerConfig, TrainConfig
-from enas.controller import Controller, build_optimizer, reinforce_update
+from enas.controller import Controller, build_optimizer, draw_architectures, reinforce_update
 from enas.images import ImageData
 from enas.spaces.conv_ops import ImageShape
 from enas.spaces.macro import MacroSpace
@@ -111,14 +111,6 @@ def describe(config: Config, train: TrainConfig) -> dict:
             "classes": shape.classes, "augment": train.augment, "cutout": train.cutout}
 
 
-def sample_architectures(space: MicroSpace | MacroSpace, controller_cfg: ControllerConfig, count: int,
-                         seed: int) -> list[Architecture]:
-    """`count` architectures from a real, untrained controller, as a search's first epoch draws them."""
-    controller = Controller(space.name, space.decisions(), space.initial_anchors, controller_cfg)
-    with torch.no_grad():
-        return controller(count, torch.Generator().manual_seed(seed)).architectures
-
-
 @dataclass
 class ImageSteps:
     """The configs and networks of one size, and one training step of each network, to be timed."""
@@ -160,7 +152,7 @@ def rewarder(supernet: nn.Module, task: ImageTask, as_run: Callable[[ImageModel]
 def controller_updates(space: MicroSpace | MacroSpace, controller_cfg: ControllerConfig) -> Callable[[], None]:
     """One REINFORCE update of the space's controller per call, with a constant reward (the rewards
     are timed apart): the controller's own cost for `aggregate` architectures."""
-    controller = Controller(space.name, space.decisions(), space.initial_anchors, controller_cfg)
+    controller = Controller.for_space(space, controller_cfg)
     optimizer, baseline = build_optimizer(controller), [None]
 
     def update() -> None:
@@ -175,7 +167,7 @@ def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSt
     # a few batches: search holds out data.valid_fraction of them; the test split is never read
     data = synthetic_images(image_shape(config), 4 * batch, 2, torch.Generator().manual_seed(seed))
     task = ImageTask(config, config.search, hold_out=True, data=data).to(device)
-    architectures = sample_architectures(task.space, config.controller, 32, seed)
+    architectures = draw_architectures(task.space, config.controller, 32, seed)
     # placed and called as a run does: on CUDA, channels-last weights and bf16 autocast (config cuda.*)
     supernet = place(task.space.supernet(), config, device)
     child = place(task.space.child(architectures[0]), config, device)
@@ -195,7 +187,7 @@ def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSt
         retrain_task = ImageTask(final, final.retrain, hold_out=False, data=data).to(device)
         # The search preset's controller over the retrain space: an architecture a search could
         # find at that size. Its drop path ramps from step 0, so every step draws and applies masks.
-        arch = sample_architectures(retrain_task.space, config.controller, 1, seed)[0]
+        arch = draw_architectures(retrain_task.space, config.controller, 1, seed)[0]
         retrain = place(retrain_task.space.child(arch), final, device)
         steps["retrain"] = trainer(retrain, retrain_task, final.retrain,
                                    lambda index: autocast_forward(retrain, final, device))

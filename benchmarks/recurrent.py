@@ -224,7 +224,7 @@ def bench_size(size: RnnSize, device: torch.device, budget_s: float, min_reps: i
     corpus = synthetic_corpus(size, windows, torch.Generator().manual_seed(seed))
     supernet_task, plain_task = (TextTask(config, config.search, corpus).to(device) for _ in range(2))
     space = supernet_task.space
-    controller = Controller(space.name, space.decisions(), space.initial_anchors, config.controller)
+    controller = Controller.for_space(space, config.controller)
     with torch.no_grad():
         architectures = controller(32, torch.Generator().manual_seed(seed)).architectures
     supernet = space.supernet().to(device).train()

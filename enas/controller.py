@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -55,6 +55,11 @@ class Controller(nn.Module):
         self.attn_v = nn.Linear(hidden, 1, bias=False)
         for p in self.parameters():
             nn.init.uniform_(p, -0.1, 0.1)
+
+    @classmethod
+    def for_space(cls, space: Any, cfg: ControllerConfig) -> Controller:
+        """The controller of a search space (its `name`, `decisions()` and `initial_anchors`)."""
+        return cls(space.name, space.decisions(), space.initial_anchors, cfg)
 
     def forward(self, n: int, generator: torch.Generator | None = None, greedy: bool = False) -> Samples:
         """Sample n architectures (or the n-fold most likely one when `greedy`).
@@ -167,6 +172,13 @@ def _bernoulli_terms(logits: torch.Tensor, bits: torch.Tensor, target: float
     # KL(p || target) pulls the skip rate toward the target (ENAS macro space)
     kl = (p * (log_p1 - math.log(target)) + (1 - p) * (log_p0 - math.log(1 - target))).sum(-1)
     return chosen, entropy, kl
+
+
+def draw_architectures(space: Any, cfg: ControllerConfig, n: int, seed: int) -> list[Architecture]:
+    """n architectures of `space` from a freshly initialised controller, as a search's first epoch
+    draws them (for benchmarks and tests)."""
+    with torch.no_grad():
+        return Controller.for_space(space, cfg)(n, torch.Generator().manual_seed(seed)).architectures
 
 
 @dataclass

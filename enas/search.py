@@ -54,7 +54,7 @@ class Search:
         space = self.task.space
         self.supernet = place(space.supernet(), config, device)
         # The controller is tiny and sequential: it runs on the CPU whatever the device.
-        self.controller = Controller(space.name, space.decisions(), space.initial_anchors, config.controller)
+        self.controller = Controller.for_space(space, config.controller)
         self.shared_optimizer = sgd(self.supernet, config.search)
         self.controller_optimizer = build_optimizer(self.controller)
         self.sampler = torch.Generator().manual_seed(config.seed + 1)    # architectures

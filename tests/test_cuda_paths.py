@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from enas.config import ControllerConfig, MicroConfig, MacroConfig, RecurrentConfig, load_config, preset_path
-from enas.controller import Controller
+from enas.controller import draw_architectures
 from enas.spaces.conv_ops import ImageShape
 from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
@@ -24,9 +24,7 @@ SHAPE = ImageShape(channels=3, height=8, width=8, classes=4)
 
 
 def sample(space, seed: int):
-    controller = Controller(space.name, space.decisions(), space.initial_anchors, ControllerConfig())
-    with torch.no_grad():
-        return controller(1, torch.Generator().manual_seed(seed)).architectures[0]
+    return draw_architectures(space, ControllerConfig(), 1, seed)[0]
 
 
 def recurrent_case():

@@ -8,7 +8,7 @@ import torch
 
 from enas.arch import Architecture
 from enas.config import ControllerConfig, MacroConfig
-from enas.controller import Controller
+from enas.controller import draw_architectures
 from enas.errors import UserError
 from enas.spaces.conv_ops import MACRO_OPS, ImageShape
 from enas.spaces.macro import MacroPlan, MacroSpace, pool_layers
@@ -49,9 +49,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def sample(space: MacroSpace, n: int, seed: int = 0) -> list[Architecture]:
-    controller = Controller(space.name, space.decisions(), space.initial_anchors, ControllerConfig())
-    with torch.no_grad():
-        return controller(n, torch.Generator().manual_seed(seed)).architectures
+    return draw_architectures(space, ControllerConfig(), n, seed)
 
 
 def test_the_published_network_round_trips_through_the_official_string_and_json():

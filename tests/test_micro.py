@@ -6,7 +6,7 @@ import torch
 
 from enas.arch import Architecture
 from enas.config import ControllerConfig, MicroConfig
-from enas.controller import Controller
+from enas.controller import draw_architectures
 from enas.errors import UserError
 from enas.spaces.conv_ops import ImageShape
 from enas.spaces.micro import MicroNetwork, MicroPlan, MicroSpace, reduction_cells
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def sample(space: MicroSpace, n: int, seed: int = 0) -> list[Architecture]:
-    controller = Controller(space.name, space.decisions(), space.initial_anchors, ControllerConfig())
-    with torch.no_grad():
-        return controller(n, torch.Generator().manual_seed(seed)).architectures
+    return draw_architectures(space, ControllerConfig(), n, seed)
 
 
 def test_the_published_cells_round_trip_through_the_official_string_and_json():
