@@ -6,7 +6,6 @@ import math
 import os
 import random
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Callable, Iterable
 
 import torch
@@ -38,19 +37,25 @@ def place(model: nn.Module, config: Config, device: torch.device) -> nn.Module:
 
 
 def autocast_forward(forward: Callable[..., Any], config: Config, device: torch.device) -> Callable[..., Any]:
-    """`forward` under bf16 autocast on CUDA when the config asks for it, else `forward` itself.
-
-    Its floating-point outputs come back as float32, so that losses, rewards and scores are
-    computed at full precision whatever ran inside."""
+    """`forward` under bf16 autocast on CUDA when the config asks for it, else `forward` itself."""
     if device.type != "cuda" or not config.cuda.amp:
         return forward
-    return partial(run_autocast, forward, device.type)
+    return Autocast(forward, device.type)
 
 
-def run_autocast(forward: Callable[..., Any], device_type: str, *args: Any, **kwargs: Any) -> Any:
-    with torch.autocast(device_type, dtype=torch.bfloat16):
-        outputs = forward(*args, **kwargs)
-    return tuple(_float32(out) for out in outputs) if isinstance(outputs, tuple) else _float32(outputs)
+@dataclass(frozen=True)
+class Autocast:
+    """A model call under bf16 autocast. Its floating-point outputs come back as float32, so that
+    losses, rewards and scores are computed at full precision whatever ran inside; `forward` stays
+    reachable for what needs the module behind it (e.g. its batch norms)."""
+
+    forward: Callable[..., Any]
+    device_type: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            outputs = self.forward(*args, **kwargs)
+        return tuple(_float32(out) for out in outputs) if isinstance(outputs, tuple) else _float32(outputs)
 
 
 def _float32(value: Any) -> Any:

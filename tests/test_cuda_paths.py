@@ -6,6 +6,8 @@ the cuda switches, and a search with all of them on gives exactly the run with a
 channels_last acts on both devices.
 """
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,8 @@ from enas.spaces.conv_ops import ImageShape
 from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
 from enas.spaces.recurrent import RecurrentSpace
-from enas.training import autocast_forward, place, run_autocast
+from enas.tasks.image import ImageTask
+from enas.training import Autocast, autocast_forward, place
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -65,7 +68,7 @@ def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name):
     want = {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
     supernet.zero_grad(set_to_none=True)
     torch.manual_seed(2)
-    loss = loss_of(lambda *args: run_autocast(forward, "cpu", *args))
+    loss = loss_of(Autocast(forward, "cpu"))
     assert loss.dtype == torch.float32   # outputs come back in float32
     loss.backward()
     got = {n: p.grad for n, p in supernet.named_parameters() if p.grad is not None}
@@ -78,6 +81,25 @@ def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name):
     # over four micro cells, whose stacks of separable convolutions at width 4 amplify the rounding,
     # and above 0.99 for macro and recurrent)
     assert F.cosine_similarity(flat_got, flat_want, dim=0) > 0.9
+
+
+@pytest.mark.parametrize("space", ["micro", "macro"])
+def test_the_image_task_scores_a_supernet_under_autocast(space):
+    # what a CUDA run with cuda.amp hands the task: the bound supernet wrapped in Autocast; batch-norm
+    # recalibration and the reward must still find the module behind it
+    config = load_config([preset_path("shapes")], [f"space={space}", "data.train_images=64", "data.test_images=16",
+                                                   "micro.layers=1", "micro.filters=4", "micro.nodes=2",
+                                                   "macro.layers=3", "macro.filters=4", "search.batch_size=8"])
+    task = ImageTask(config, config.search, hold_out=True)
+    supernet = task.space.supernet()
+    forward = Autocast(partial(supernet, arch=sample(task.space, seed=0)), "cpu")
+    norms = [m for m in supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.num_batches_tracked.item() for m in norms]
+    task.calibrate(forward)
+    assert any(m.num_batches_tracked.item() != b for m, b in zip(norms, before))   # it reached the module
+    supernet.eval()
+    assert 0.0 <= task.reward(forward, 0) <= 1.0
+    assert 0.0 <= task.evaluate(forward, "valid") <= 1.0
 
 
 def test_on_the_cpu_autocast_is_off_and_channels_last_follows_its_switch():

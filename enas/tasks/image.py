@@ -25,6 +25,7 @@ from enas.images import ImageData, augment, channel_stats, load_images, normalis
 from enas.spaces.conv_ops import ImageShape
 from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
+from enas.training import Autocast
 
 # forward(images (B, C, H, W)) -> logits (B, K), auxiliary logits (B, K) or None
 ImageModel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | None"]]
@@ -151,7 +152,10 @@ class ImageTask:
 
 
 def _model_of(forward: ImageModel) -> nn.Module:
-    """The module behind `forward`: a child, or the supernet an architecture is bound to."""
+    """The module behind `forward`: a child, or the supernet an architecture is bound to, either
+    of them possibly under autocast."""
+    if isinstance(forward, Autocast):
+        forward = forward.forward
     return forward.func if isinstance(forward, partial) else forward
 
 
