@@ -182,3 +182,18 @@ def test_the_language_model_with_targets_gives_the_cross_entropy_of_its_logits()
     loss, hidden_too, outputs_too = supernet(tokens[:-1], None, tokens[1:], arch=arch)
     assert torch.allclose(loss, F.cross_entropy(logits.flatten(0, 1), tokens[1:].flatten()), atol=1e-6)
     assert torch.equal(hidden, hidden_too) and torch.equal(outputs, outputs_too)
+
+
+def test_the_fused_decoder_loss_under_bf16_autocast_sums_its_gradients_in_float32(monkeypatch):
+    monkeypatch.setattr(decoder_loss, "CHUNK_ELEMENTS", 40 * 50)   # 40 chunks of 40 rows
+    generator = torch.Generator().manual_seed(0)
+    outputs, weight, bias = (torch.randn(*shape, generator=generator, requires_grad=True)
+                             for shape in ((1600, 16), (50, 16), (50,)))
+    targets = torch.randint(0, 50, (1600,), generator=generator)
+    want = torch.autograd.grad(F.cross_entropy(F.linear(outputs, weight, bias), targets), (weight, bias))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = decoder_loss.decoded_cross_entropy(outputs, weight, bias, targets)
+    got = torch.autograd.grad(loss, (weight, bias))
+    assert loss.dtype == torch.float32 and all(g.dtype == torch.float32 for g in got)
+    for g, w in zip(got, want):   # measured 0.47% off; summed in bf16 over the 40 chunks, 0.75% and 0.95%
+        assert (g - w).norm() < 0.006 * w.norm()

@@ -49,7 +49,9 @@ class _DecodedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, outputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 targets: torch.Tensor) -> torch.Tensor:
-        grads = (torch.empty_like(outputs), torch.zeros_like(weight), torch.zeros_like(bias))
+        # the weight and bias gradients add up over chunks: in float32 even when the products are bf16
+        grads = (torch.empty_like(outputs), torch.zeros_like(weight, dtype=torch.float32),
+                 torch.zeros_like(bias, dtype=torch.float32))
         total = _chunked_loss(outputs, weight, bias, targets, grads)
         ctx.save_for_backward(*grads)
         return total
@@ -79,6 +81,9 @@ def _chunked_loss(outputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
         probs[torch.arange(len(y), device=y.device), y] -= 1
         grad_outputs, grad_weight, grad_bias = grads
         torch.mm(probs, weight, out=grad_outputs[start:start + rows])
-        grad_weight.addmm_(probs.t(), x)
+        if grad_weight.dtype == probs.dtype:
+            grad_weight.addmm_(probs.t(), x)
+        else:
+            grad_weight += (probs.t() @ x).float()
         grad_bias += probs.sum(0)
     return total
