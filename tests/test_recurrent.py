@@ -197,3 +197,8 @@ def test_the_fused_decoder_loss_under_bf16_autocast_sums_its_gradients_in_float3
     assert loss.dtype == torch.float32 and all(g.dtype == torch.float32 for g in got)
     for g, w in zip(got, want):   # measured 0.47% off; summed in bf16 over the 40 chunks, 0.75% and 0.95%
         assert (g - w).norm() < 0.006 * w.norm()
+
+
+def test_a_child_refuses_an_architecture_of_another_space():
+    with pytest.raises(UserError, match="a micro architecture cannot be built in the recurrent space; set space=micro"):
+        RecurrentSpace(RecurrentConfig(nodes=3, hidden=4), 5).child(Architecture("micro", (0,) * 8))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from enas.arch import Architecture
 from enas.errors import UserError
 
 
@@ -62,3 +63,9 @@ def check_choices(space: str, decisions: Sequence[Decision], choices: Sequence) 
             allowed = ", ".join(f"{i}={n}" for i, n in enumerate(decision.options)) or \
                 f"0..{decision.size - 1}"
             raise UserError(f"{decision.name}={choice} is out of range (allowed: {allowed})")
+
+
+def check_space(arch: Architecture, space: str) -> None:
+    """A child is built only from an architecture of its own space."""
+    if arch.space != space:
+        raise UserError(f"a {arch.space} architecture cannot be built in the {space} space; set space={arch.space}")

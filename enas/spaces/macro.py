@@ -26,7 +26,7 @@ from torch import nn
 from enas.arch import Architecture, Choice, parse_ints
 from enas.config import MacroConfig
 from enas.errors import UserError
-from enas.spaces.base import Decision, check_choices, op, skip
+from enas.spaces.base import Decision, check_choices, check_space, op, skip
 from enas.spaces.conv_ops import (MACRO_OPS, FactorizedReduction, ImageShape, MacroBranch, copy_supernet_weights,
                                   global_pool, init_weights)
 
@@ -133,9 +133,7 @@ class MacroSpace:
         return MacroNetwork(self.cfg, self.shape)
 
     def child(self, arch: Architecture) -> MacroNetwork:
-        if arch.space != self.name:
-            raise UserError(f"a {arch.space} architecture cannot be built in the macro space; "
-                            f"set space={arch.space}")
+        check_space(arch, self.name)
         return MacroNetwork(self.cfg, self.shape, MacroPlan.of(arch))
 
     @staticmethod

@@ -33,7 +33,7 @@ from torch import nn
 from enas.arch import Architecture, Choice, parse_ints
 from enas.config import MicroConfig
 from enas.errors import UserError
-from enas.spaces.base import Decision, check_choices, index, op
+from enas.spaces.base import Decision, check_choices, check_space, index, op
 from enas.spaces.conv_ops import (MICRO_OPS, FactorizedReduction, ImageShape, copy_supernet_weights, drop_path,
                                   global_pool, init_weights, micro_op, relu_conv_bn)
 
@@ -227,9 +227,7 @@ class MicroSpace:
         return MicroNetwork(self.cfg, self.shape)
 
     def child(self, arch: Architecture) -> MicroNetwork:
-        if arch.space != self.name:
-            raise UserError(f"a {arch.space} architecture cannot be built in the micro space; "
-                            f"set space={arch.space}")
+        check_space(arch, self.name)
         return MicroNetwork(self.cfg, self.shape, MicroPlan.of(arch), self.drop_path_steps)
 
     @staticmethod

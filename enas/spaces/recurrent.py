@@ -22,7 +22,7 @@ from enas.arch import Architecture, Choice, parse_ints
 from enas.config import RecurrentConfig
 from enas.errors import UserError
 from enas.spaces.decoder_loss import decoded_cross_entropy, in_autocast_dtype
-from enas.spaces.base import Decision, check_choices, index, op
+from enas.spaces.base import Decision, check_choices, check_space, index, op
 
 ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
 # google-research/enas_lm numbers the activations tanh, relu, sigmoid, identity; ours (and the
@@ -315,6 +315,7 @@ class RecurrentSpace:
         return RecurrentLM(self.vocab_size, self.cfg.nodes, self.cfg)
 
     def child(self, arch: Architecture) -> RecurrentLM:
+        check_space(arch, self.name)
         plan = CellPlan.of(arch)
         return RecurrentLM(self.vocab_size, len(plan.activations), self.cfg, plan)
 
