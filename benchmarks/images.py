@@ -167,7 +167,7 @@ def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSt
     # a few batches: search holds out data.valid_fraction of them; the test split is never read
     data = synthetic_images(image_shape(config), 4 * batch, 2, torch.Generator().manual_seed(seed))
     task = ImageTask(config, config.search, hold_out=True, data=data).to(device)
-    architectures = draw_architectures(task.space, config.controller, 32, seed)
+    architectures = draw_architectures(task.space, 32, seed, config.controller)
     # placed and called as a run does: on CUDA, channels-last weights and bf16 autocast (config cuda.*)
     supernet = place(task.space.supernet(), config, device)
     child = place(task.space.child(architectures[0]), config, device)
@@ -187,7 +187,7 @@ def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSt
         retrain_task = ImageTask(final, final.retrain, hold_out=False, data=data).to(device)
         # The search preset's controller over the retrain space: an architecture a search could
         # find at that size. Its drop path ramps from step 0, so every step draws and applies masks.
-        arch = draw_architectures(retrain_task.space, config.controller, 1, seed)[0]
+        arch = draw_architectures(retrain_task.space, 1, seed, config.controller)[0]
         retrain = place(retrain_task.space.child(arch), final, device)
         steps["retrain"] = trainer(retrain, retrain_task, final.retrain,
                                    lambda index: autocast_forward(retrain, final, device))

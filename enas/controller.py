@@ -174,11 +174,13 @@ def _bernoulli_terms(logits: torch.Tensor, bits: torch.Tensor, target: float
     return chosen, entropy, kl
 
 
-def draw_architectures(space: Any, cfg: ControllerConfig, n: int, seed: int) -> list[Architecture]:
-    """n architectures of `space` from a freshly initialised controller, as a search's first epoch
-    draws them (for benchmarks and tests)."""
+def draw_architectures(space: Any, n: int, seed: int = 0, cfg: ControllerConfig | None = None
+                       ) -> list[Architecture]:
+    """n architectures of `space` from a freshly initialised controller (of `cfg`, default settings
+    if None), as a search's first epoch draws them (for benchmarks and tests)."""
     with torch.no_grad():
-        return Controller.for_space(space, cfg)(n, torch.Generator().manual_seed(seed)).architectures
+        controller = Controller.for_space(space, cfg or ControllerConfig())
+        return controller(n, torch.Generator().manual_seed(seed)).architectures
 
 
 @dataclass

@@ -83,18 +83,14 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
         text = (json.dumps(arch.to_json(), indent=2) + "\n").encode()
         write_file(out_dir / ARCH_FILE, lambda handle: handle.write(text))
     with Session(out_dir, retrain, saved) as session:
-        session.drive(partial(retrain_epochs, retrain, session, reporter))
+        session.drive(config.retrain.epochs, TRAIN, partial(retrain_epoch, retrain, session, reporter))
     return finish(retrain, out_dir)
 
 
-def retrain_epochs(retrain: Retrain, session: Session, reporter: Reporter) -> None:
-    """The epochs still to do, starting wherever the progress stands."""
-    progress = retrain.progress
-    while progress.epoch < retrain.config.retrain.epochs:
-        train_epoch(retrain, session, reporter)
-        validate(retrain, session, reporter)
-        progress.next_epoch(TRAIN)
-        session.checkpoint()
+def retrain_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> None:
+    """The rest of the current epoch: training from wherever it stands, then validation."""
+    train_epoch(retrain, session, reporter)
+    validate(retrain, session, reporter)
 
 
 def train_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> None:

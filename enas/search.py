@@ -114,20 +114,16 @@ def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     search = Search(config, device)
     write_config(run_dir, config)  # on a resume too: a later resume starts from its overrides
     with Session(run_dir, search, saved) as session:
-        session.drive(partial(search_epochs, search, session, reporter))
+        session.drive(config.search.epochs, SHARED, partial(search_epoch, search, session, reporter))
     return search
 
 
-def search_epochs(search: Search, session: Session, reporter: Reporter) -> None:
-    """The epochs still to do, starting wherever the progress stands."""
-    progress = search.progress
-    while progress.epoch < search.config.search.epochs:
-        if progress.phase == SHARED:
-            shared_phase(search, session, reporter)
-        controller_phase(search, session, reporter)
-        evaluate(search, session, reporter)
-        progress.next_epoch(SHARED)
-        session.checkpoint()
+def search_epoch(search: Search, session: Session, reporter: Reporter) -> None:
+    """The rest of the current epoch: a resumed one may stand in its controller phase already."""
+    if search.progress.phase == SHARED:
+        shared_phase(search, session, reporter)
+    controller_phase(search, session, reporter)
+    evaluate(search, session, reporter)
 
 
 def shared_phase(search: Search, session: Session, reporter: Reporter) -> None:

@@ -4,8 +4,8 @@ Search and retrain keep where they stand in a `Progress` and run their loops thr
 (ENAS DESIGN section 8):
 - after every step the loop calls `boundary()`: if SIGINT or SIGTERM arrived, the whole state is
   saved right there and the run ends with 130 or 143 and the command that resumes it;
-- at each epoch end it calls `checkpoint()`; a fresh run also saves its initial state, so that a
-  run killed in its first epoch can be resumed too;
+- `drive` runs the epochs and saves a checkpoint at each epoch's end; a fresh run also saves its
+  initial state, so that a run killed in its first epoch can be resumed too;
 - a step whose loss, gradient norm or reward is not finite is skipped and counted by `skip()`;
   MAX_NONFINITE_IN_A_ROW of them in a row raise NonFiniteError, which `drive` answers with one
   rollback to the last good checkpoint, drawing fresh random numbers from there (on a
@@ -127,14 +127,15 @@ class Session:
     def resume_command(self) -> str:
         return f"enas {self.target.kind} -o {self.folder} --resume"
 
-    def drive(self, loop: Callable[[], None]) -> None:
-        """Run `loop` to its end, rolling back once per non-finite streak; a full disk is exit 75."""
+    def drive(self, epochs: int, first_phase: str, epoch: Callable[[], None]) -> None:
+        """Run `epoch` until `epochs` epochs are done, from wherever the progress stands, with a
+        checkpoint at each epoch's end; roll back once per non-finite streak; a full disk is exit 75."""
         try:
             if self.saved is None:
                 self.checkpoint()
             while True:
                 try:
-                    return loop()
+                    return self._epochs(epochs, first_phase, epoch)
                 except NonFiniteError as error:
                     self._roll_back(error)
         except DiskFullError as error:
@@ -145,6 +146,12 @@ class Session:
             raise DiskFullError(f"disk full writing in {self.folder}; the last good checkpoint "
                                 f"is {newest_checkpoint(self.checkpoints)}; free some space, then: "
                                 f"{self.resume_command}") from None
+
+    def _epochs(self, epochs: int, first_phase: str, epoch: Callable[[], None]) -> None:
+        while self.target.progress.epoch < epochs:   # a rollback replaces the progress object
+            epoch()
+            self.target.progress.next_epoch(first_phase)
+            self.checkpoint()
 
     def checkpoint(self) -> Path:
         """Save the whole state; then, if a stop was requested, end the run here."""

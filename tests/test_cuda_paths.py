@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from enas.config import ControllerConfig, MicroConfig, MacroConfig, RecurrentConfig, load_config, preset_path
+from enas.config import MacroConfig, MicroConfig, RecurrentConfig, load_config, preset_path
 from enas.controller import draw_architectures
 from enas.spaces.conv_ops import ImageShape
 from enas.spaces.macro import MacroSpace
@@ -24,10 +24,6 @@ from enas.training import Autocast, autocast_forward, place
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 SHAPE = ImageShape(channels=3, height=8, width=8, classes=4)
-
-
-def sample(space, seed: int):
-    return draw_architectures(space, ControllerConfig(), 1, seed)[0]
 
 
 def recurrent_case():
@@ -60,7 +56,7 @@ def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name):
     space, loss_of = CASES[name]()
     torch.manual_seed(0)
     supernet = space.supernet().train()
-    arch = sample(space, seed=1)
+    arch = draw_architectures(space, 1, seed=1)[0]
     forward = lambda *args: supernet(*args, arch=arch)  # noqa: E731
 
     torch.manual_seed(2)   # the same dropout masks in both passes
@@ -92,7 +88,7 @@ def test_the_image_task_scores_a_supernet_under_autocast(space):
                                                    "macro.layers=3", "macro.filters=4", "search.batch_size=8"])
     task = ImageTask(config, config.search, hold_out=True)
     supernet = task.space.supernet()
-    forward = Autocast(partial(supernet, arch=sample(task.space, seed=0)), "cpu")
+    forward = Autocast(partial(supernet, arch=draw_architectures(task.space, 1)[0]), "cpu")
     norms = [m for m in supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = [m.num_batches_tracked.item() for m in norms]
     task.calibrate(forward)

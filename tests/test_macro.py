@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from enas.arch import Architecture
-from enas.config import ControllerConfig, MacroConfig
+from enas.config import MacroConfig
 from enas.controller import draw_architectures
 from enas.errors import UserError
 from enas.spaces.conv_ops import MACRO_OPS, ImageShape
@@ -46,10 +46,6 @@ TINY = MacroConfig(layers=4, filters=4, ops=6)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
-
-
-def sample(space: MacroSpace, n: int, seed: int = 0) -> list[Architecture]:
-    return draw_architectures(space, ControllerConfig(), n, seed)
 
 
 def test_the_published_network_round_trips_through_the_official_string_and_json():
@@ -94,7 +90,7 @@ def test_supernet_and_child_compute_the_same_with_the_same_weights():
     space = MacroSpace(TINY, SHAPE)
     supernet = space.supernet()
     images = torch.randn(6, 3, 12, 12)
-    archs = sample(space, 5) + [Architecture.from_official("4 5 1 0 1 1 3 1 1 1", "macro")]
+    archs = draw_architectures(space, 5) + [Architecture.from_official("4 5 1 0 1 1 3 1 1 1", "macro")]
     supernet.train()
     with torch.no_grad():
         for arch in archs:
@@ -123,7 +119,7 @@ def test_every_op_runs_in_a_child_and_trains():
 
 def test_the_controller_samples_one_skip_bit_per_earlier_output():
     space = MacroSpace(MacroConfig(layers=8, filters=4, ops=4), SHAPE)
-    archs = sample(space, 50)
+    archs = draw_architectures(space, 50)
     assert all(max(MacroPlan.of(a).ops) < 4 for a in archs)         # ops=4: only the first four ops
     bits = [b for a in archs for c in a.choices if isinstance(c, tuple) for b in c]
     assert len(bits) == 50 * 28 and 0.3 < sum(bits) / len(bits) < 0.7

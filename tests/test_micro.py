@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from enas.arch import Architecture
-from enas.config import ControllerConfig, MicroConfig
+from enas.config import MicroConfig
 from enas.controller import draw_architectures
 from enas.errors import UserError
 from enas.spaces.conv_ops import ImageShape
@@ -19,10 +19,6 @@ TINY = MicroConfig(layers=1, filters=4, nodes=3, aux_weight=0.4)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
-
-
-def sample(space: MicroSpace, n: int, seed: int = 0) -> list[Architecture]:
-    return draw_architectures(space, ControllerConfig(), n, seed)
 
 
 def test_the_published_cells_round_trip_through_the_official_string_and_json():
@@ -52,7 +48,7 @@ def test_the_controller_samples_valid_cells_whose_reduction_nodes_read_their_own
     assert len(decisions) == 8 * TINY.nodes
     reduce_node3 = next(d for d in decisions if d.name == "reduce.node3.x_input")
     assert reduce_node3.anchors == (0, 1, 2 + TINY.nodes)   # the cell inputs, then its own node 2
-    archs = sample(space, 20)
+    archs = draw_architectures(space, 20)
     assert len({a.choices for a in archs}) > 10
     assert all(len(a.choices) == 8 * TINY.nodes for a in archs)
 
@@ -62,7 +58,7 @@ def test_supernet_and_child_compute_the_same_with_the_same_weights():
     space = MicroSpace(TINY, SHAPE)
     supernet = space.supernet()
     images = torch.randn(6, 3, 12, 12)
-    archs = sample(space, 4) + [Architecture.from_official("0 4 1 4 0 4 2 4 0 4 1 4 " * 2, "micro")]
+    archs = draw_architectures(space, 4) + [Architecture.from_official("0 4 1 4 0 4 2 4 0 4 1 4 " * 2, "micro")]
     supernet.train()
     with torch.no_grad():
         for arch in archs:  # gives the batch norms of these architectures real running statistics
