@@ -258,21 +258,25 @@ def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
 def augment(x: torch.Tensor, crop: bool, cutout: int) -> torch.Tensor:
     """The paper's training augmentation of a normalised batch (B, C, H, W): random crop after
     4-pixel zero padding, horizontal flip, and cutout (DeVries & Taylor 2017) of a `cutout`-pixel
-    square centred anywhere in the image. Random numbers come from torch's global CPU generator,
-    whose state every checkpoint keeps."""
+    square centred anywhere in the image. Random numbers are drawn on the batch's device (nothing
+    waits for a copy from the host), from torch's global generator there, whose state every
+    checkpoint keeps."""
     batch, _, height, width = x.shape
+    device = x.device
     if crop:
-        offsets = torch.randint(0, 2 * PAD + 1, (batch, 2)).to(x.device)
-        flips = torch.rand(batch) < 0.5
+        offsets = torch.randint(0, 2 * PAD + 1, (batch, 2), device=device)
+        flips = torch.rand(batch, device=device) < 0.5
         padded = F.pad(x, (PAD, PAD, PAD, PAD))
-        rows = (offsets[:, :1] + torch.arange(height, device=x.device))[:, None, :, None]
-        cols = offsets[:, 1:] + torch.arange(width, device=x.device)
-        cols = torch.where(flips.to(x.device)[:, None], cols.flip(1), cols)[:, None, None, :]
-        x = padded[torch.arange(batch, device=x.device)[:, None, None, None],
-                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
+        rows = (offsets[:, :1] + torch.arange(height, device=device))[:, None, :, None]
+        cols = offsets[:, 1:] + torch.arange(width, device=device)
+        cols = torch.where(flips[:, None], cols.flip(1), cols)[:, None, None, :]
+        x = padded[torch.arange(batch, device=device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=device)[None, :, None, None], rows, cols]
     if cutout:
-        starts = (torch.rand(batch, 2) * torch.tensor([height, width])).long().to(x.device) - cutout // 2
-        inside_rows = (torch.arange(height, device=x.device) - starts[:, :1]).clamp_min(-1) // cutout == 0
-        inside_cols = (torch.arange(width, device=x.device) - starts[:, 1:]).clamp_min(-1) // cutout == 0
+        centres = torch.rand(batch, 2, device=device)
+        row_starts = (centres[:, :1] * height).long() - cutout // 2
+        col_starts = (centres[:, 1:] * width).long() - cutout // 2
+        inside_rows = (torch.arange(height, device=device) - row_starts).clamp_min(-1) // cutout == 0
+        inside_cols = (torch.arange(width, device=device) - col_starts).clamp_min(-1) // cutout == 0
         x = x * ~(inside_rows[:, None, :, None] & inside_cols[:, None, None, :])
     return x

@@ -18,18 +18,20 @@ class Reporter:
 
     @contextmanager
     def phase(self, description: str, total: int) -> Iterator[Update]:
-        """A progress bar; the yielded `update(advance=1, **figures)` moves it and shows figures."""
+        """A progress bar; the yielded `update(advance=1, completed=None, **figures)` moves it (by
+        `advance`, or to `completed`) and shows figures."""
         if self.quiet:
-            yield lambda advance=1, **figures: None
+            yield lambda advance=1, completed=None, **figures: None
             return
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[figures]}"))
         with Progress(*columns, console=self.console, transient=False) as progress:
             task = progress.add_task(description, total=total, figures="")
 
-            def update(advance: int = 1, **figures: Any) -> None:
+            def update(advance: int = 1, completed: int | None = None, **figures: Any) -> None:
                 text = "  ".join(f"{k} {_fmt(v)}" for k, v in figures.items())
-                progress.update(task, advance=advance, **({"figures": text} if figures else {}))
+                moved = {"advance": advance} if completed is None else {"completed": completed}
+                progress.update(task, **moved, **({"figures": text} if figures else {}))
 
             yield update
 

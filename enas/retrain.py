@@ -23,7 +23,7 @@ from enas.checkpoint import load_checkpoint
 from enas.config import Config, to_dict
 from enas.progress import Reporter
 from enas.runs import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file
-from enas.session import Progress, Session
+from enas.session import Figures, Progress, Session
 from enas.tasks import Task, build_task
 from enas.training import (autocast_forward, count_parameters, learning_rate, place, rng_state, set_learning_rate,
                            set_rng_state, setup_runtime, sgd)
@@ -89,11 +89,11 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
 
 def retrain_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> None:
     """The rest of the current epoch: training from wherever it stands, then validation."""
-    train_epoch(retrain, session, reporter)
-    validate(retrain, session, reporter)
+    figures = train_epoch(retrain, session, reporter)
+    validate(retrain, session, reporter, figures)
 
 
-def train_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> None:
+def train_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> Figures:
     cfg, task, progress = retrain.config.retrain, retrain.task, retrain.progress
     steps = cfg.steps_per_epoch or task.batches("train")
     if progress.step == 0:
@@ -106,12 +106,12 @@ def train_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> None:
         session.train_on(task, retrain.forward, progress.epoch * steps + progress.step, retrain.model.parameters(),
                          retrain.optimizer, cfg.grad_clip)
 
-    session.run_steps(reporter, f"retrain epoch {progress.epoch + 1}/{cfg.epochs}", steps, step)
+    return session.run_steps(reporter, f"retrain epoch {progress.epoch + 1}/{cfg.epochs}", steps, step)
 
 
-def validate(retrain: Retrain, session: Session, reporter: Reporter) -> None:
+def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Figures) -> None:
     """Score the epoch's model on the validation split; keep its weights if they are the best yet
-    (or, where the validation split is the test split, the latest)."""
+    (or, where the validation split is the test split, the latest). `trained`: the epoch's training figures."""
     task, progress = retrain.task, retrain.progress
     retrain.model.eval()
     value = task.evaluate(retrain.forward, "valid")
@@ -121,8 +121,8 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter) -> None:
     if task.valid_is_test or best is None or (value < best if task.lower_is_better else value > best):
         retrain.best, retrain.best_weights = value, copy.deepcopy(retrain.model.state_dict())
     lr = learning_rate(retrain.config.retrain, progress.epoch)
-    session.metrics.write(TRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=progress.mean_loss(),
-                          lr=lr, skipped=progress.skipped, **{f"valid_{task.metric}": value})
+    session.metrics.write(TRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
+                          lr=lr, skipped=trained.skipped, **{f"valid_{task.metric}": value})
     reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g} (best {retrain.best:.4g})")
 
 

@@ -144,9 +144,9 @@ def shared_phase(search: Search, session: Session, reporter: Reporter) -> None:
         session.train_on(task, search.bind(arch), progress.epoch * steps + progress.step,
                          search.supernet.parameters(), search.shared_optimizer, cfg.grad_clip)
 
-    session.run_steps(reporter, f"epoch {progress.epoch + 1} shared", steps, step)
-    session.metrics.write(SHARED, progress.epoch, search.state.controller_updates, loss=progress.mean_loss(),
-                          lr=lr, steps=steps, skipped=progress.skipped)
+    figures = session.run_steps(reporter, f"epoch {progress.epoch + 1} shared", steps, step)
+    session.metrics.write(SHARED, progress.epoch, search.state.controller_updates, loss=figures.mean_loss,
+                          lr=lr, steps=steps, skipped=figures.skipped)
     search.architectures = []
     progress.begin(CONTROLLER)
 

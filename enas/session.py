@@ -6,11 +6,12 @@ Search and retrain keep where they stand in a `Progress` and run their loops thr
   saved right there and the run ends with 130 or 143 and the command that resumes it;
 - `drive` runs the epochs and saves a checkpoint at each epoch's end; a fresh run also saves its
   initial state, so that a run killed in its first epoch can be resumed too;
-- a step whose loss, gradient norm or reward is not finite is skipped and counted by `skip()`;
-  MAX_NONFINITE_IN_A_ROW of them in a row raise NonFiniteError, which `drive` answers with one
-  rollback to the last good checkpoint, drawing fresh random numbers from there (on a
-  deterministic machine, replaying the same draws would only fail the same way); if it recurs
-  before the next checkpoint, the run ends with exit 3;
+- a step whose loss, gradient norm or reward is not finite is skipped and counted: a training
+  step on the device (`train_on`), its figures read a report later (`run_steps`); a controller
+  step on the host (`skip`). MAX_NONFINITE_IN_A_ROW of them in a row raise NonFiniteError, which
+  `drive` answers with one rollback to the last good checkpoint, drawing fresh random numbers
+  from there (on a deterministic machine, replaying the same draws would only fail the same way);
+  if it recurs before the next checkpoint, the run ends with exit 3;
 - a full disk ends the run with exit 75, naming the last good checkpoint.
 """
 
@@ -39,52 +40,98 @@ from enas.signals import StopFlag, fault_point
 from enas.training import train_step
 
 MAX_NONFINITE_IN_A_ROW = 5
+REPORT_EVERY = 10  # training steps between two looks at a phase's figures
 
 
 @dataclass
 class Progress:
     """Where a loop stands and the running figures of its current phase; all of it is checkpointed,
-    so that a phase resumed half-way sums on exactly as if it had never stopped."""
+    so that a phase resumed half-way sums on exactly as if it had never stopped.
+
+    A training phase keeps its figures as tensors on the device and updates them there (`record`),
+    so that no step waits for the device; a controller phase, whose rewards are read on the host
+    anyway, keeps plain numbers."""
 
     epoch: int = 0
     phase: str = ""
     step: int = 0                             # steps of `phase` done in `epoch`
-    loss_sum: float | torch.Tensor = 0.0      # a device tensor while training: reading it syncs
-    counted: int = 0                          # steps whose loss is in loss_sum
-    skipped: int = 0                          # non-finite steps skipped in this phase
+    loss_sum: float | torch.Tensor = 0.0
+    counted: int | torch.Tensor = 0           # steps whose loss is in loss_sum
+    skipped: int | torch.Tensor = 0           # non-finite steps skipped in this phase
+    bad_losses: int | torch.Tensor = 0        # of those, the ones whose loss was not finite
+    longest_run: int | torch.Tensor = 0       # the most training steps skipped in a row in this phase
     # per phase, the steps skipped since its last good one, across epochs: the controller phase's
     # failures must add up even though the shared phase's steps come in between
-    in_a_row: dict[str, int] = field(default_factory=dict)
+    in_a_row: dict[str, int | torch.Tensor] = field(default_factory=dict)
 
     def begin(self, phase: str) -> None:
-        self.phase, self.step, self.loss_sum, self.counted, self.skipped = phase, 0, 0.0, 0, 0
+        self.phase, self.step = phase, 0
+        self.loss_sum, self.counted, self.skipped, self.bad_losses, self.longest_run = 0.0, 0, 0, 0, 0
 
     def next_epoch(self, phase: str) -> None:
         self.epoch += 1
         self.begin(phase)
 
-    def add(self, loss: torch.Tensor | None = None) -> None:
-        """A step that went through (with its loss, if it has one)."""
-        if loss is not None:
-            self.loss_sum = self.loss_sum + loss
-            self.counted += 1
+    def add(self) -> None:
+        """A controller step that went through."""
         self.in_a_row[self.phase] = 0
 
-    def mean_loss(self) -> float:
-        return float(self.loss_sum) / max(self.counted, 1)
+    def record(self, loss: torch.Tensor, skipped: torch.Tensor) -> None:
+        """A training step, skipped or not, counted on the device without waiting for it."""
+        self.loss_sum = self.loss_sum + torch.where(skipped, 0.0, loss)
+        self.counted = self.counted + ~skipped
+        self.skipped = self.skipped + skipped
+        self.bad_losses = self.bad_losses + ~torch.isfinite(loss)
+        run = (self.in_a_row.get(self.phase, 0) + 1) * skipped
+        self.in_a_row[self.phase] = run
+        self.longest_run = run.clamp(min=self.longest_run)
 
     def state_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: torch.device) -> Progress:
-        progress = cls(**state)
-        if isinstance(progress.loss_sum, torch.Tensor):
-            progress.loss_sum = progress.loss_sum.to(device)
-        return progress
+        on_device = {name: value.to(device) if isinstance(value, torch.Tensor) else value
+                     for name, value in state.items() if name != "in_a_row"}
+        in_a_row = {phase: run.to(device) if isinstance(run, torch.Tensor) else run
+                    for phase, run in state["in_a_row"].items()}
+        return cls(**on_device, in_a_row=in_a_row)
 
     def __str__(self) -> str:
         return f"epoch {self.epoch + 1}, {self.phase} step {self.step}"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A phase's running figures as read on the host, `step` steps into it."""
+
+    step: int
+    mean_loss: float
+    skipped: int
+    bad_losses: int
+    longest_run: int
+
+
+class FiguresInFlight:
+    """A progress's figures on their way to the host: the copy is queued behind the steps so far,
+    and `read()` waits for that copy alone, never for work queued after it."""
+
+    def __init__(self, progress: Progress):
+        self.step = progress.step
+        values = (progress.loss_sum, progress.counted, progress.skipped, progress.bad_losses, progress.longest_run)
+        device = next((value.device for value in values if isinstance(value, torch.Tensor)), torch.device("cpu"))
+        stacked = torch.stack([value.double() if isinstance(value, torch.Tensor) else
+                               torch.full((), value, dtype=torch.float64, device=device) for value in values])
+        self._host = stacked.to("cpu", non_blocking=True)  # into pinned memory, from a GPU
+        self._copied = torch.cuda.Event() if device.type == "cuda" else None
+        if self._copied is not None:
+            self._copied.record()
+
+    def read(self) -> Figures:
+        if self._copied is not None:
+            self._copied.synchronize()
+        loss_sum, counted, skipped, bad_losses, longest_run = self._host.tolist()
+        return Figures(self.step, loss_sum / max(counted, 1), int(skipped), int(bad_losses), int(longest_run))
 
 
 class Resumable(Protocol):
@@ -111,6 +158,7 @@ class Session:
         self.stop = StopFlag()
         self.rolled_back = False  # since the last checkpoint was saved
         self.metrics: MetricsLog
+        self._warned = Figures(0, 0.0, 0, 0, 0)  # the figures at the last warning of skipped steps
 
     def __enter__(self) -> Session:
         if self.saved is not None:
@@ -166,14 +214,16 @@ class Session:
         return path
 
     def boundary(self) -> None:
-        """Between two steps: the test-only fault hook, then a requested stop saves and ends the run."""
+        """Between two steps: the test-only fault hook, then a requested stop saves and ends the run
+        (after a last look for a non-finite streak, which must not reach a checkpoint)."""
         progress = self.target.progress
         fault_point(progress.phase, progress.epoch, progress.step)
         if self.stop.signum is not None:
+            self._check_streak(FiguresInFlight(progress).read())
             self.checkpoint()
 
     def skip(self, nonfinite: str) -> None:
-        """Count a skipped step (the loop has already moved past it); too many in a row raise."""
+        """Count a skipped controller step (the loop has already moved past it); too many in a row raise."""
         progress = self.target.progress
         progress.skipped += 1
         in_a_row = progress.in_a_row[progress.phase] = progress.in_a_row.get(progress.phase, 0) + 1
@@ -182,30 +232,54 @@ class Session:
             raise NonFiniteError(f"non-finite {nonfinite} in {in_a_row} steps in a row at {progress}")
 
     def train_on(self, task: Any, forward: Callable, index: int, params: Iterable[nn.Parameter],
-                 optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
+                 optimizer: torch.optim.SGD, grad_clip: float) -> None:
         """Train on the task's window or batch `index`. A skipped step also leaves the task's carried
-        state (e.g. a recurrent hidden state) as it was, so that no NaN outlives its step."""
+        state (e.g. a recurrent hidden state) as it was, so that no NaN outlives its step; like the
+        skip itself, that is decided on the device."""
         carried = task.state_dict()
         outcome = train_step(partial(task.train_loss, forward, index), params, optimizer, grad_clip)
+        task.load_state_dict(unless_skipped(outcome.skipped, carried, task.state_dict()))
         self.target.progress.step += 1
-        if outcome.loss is None:
-            task.load_state_dict(carried)
-            self.skip(outcome.nonfinite)
-        else:
-            self.target.progress.add(outcome.loss)
+        self.target.progress.record(outcome.loss, outcome.skipped)
 
-    def run_steps(self, reporter: Reporter, title: str, steps: int, step: Callable[[], None]) -> None:
-        """Call `step` until the phase has done `steps` steps, from wherever it stands."""
+    def run_steps(self, reporter: Reporter, title: str, steps: int, step: Callable[[], None]) -> Figures:
+        """Call `step` until the phase has done `steps` steps, from wherever it stands; return the
+        phase's figures.
+
+        Every REPORT_EVERY steps the figures are sent to the host, and those sent at the report
+        before are shown and checked for skipped steps: inside a phase the host never waits for
+        the device's latest work, only at the phase's end."""
         progress = self.target.progress
+        figures = FiguresInFlight(progress).read()
+        self._warned = figures  # a resumed phase's earlier skips were reported by the run that made them
         with reporter.phase(title, steps) as update:
-            shown = progress.step
-            update(advance=shown)
+            update(completed=progress.step)
+            in_flight = None
             while progress.step < steps:
                 step()
-                if progress.step % 10 == 0 or progress.step == steps:  # reading the loss syncs with the device
-                    update(advance=progress.step - shown, loss=progress.mean_loss())
-                    shown = progress.step
+                if progress.step % REPORT_EVERY == 0:
+                    if in_flight is not None:
+                        self._report(in_flight.read(), update)
+                    in_flight = FiguresInFlight(progress)
                 self.boundary()
+            figures = FiguresInFlight(progress).read()
+            self._report(figures, update)
+        return figures
+
+    def _report(self, figures: Figures, update: Callable[..., None]) -> None:
+        update(completed=figures.step, loss=figures.mean_loss)
+        skipped, bad_losses = figures.skipped - self._warned.skipped, figures.bad_losses - self._warned.bad_losses
+        if skipped:
+            where = f"epoch {self.target.progress.epoch + 1}, {self.target.progress.phase} step {figures.step}"
+            warn(f"warning: {skipped} step(s) skipped by {where}: non-finite {_what(skipped, bad_losses)}")
+            self._warned = figures
+        self._check_streak(figures)
+
+    def _check_streak(self, figures: Figures) -> None:
+        if figures.longest_run >= MAX_NONFINITE_IN_A_ROW:
+            progress = self.target.progress
+            raise NonFiniteError(f"non-finite {_what(figures.skipped, figures.bad_losses)} in {figures.longest_run} "
+                                 f"steps in a row by epoch {progress.epoch + 1}, {progress.phase} step {figures.step}")
 
     def _roll_back(self, error: NonFiniteError) -> None:
         """Back to the last good checkpoint with fresh random draws; a second streak before the next
@@ -225,6 +299,20 @@ class Session:
         self.target.reseed(seed)
         self.rolled_back = True
         warn(f"warning: {error}; rolled back to {progress} and drawing fresh random numbers from there")
+
+
+def unless_skipped(skipped: torch.Tensor, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A task's state after a step, or, where the step was skipped, as it was before it: chosen on
+    the device. An entry the step did not replace stays; one that was None (no state yet) counts
+    as zeros, as a model's missing hidden state does."""
+    return {key: value if value is before[key] else
+            torch.where(skipped, 0.0 if before[key] is None else before[key], value)
+            for key, value in after.items()}
+
+
+def _what(skipped: int, bad_losses: int) -> str:
+    """What was not finite in `skipped` steps, `bad_losses` of them by their loss."""
+    return "loss" if bad_losses == skipped else "gradient norm" if bad_losses == 0 else "loss or gradient norm"
 
 
 def warn(message: str) -> None:

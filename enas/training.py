@@ -63,8 +63,17 @@ def _float32(value: Any) -> Any:
 
 
 def sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                           nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    """Fused SGD: one kernel for all parameters, and it can skip a step on the device (`train_step`).
+
+    Momentum buffers start at zero rather than being created by the first step: fused SGD creates
+    them uninitialised, and a first step skipped on the device would leave them so. With no
+    dampening, a zero buffer makes the first update exactly what a fresh one would."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, fused=True,
+                                nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    if cfg.momentum > 0:
+        for param in model.parameters():
+            optimizer.state[param]["momentum_buffer"] = torch.zeros_like(param)
+    return optimizer
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -92,30 +101,29 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 @dataclass
 class StepOutcome:
-    """What one training step did: its detached loss, or, when skipped, what was not finite."""
+    """What one training step did, as tensors on the device (reading them waits for it)."""
 
-    loss: torch.Tensor | None
-    nonfinite: str = ""
+    loss: torch.Tensor      # detached
+    skipped: torch.Tensor   # bool: the loss or the gradient norm was not finite, nothing was updated
 
 
 def train_step(loss_of: Callable[[], torch.Tensor], params: Iterable[nn.Parameter],
-               optimizer: torch.optim.Optimizer, grad_clip: float) -> StepOutcome:
-    """Forward, backward, clip, update.
+               optimizer: torch.optim.SGD, grad_clip: float) -> StepOutcome:
+    """Forward, backward, clip, update, without the host ever waiting for the device.
 
-    A step whose loss or gradient norm is not finite is skipped: the optimiser never sees it, so
-    the parameters and the optimiser state stay exactly as they were.
+    A step whose loss or gradient norm is not finite is skipped on the device: fused SGD (`sgd`)
+    takes it as `found_inf`, as it does from a gradient scaler, and leaves the parameters and its
+    momentum exactly as they were.
     """
-    params = list(params)
     optimizer.zero_grad(set_to_none=True)
     loss = loss_of()
     loss.backward()
-    norm = nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
-    finite_loss, finite_norm = torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).tolist()  # one sync
-    if not (finite_loss and finite_norm):
-        optimizer.zero_grad(set_to_none=True)
-        return StepOutcome(None, "loss" if not finite_loss else "gradient norm")
+    norm = nn.utils.clip_grad_norm_(list(params), grad_clip if grad_clip > 0 else float("inf"))
+    loss = loss.detach()
+    skipped = ~(torch.isfinite(loss) & torch.isfinite(norm))
+    optimizer.found_inf = skipped.float()  # type: ignore[attr-defined]  # read by fused SGD's step
     optimizer.step()
-    return StepOutcome(loss.detach())
+    return StepOutcome(loss, skipped)
 
 
 def rng_state() -> dict:

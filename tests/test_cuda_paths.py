@@ -11,6 +11,8 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from enas.config import MacroConfig, MicroConfig, RecurrentConfig, load_config, preset_path
 from enas.controller import draw_architectures
@@ -120,5 +122,55 @@ def test_a_search_with_every_switch_on_equals_one_with_every_switch_off_on_the_c
         config = load_config([preset_path("shapes")], tiny + overrides)
         search = run_search(config, tmp_path / switch, False, Reporter(quiet=True))
         runs[switch] = search.supernet.state_dict()
-    for key, value in runs["true"].items():
-        assert torch.equal(value, runs["false"][key]), key
+    for key, value in runs["true"].items():  # tensors, and the extra state of micro networks
+        assert torch.equal(value, runs["false"][key]) if isinstance(value, torch.Tensor) else \
+            value == runs["false"][key], key
+
+
+TINY_RUNS = {
+    "recurrent": ("default", ["data.vocab_size=16", "data.train_tokens=2000", "data.valid_tokens=500",
+                              "data.test_tokens=500", "recurrent.nodes=4", "recurrent.hidden=16", "search.batch_size=4",
+                              "retrain.batch_size=4", "retrain.ar_alpha=1", "retrain.tar_beta=1"]),
+    "micro": ("shapes", ["data.train_images=64", "data.test_images=16", "micro.layers=1", "micro.filters=4",
+                         "micro.nodes=2", "micro.drop_path=0.4", "search.batch_size=8", "retrain.batch_size=8",
+                         "retrain.cutout=4"]),
+    "macro": ("shapes", ["data.train_images=64", "data.test_images=16", "space=macro", "macro.layers=3",
+                         "macro.filters=4", "search.batch_size=8", "retrain.batch_size=8", "retrain.cutout=4"]),
+}
+
+
+class NoHostReads(TorchDispatchMode):
+    """Raises where a tensor's value is read on the host (`.item()`, `bool()`, `int()`, `float()`)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            raise AssertionError("a tensor's value was read on the host")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("space", sorted(TINY_RUNS))
+def test_a_training_step_never_waits_for_the_device(space, tmp_path):
+    """On a GPU, reading a tensor's value on the host makes the host wait for the device. Two
+    steps each of search and retrain run here under FakeTensorMode, where the tensors a step
+    computes have shapes but no values (so reading one, `.tolist()` included, raises), and under
+    NoHostReads, which catches scalar reads of any tensor. The device-side skip and the figures'
+    bookkeeping are included; the real tensors stay untouched."""
+    from enas.retrain import Retrain
+    from enas.search import Search
+    from enas.session import FiguresInFlight, Session
+
+    preset, overrides = TINY_RUNS[space]
+    config = load_config([preset_path(preset)], overrides)
+    search = Search(config, torch.device("cpu"))
+    arch = search.sample(1)[0]
+    retrain = Retrain(config, arch, torch.device("cpu"))
+    runs = [(search, search.bind(arch), search.supernet, search.shared_optimizer, config.search),
+            (retrain, retrain.forward, retrain.model, retrain.optimizer, config.retrain)]
+    for target, forward, model, optimizer, train in runs:
+        target.task.start_epoch(target.shuffler)
+        session = Session(tmp_path, target, None)
+        with FakeTensorMode(allow_non_fake_inputs=True), NoHostReads():
+            for index in range(2):
+                session.train_on(target.task, forward, index, model.parameters(), optimizer, train.grad_clip)
+            FiguresInFlight(target.progress)  # sending the figures to the host does not wait either
+        assert target.progress.step == 2

@@ -8,7 +8,7 @@ from enas.arch import Architecture
 from enas.config import MicroConfig
 from enas.controller import draw_architectures
 from enas.errors import UserError
-from enas.spaces.conv_ops import ImageShape
+from enas.spaces.conv_ops import ImageShape, drop_path
 from enas.spaces.micro import MicroNetwork, MicroPlan, MicroSpace, reduction_cells
 
 PAPER_NORMAL = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1"
@@ -102,9 +102,9 @@ def test_drop_path_grows_with_training_steps_in_children_only():
     space = MicroSpace(cfg, SHAPE, drop_path_steps=10)
     child = space.child(Architecture("micro", (0, 0, 1, 1) * 4))
     child.train()
-    assert child._drop_path_rate() == pytest.approx(0.04)   # step 1 of 10
+    assert float(child._drop_path_rate()) == pytest.approx(0.04)   # step 1 of 10
     child.steps_trained.fill_(50)
-    assert child._drop_path_rate() == pytest.approx(0.4)
+    assert float(child._drop_path_rate()) == pytest.approx(0.4)
     child.eval()
     assert child._drop_path_rate() == 0.0
     supernet = space.supernet().train()
@@ -112,6 +112,16 @@ def test_drop_path_grows_with_training_steps_in_children_only():
     child.train()
     child(torch.randn(2, 3, 12, 12))
     assert int(child.steps_trained) == 51
+
+
+@pytest.mark.parametrize("keep", [0.7, torch.tensor(0.7)])
+def test_drop_path_zeroes_whole_examples_and_keeps_the_expectation(keep):
+    torch.manual_seed(0)
+    out = drop_path(torch.ones(20000, 2, 3, 3), keep)
+    per_example = out.flatten(1)
+    assert torch.all(per_example == per_example[:, :1])               # whole examples, not pixels
+    assert float((per_example[:, 0] == 0).float().mean()) == pytest.approx(0.3, abs=0.02)
+    assert float(out.mean()) == pytest.approx(1.0, abs=0.03)
 
 
 def test_render_names_every_node_and_the_loose_ends():

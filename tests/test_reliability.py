@@ -37,13 +37,13 @@ from cli import app
 from enas import runs as runs_module
 from enas import search as search_module
 from enas.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
-from enas.config import Config, load_config, preset_path
+from enas.config import Config, TrainConfig, load_config, preset_path
 from enas.errors import DiskFullError, NonFiniteError
 from enas.metrics import read_metrics
 from enas.progress import Reporter
 from enas.search import Search, controller_step, run_search
 from enas.signals import FAULT_HOOK
-from enas.training import train_step
+from enas.training import sgd, train_step
 
 ENAS = str(Path(sys.executable).parent / "enas")
 
@@ -325,17 +325,32 @@ def inject(monkeypatch, fault: str, calls: range) -> None:
     monkeypatch.setattr(search_module, "build_task", build)
 
 
+MOMENTUM = TrainConfig(lr=0.1, momentum=0.9, weight_decay=1e-3)
+
+
 @pytest.mark.parametrize("fault", ["nan loss", "inf gradient norm"])
 def test_a_non_finite_training_step_leaves_parameters_and_optimiser_untouched(fault):
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer = sgd(model, MOMENTUM)
     loss_of = lambda: model(torch.ones(2, 3)).pow(2).sum()  # noqa: E731
-    assert train_step(loss_of, model.parameters(), optimizer, 0.25).loss is not None  # momentum exists now
+    assert not train_step(loss_of, model.parameters(), optimizer, 0.25).skipped  # momentum is not zero now
     before = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
     outcome = train_step(lambda: FAULTS[fault][1](loss_of()), model.parameters(), optimizer, 0.25)
-    assert outcome.loss is None and outcome.nonfinite == fault.split(maxsplit=1)[1]
+    assert outcome.skipped and torch.isfinite(outcome.loss) == (fault != "nan loss")
     assert_same_state((model.state_dict(), optimizer.state_dict()), before)
+
+
+def test_a_skipped_first_step_leaves_the_momentum_as_a_fresh_optimiser_has_it():
+    torch.manual_seed(0)
+    skipping, fresh = nn.Linear(3, 1), nn.Linear(3, 1)
+    fresh.load_state_dict(skipping.state_dict())
+    for model, faults in ((skipping, ["nan loss", None, None]), (fresh, [None, None])):
+        optimizer = sgd(model, MOMENTUM)
+        for fault in faults:
+            loss_of = lambda: model(torch.ones(2, 3)).pow(2).sum()  # noqa: E731
+            train_step(lambda: FAULTS[fault][1](loss_of()) if fault else loss_of(), model.parameters(), optimizer, 0)
+    assert_same_state(skipping.state_dict(), fresh.state_dict())
 
 
 def test_a_non_finite_reward_leaves_the_controller_and_the_baseline_untouched(space):
@@ -357,7 +372,12 @@ def test_non_finite_steps_are_skipped_and_counted(space, tmp_path, monkeypatch, 
     lines = records(tmp_path / "run")
     phase = "controller" if fault == "nan reward" else "shared"
     assert [m["skipped"] for m in lines if m["phase"] == phase and m["epoch"] == 1][-1] == 2
-    assert capsys.readouterr().err.count("step skipped") == 2
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    if fault == "nan reward":  # the controller reads its rewards on the host: one warning per step
+        assert len(warnings) == 2 and all("non-finite reward" in line for line in warnings)
+    else:  # training steps are read a report later: one warning for both
+        assert warnings == [f"warning: 2 step(s) skipped by epoch 2, shared step 10: "
+                            f"non-finite {fault.split(maxsplit=1)[1]}"]
     assert_every_step_once(lines)
 
 

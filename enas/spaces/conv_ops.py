@@ -111,12 +111,13 @@ class MacroBranch(nn.Sequential):
         super().__init__(*layers)
 
 
-def drop_path(x: torch.Tensor, keep: float) -> torch.Tensor:
-    """Zero whole examples of a branch with probability 1 - keep, rescaling the rest (FractalNet)."""
-    if keep >= 1.0:
+def drop_path(x: torch.Tensor, keep: float | torch.Tensor) -> torch.Tensor:
+    """Zero whole examples of a branch with probability 1 - keep, rescaling the rest (FractalNet).
+    `keep` may be a tensor on x's device, so that a schedule kept there is never read on the host."""
+    if isinstance(keep, float) and keep >= 1.0:
         return x
-    mask = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(keep)
-    return x * mask / keep
+    kept = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < keep
+    return x * kept / keep
 
 
 def init_weights(model: nn.Module) -> None:

@@ -107,7 +107,8 @@ class Cell(nn.Module):
             nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
         self.combine_bn = nn.BatchNorm2d(c)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, plan: CellPlan, keep: float) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, plan: CellPlan, keep: float | torch.Tensor
+                ) -> torch.Tensor:
         """s0, s1: outputs of the two cells before (B, C', H', W') -> (B, C, H, W)."""
         states = [self.pre0(s0), self.pre1(s1)]
         for position, (x, x_op, y, y_op) in enumerate(plan.nodes, start=2):
@@ -125,7 +126,7 @@ class Cell(nn.Module):
         position, slot, source, op_id = edge
         return f"node{position}_{slot}_{MICRO_OPS[op_id]}" + ("_stride2" if self._stride(source) == 2 else "")
 
-    def _edge(self, edge: Edge, states: list[torch.Tensor], keep: float) -> torch.Tensor:
+    def _edge(self, edge: Edge, states: list[torch.Tensor], keep: float | torch.Tensor) -> torch.Tensor:
         out = self.edges[self._name(edge)](states[edge[2]])
         # The official fixed cells drop every op's path but identity's.
         return out if MICRO_OPS[edge[3]] == "identity" else drop_path(out, keep)
@@ -194,13 +195,14 @@ class MicroNetwork(nn.Module):
             self.steps_trained += 1
         return self.classifier(self.dropout(global_pool(F.relu(s1)))), aux
 
-    def _drop_path_rate(self) -> float:
+    def _drop_path_rate(self) -> float | torch.Tensor:
         """The last cell's drop-path probability now: it grows linearly with the training step up to
-        `cfg.drop_path` (official `_apply_drop_path`). The supernet never drops paths, as the
-        official ENAS layers do not."""
+        `cfg.drop_path` (official `_apply_drop_path`); a tensor computed where the step count lives,
+        so that no step waits to read it. The supernet never drops paths, as the official ENAS
+        layers do not."""
         if not (self.training and self.plan is not None and self.cfg.drop_path > 0):
             return 0.0
-        progress = min(1.0, (int(self.steps_trained) + 1) / max(1, self.drop_path_steps))
+        progress = ((self.steps_trained + 1) / max(1, self.drop_path_steps)).clamp(max=1.0)
         return progress * self.cfg.drop_path
 
     def load_from_supernet(self, supernet: MicroNetwork) -> None:

@@ -81,14 +81,15 @@ class ImageTask:
         return images.contiguous(memory_format=self.memory_format), self.labels[split][rows]
 
     def start_epoch(self, generator: torch.Generator) -> None:
-        """A fresh order of the training images, drawn from `generator`."""
-        self._order = torch.randperm(len(self.images["train"]), generator=generator)
+        """A fresh order of the training images, drawn from `generator` (on the CPU) and kept beside
+        the images, so that a step's batch is gathered without a copy from the host."""
+        self._order = torch.randperm(len(self.images["train"]), generator=generator).to(self.images["train"].device)
 
     def state_dict(self) -> dict:
         return {"order": self._order}
 
     def load_state_dict(self, state: dict) -> None:
-        self._order = state["order"]
+        self._order = state["order"].to(self.images["train"].device)
 
     def train_loss(self, forward: ImageModel, index: int) -> torch.Tensor:
         """Cross-entropy (plus the weighted auxiliary loss) of training step `index`, augmented.
@@ -96,7 +97,7 @@ class ImageTask:
         `index` counts steps since the start of training; it wraps around the split."""
         size = self.train_cfg.batch_size
         start = (index % self.batches("train")) * size
-        images, labels = self._batch("train", self._order[start:start + size].to(self.images["train"].device))
+        images, labels = self._batch("train", self._order[start:start + size])
         images = augment(images, self.train_cfg.augment, self.train_cfg.cutout).contiguous(
             memory_format=self.memory_format)
         logits, aux = forward(images)
