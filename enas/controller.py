@@ -219,6 +219,6 @@ def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer,
 
 def build_optimizer(controller: Controller) -> torch.optim.Adam:
     # The official code uses Adam with beta1 = 0 and eps = 1e-3 for the controller.
-    # foreach: one op per step for all the small tensors rather than a few per tensor
+    # fused: one kernel for all the small tensors (foreach still took some 40 ops per update)
     return torch.optim.Adam(controller.parameters(), lr=controller.cfg.lr, betas=(0.0, 0.999), eps=1e-3,
-                            foreach=True)
+                            fused=True)
