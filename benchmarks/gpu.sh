@@ -3,14 +3,19 @@
 # at the paper's search width on one CUDA GPU, then the projected wall times of the whole paper
 # PTB search (conf/ptb.yaml: 150 epochs x 400 shared steps of batch 64 x bptt 35, plus the
 # controller's updates and rewards) and CIFAR-10 micro search (conf/cifar10_micro.yaml) at the
-# measured speeds. About 5 minutes; stops at 6. Extra arguments go to `python -m benchmarks`.
+# measured speeds, after the GPU-only tests (which a failure does not keep the figures from).
+# About 5 minutes; the benchmarks stop at 6. Extra arguments go to `python -m benchmarks`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fi
+# First the GPU-only tests: no host-device synchronisation inside a training step (sync debug mode).
+tests=0
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda_paths.py -k on_a_gpu || tests=$?
 # The controller runs on the CPU in a search, as here; the search probe (peak RSS, controller
 # share) is left out: it measures the default preset, which a GPU does not change much.
-exec timeout 360 "$PYTHON" -m benchmarks --device cuda --sizes reference,paper --image-sizes paper \
+timeout 360 "$PYTHON" -m benchmarks --device cuda --sizes reference,paper --image-sizes paper \
     --only rnn,controller,micro "$@"
+exit "$tests"

@@ -6,7 +6,10 @@ the cuda switches, and a search with all of them on gives exactly the run with a
 channels_last acts on both devices.
 """
 
+import math
 from functools import partial
+from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -21,7 +24,10 @@ from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
 from enas.spaces.recurrent import RecurrentSpace
 from enas.tasks.image import ImageTask
-from enas.training import Autocast, autocast_forward, place
+from enas.retrain import Retrain
+from enas.search import Search
+from enas.session import FiguresInFlight, Session
+from enas.training import Autocast, autocast_forward, place, setup_runtime
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -148,29 +154,57 @@ class NoHostReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def tiny_runs(space: str, *extra: str) -> list[tuple[Any, Callable[[int], None]]]:
+    """A search and a retrain of `space` at a tiny size, each with a function that trains on step
+    `index` through its session, as the real loops do (one architecture, so shapes repeat)."""
+    preset, overrides = TINY_RUNS[space]
+    config = load_config([preset_path(preset)], [*overrides, *extra])
+    device = setup_runtime(config)
+    search = Search(config, device)
+    arch = search.sample(1)[0]
+    retrain = Retrain(config, arch, device)
+    return [stepper(search, search.bind(arch), search.supernet, search.shared_optimizer, config.search.grad_clip),
+            stepper(retrain, retrain.forward, retrain.model, retrain.optimizer, config.retrain.grad_clip)]
+
+
+def stepper(target: Any, forward: Callable, model: torch.nn.Module, optimizer: torch.optim.SGD,
+            grad_clip: float) -> tuple[Any, Callable[[int], None]]:
+    target.task.start_epoch(target.shuffler)
+    session = Session(Path(), target, None)  # train_on touches no file
+
+    def train_on(index: int) -> None:
+        session.train_on(target.task, forward, index, model.parameters(), optimizer, grad_clip)
+    return target, train_on
+
+
 @pytest.mark.parametrize("space", sorted(TINY_RUNS))
-def test_a_training_step_never_waits_for_the_device(space, tmp_path):
+def test_a_training_step_never_waits_for_the_device(space):
     """On a GPU, reading a tensor's value on the host makes the host wait for the device. Two
     steps each of search and retrain run here under FakeTensorMode, where the tensors a step
     computes have shapes but no values (so reading one, `.tolist()` included, raises), and under
     NoHostReads, which catches scalar reads of any tensor. The device-side skip and the figures'
     bookkeeping are included; the real tensors stay untouched."""
-    from enas.retrain import Retrain
-    from enas.search import Search
-    from enas.session import FiguresInFlight, Session
-
-    preset, overrides = TINY_RUNS[space]
-    config = load_config([preset_path(preset)], overrides)
-    search = Search(config, torch.device("cpu"))
-    arch = search.sample(1)[0]
-    retrain = Retrain(config, arch, torch.device("cpu"))
-    runs = [(search, search.bind(arch), search.supernet, search.shared_optimizer, config.search),
-            (retrain, retrain.forward, retrain.model, retrain.optimizer, config.retrain)]
-    for target, forward, model, optimizer, train in runs:
-        target.task.start_epoch(target.shuffler)
-        session = Session(tmp_path, target, None)
+    for target, train_on in tiny_runs(space, "device=cpu", "threads=1"):
         with FakeTensorMode(allow_non_fake_inputs=True), NoHostReads():
             for index in range(2):
-                session.train_on(target.task, forward, index, model.parameters(), optimizer, train.grad_clip)
+                train_on(index=index)
             FiguresInFlight(target.progress)  # sending the figures to the host does not wait either
         assert target.progress.step == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu.sh runs it on one)")
+@pytest.mark.parametrize("space", sorted(TINY_RUNS))
+def test_on_a_gpu_a_training_step_never_synchronises(space):
+    """CUDA's sync debug mode raises at any host-device synchronisation: none in four steps each of
+    search and retrain (after one warm-up step), bf16 autocast and channels_last on."""
+    for target, train_on in tiny_runs(space, "device=cuda", "threads=1", "cuda.amp=true", "cuda.cudnn_benchmark=true"):
+        train_on(index=0)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for index in range(1, 5):
+                train_on(index=index)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        figures = FiguresInFlight(target.progress).read()
+        assert figures.step == 5 and figures.skipped == 0 and math.isfinite(figures.mean_loss)
