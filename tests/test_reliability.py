@@ -38,7 +38,7 @@ from enas import runs as runs_module
 from enas import search as search_module
 from enas.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
 from enas.config import Config, TrainConfig, load_config, preset_path
-from enas.errors import DiskFullError, NonFiniteError
+from enas.errors import DiskFullError, NonFiniteError, Stopped
 from enas.metrics import read_metrics
 from enas.progress import Reporter
 from enas.search import Search, controller_step, run_search
@@ -388,6 +388,23 @@ def test_a_non_finite_streak_rolls_back_once_and_the_run_goes_on(space, tmp_path
     lines = records(tmp_path / "run")
     assert_every_step_once(lines)
     assert [m["skipped"] for m in lines if m["phase"] == "shared"] == [0, 0]  # the replay went clean
+
+
+def test_a_stop_during_a_streak_not_yet_read_rolls_back_before_it_saves(space, tmp_path, monkeypatch, capsys):
+    # Epoch 2's steps 6-10 are skipped; the stop comes at step 12, before the figures of step 10
+    # are read: the streak must not reach the checkpoint, or every resume would fail on it.
+    inject(monkeypatch, "nan loss", range(STEPS + 5, STEPS + 10))
+    monkeypatch.setenv(FAULT_HOOK, "shared:1:12 SIGTERM")
+    run, config = tmp_path / "run", tiny_config(space, "search.epochs=2")
+    with pytest.raises(Stopped):
+        run_search(config, run, False, Reporter(quiet=True))
+    assert "rolled back to epoch 2, shared step 0" in capsys.readouterr().err
+    assert position(run) == (1, "shared", 1)  # the stop, still pending, saved after the replay's first step
+    monkeypatch.delenv(FAULT_HOOK)
+    run_search(config, run, True, Reporter(quiet=True))
+    lines = records(run)
+    assert_every_step_once(lines)
+    assert [m["skipped"] for m in lines if m["phase"] == "shared"] == [0, 0]
 
 
 def test_a_non_finite_streak_that_recurs_after_the_rollback_ends_the_run(space, tmp_path, monkeypatch):
