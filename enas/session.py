@@ -246,9 +246,9 @@ class Session:
         """Call `step` until the phase has done `steps` steps, from wherever it stands; return the
         phase's figures.
 
-        Every REPORT_EVERY steps the figures are sent to the host, and those sent at the report
-        before are shown and checked for skipped steps: inside a phase the host never waits for
-        the device's latest work, only at the phase's end."""
+        The bar moves with every step. Every REPORT_EVERY steps the figures are sent to the host,
+        and those sent at the report before are shown and checked for skipped steps: inside a
+        phase the host never waits for the device's latest work, only at the phase's end."""
         progress = self.target.progress
         figures = FiguresInFlight(progress).read()
         self._warned = figures  # a resumed phase's earlier skips were reported by the run that made them
@@ -257,6 +257,7 @@ class Session:
             in_flight = None
             while progress.step < steps:
                 step()
+                update(completed=progress.step)
                 if progress.step % REPORT_EVERY == 0:
                     if in_flight is not None:
                         self._report(in_flight.read(), update)
@@ -267,7 +268,7 @@ class Session:
         return figures
 
     def _report(self, figures: Figures, update: Callable[..., None]) -> None:
-        update(completed=figures.step, loss=figures.mean_loss)
+        update(completed=self.target.progress.step, loss=figures.mean_loss)
         skipped, bad_losses = figures.skipped - self._warned.skipped, figures.bad_losses - self._warned.bad_losses
         if skipped:
             where = f"epoch {self.target.progress.epoch + 1}, {self.target.progress.phase} step {figures.step}"
