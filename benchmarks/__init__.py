@@ -9,6 +9,9 @@ cell at hidden 200, paper = conf/ptb.yaml with PTB's 10k vocabulary):
   rnn_mfu                        time of the step's matrix products alone / time of the step
   rnn_matmul_bound_tokens_per_s  tokens/s if the step were its matrix products alone
   rnn_reward_ms                  one reward: the supernet on one validation window
+  rnn_kernels_per_step           device kernels one supernet training step dispatches, backward
+                                 included (ATen operations less views and allocations): on a GPU
+                                 each is a launch from the host, which bounds small steps there
   controller_ms_per_arch         sampling one architecture plus its share of a REINFORCE update
   controller_sample_ms_per_arch  no-grad batch sampling, as the shared phase does it
   controller_search_share        controller time / wall time of a short default search
@@ -22,6 +25,7 @@ search preset; --quick leaves paper out):
   <space>_child_images_per_s     the same step for one fixed child (space.child(arch))
   <space>_overhead_ratio         supernet step time / child step time, both on the child's
                                  architecture (below 1: faster)
+  <space>_kernels_per_step       as rnn_kernels_per_step
   <space>_retrain_images_per_s   a retrain step of a child with the retrain preset's settings (shapes'
                                  at default, cifar10_<space>_final at paper)
   <space>_paper_search_hours     projected wall time of the conf/cifar10_<space>.yaml search on this
@@ -31,7 +35,7 @@ Every table and JSON object carries the load average: on a machine shared with o
 torch's multi-threaded ops stall whenever another process holds a core (single steps then take
 seconds), so figures taken there with several threads are noise; `--threads 1` gives steady ones.
 
-benchmarks/gpu.sh runs the recurrent and controller suites at the reference and paper sizes and the
+benchmarks/gpu.sh runs the GPU-only tests, then the recurrent and controller suites at the reference and paper sizes and the
 micro suite at the paper size on one CUDA GPU, and prints the projections of the PTB and CIFAR-10
 micro searches.
 """

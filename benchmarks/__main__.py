@@ -28,6 +28,7 @@ SUITES = ("rnn", "controller", "search", *IMAGE_SPACES)
 # A paper-size image step takes seconds to minutes on a CPU (the final macro network's most):
 # --quick leaves those sizes out unless --image-sizes names them.
 QUICK_IMAGE_SIZES = "default,reference"
+KERNELS = "device kernels of one supernet step, backward included: launches on a GPU"
 
 
 @dataclass
@@ -139,6 +140,7 @@ def add_rnn(report: Report, name: str, result: RnnResult) -> None:
                timings["matmuls"].spread, "the step's matrix products alone")
     report.add("rnn_reward_ms", name, 1e3 * result.reward_s, timings["reward"].spread,
                "one validation window, forward only")
+    report.add("rnn_kernels_per_step", name, result.kernels, None, KERNELS)
 
 
 def add_image(report: Report, space: str, name: str, result: ImageResult) -> None:
@@ -153,6 +155,7 @@ def add_image(report: Report, space: str, name: str, result: ImageResult) -> Non
                "one fixed architecture: space.child(arch)")
     report.add(f"{space}_overhead_ratio", name, result.overhead_ratio, None,
                "supernet step time / child's, both on the child's architecture")
+    report.add(f"{space}_kernels_per_step", name, result.kernels, None, KERNELS)
     if name == "paper":
         report.add(f"{space}_paper_search_hours", None, result.search_hours(), None,
                    f"projected: conf/cifar10_{space}.yaml search on CIFAR-10 on this device at the measured speeds")

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from benchmarks.recurrent import preset_config
-from benchmarks.timing import Timing, interleaved, synchronizer
+from benchmarks.timing import Timing, interleaved, kernels_per_call, synchronizer
 from enas.arch import Architecture
 from enas.config import Config, ControllerConfig, TrainConfig
 from enas.controller import Controller, build_optimizer, draw_architectures, reinforce_update
@@ -200,6 +200,7 @@ class ImageResult:
     search: dict          # `describe` of the supernet's and the child's settings
     retrain: dict | None  # `describe` of the retrain settings, where the size has them
     timings: dict[str, Timing]
+    kernels: int          # per supernet training step
 
     @property
     def images_per_s(self) -> float:
@@ -260,7 +261,8 @@ def bench_images(size: ImageSize, device: torch.device, budget_s: float, min_rep
                           sync=synchronizer(device))
     final = built.final
     return ImageResult(size, describe(built.config, built.config.search),
-                       describe(final, final.retrain) if final else None, timings)
+                       describe(final, final.retrain) if final else None, timings,
+                       kernels_per_call(built.steps["supernet"]))
 
 
 def selected(space: str, names: Sequence[str]) -> list[ImageSize]:

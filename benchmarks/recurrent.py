@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.timing import Timing, interleaved, synchronizer
+from benchmarks.timing import Timing, interleaved, kernels_per_call, synchronizer
 from enas.config import Config, load_config, preset_path
 from enas.controller import Controller
 from enas.data import Corpus
@@ -182,6 +182,7 @@ class MatmulPass:
 class RnnResult:
     size: RnnSize
     timings: dict[str, Timing]
+    kernels: int   # per supernet training step
 
     @property
     def supernet_tokens_per_s(self) -> float:
@@ -256,7 +257,7 @@ def bench_size(size: RnnSize, device: torch.device, budget_s: float, min_reps: i
                 "matmuls": MatmulPass(size, device), "reward": reward}
     timings = interleaved(variants, warmup=1 if size.hidden >= 500 else 2, budget_s=budget_s,
                           min_reps=min_reps, max_reps=30, sync=synchronizer(device))
-    return RnnResult(size, timings)
+    return RnnResult(size, timings, kernels_per_call(variants["supernet"]))
 
 
 def paper_search_seconds(paper: RnnResult, controller_s_per_arch: float, sample_s_per_arch: float) -> float:

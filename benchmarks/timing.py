@@ -11,9 +11,10 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 class BenchmarkError(Exception):
@@ -89,3 +90,30 @@ def interleaved(variants: Mapping[str, Callable[[], object]], warmup: int, budge
 def load_average() -> float:
     """Runnable processes over the last minute; above the core count, timings are contended."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+# ATen operations that do no work on a device: allocations, and reads of a value on the host
+_NO_KERNEL = {torch.ops.aten.empty.memory_format, torch.ops.aten.empty_strided.default,
+              torch.ops.aten.new_empty.default, torch.ops.aten.new_empty_strided.default,
+              torch.ops.aten.empty_like.default, torch.ops.aten._local_scalar_dense.default,
+              torch.ops.aten.detach.default}
+
+
+class _KernelCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if not (func.is_view or func in _NO_KERNEL):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def kernels_per_call(call: Callable[[], object]) -> int:
+    """The device kernels one call of `call` dispatches, backward included: ATen operations less
+    views and allocations (a fused optimiser counts once). On a GPU each is a launch from the
+    host, which bounds the speed of steps made of many small operations."""
+    with _KernelCounter() as counter:
+        call()
+    return counter.count

@@ -11,7 +11,7 @@ from benchmarks.images import ImageSize, bench_images, build_steps, image_shape,
 from benchmarks.recurrent import (MatmulPass, PlainCellLM, RnnResult, RnnSize, bench_size, paper_search_seconds,
                                   preset_config)
 from benchmarks.search_probe import probe_search
-from benchmarks.timing import BenchmarkError, Timing, resolve_device
+from benchmarks.timing import BenchmarkError, Timing, kernels_per_call, resolve_device
 from enas.arch import Architecture
 from enas.config import RecurrentConfig
 from enas.spaces.conv_ops import ImageShape
@@ -25,7 +25,7 @@ def test_recurrent_figures_at_a_toy_size():
     result = bench_size(TOY, torch.device("cpu"), **ONE_REP)
     assert set(result.timings) == {"supernet", "plain", "matmuls", "reward"}
     for value in (result.supernet_tokens_per_s, result.plain_tokens_per_s, result.overhead_ratio,
-                  result.mfu, result.matmul_bound_tokens_per_s, result.reward_s):
+                  result.mfu, result.matmul_bound_tokens_per_s, result.reward_s, result.kernels):
         assert value > 0
     assert result.config()["hidden"] == 8
 
@@ -45,6 +45,17 @@ def test_the_plain_cell_computes_what_a_child_with_its_weights_computes():
     tokens, state = torch.randint(vocab, (5, 3)), torch.randn(3, hidden)
     for got, want in zip(plain(tokens, state), child(tokens, state)):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_kernels_are_counted_without_views_or_allocations():
+    x = torch.ones(4, 4)
+
+    def call():
+        out = torch.empty(3, 4)                   # an allocation: no kernel
+        torch.mul(x.t()[1:], 2, out=out)          # two views, then one kernel
+        x.add_(1).sum()                           # two kernels
+    assert kernels_per_call(call) == 3
+    assert kernels_per_call(lambda: x.view(16).t()) == 0
 
 
 def test_the_matmul_pass_does_three_times_the_forward_flops(monkeypatch):
@@ -79,7 +90,7 @@ def test_search_probe_reports_the_controller_share_and_peak_memory():
 def test_paper_projection_counts_every_phase_of_the_ptb_search():
     def result(step_s: float, reward_s: float) -> RnnResult:
         return RnnResult(TOY, {"supernet": Timing(step_s, step_s, step_s, 1),
-                               "reward": Timing(reward_s, reward_s, reward_s, 1)})
+                               "reward": Timing(reward_s, reward_s, reward_s, 1)}, kernels=0)
 
     ptb = preset_config("ptb")
     epochs, steps = ptb.search.epochs, ptb.search.steps_per_epoch
@@ -128,7 +139,7 @@ def test_image_figures_at_a_toy_size(space, one_thread):
     result = bench_images(toy_image_size(space), torch.device("cpu"), **ONE_REP)
     assert set(result.timings) == {"supernet", "fixed", "child", "retrain", "reward", "controller"}
     for value in (result.images_per_s, result.child_images_per_s, result.overhead_ratio,
-                  result.retrain_images_per_s, result.reward_s, result.controller_s_per_arch):
+                  result.retrain_images_per_s, result.reward_s, result.controller_s_per_arch, result.kernels):
         assert value > 0
     # the projection adds up its parts: 10 epochs of shapes, each at least its shared steps
     assert result.search_hours() * 3600 > 10 * (2700 // 4) * result.timings["supernet"].median
@@ -169,7 +180,7 @@ def test_json_output_names_the_image_figures(capsys, keep_threads):
                  "--image-sizes", "default"]) == 0
     figures = json.loads(capsys.readouterr().out)
     for name in ("micro_images_per_s", "micro_child_images_per_s", "micro_overhead_ratio",
-                 "micro_retrain_images_per_s"):
+                 "micro_retrain_images_per_s", "micro_kernels_per_step"):
         assert set(figures[name]) == {"default"} and figures[name]["default"] > 0
     assert figures["configs"]["micro/default"]["layers"] == 2
     with pytest.raises(SystemExit):
