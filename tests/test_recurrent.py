@@ -118,12 +118,21 @@ def test_render_names_every_node_and_the_output():
     assert dot.startswith("digraph") and "n0 -> n1;" in dot and "n2 -> out;" in dot
 
 
+CELLS = {  # choices: f_1, then (input, f) per node
+    "mixed": (0, 0, 1, 0, 2, 1, 3, 2, 0),   # every activation, a shared input node, two loose ends
+    "chain": (1, 0, 3, 1, 0, 2, 1),         # one node per level
+    "star": (0, 0, 0, 0, 0, 0, 1, 0, 1),    # four nodes reading node 1, in runs of one activation
+    "wide": (2, 0, 0, 1, 2, 1, 0, 0, 3, 3, 1),
+}
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("masked", [False, True])
-def test_the_cells_hand_written_backward_matches_numerical_gradients(masked):
-    # Every activation, a shared input node and two loose ends, in double precision.
+def test_the_cells_hand_written_backward_matches_numerical_gradients(masked, cell):
+    # In double precision, every input's gradient against central differences.
     from enas.spaces.recurrent import run_cell
 
-    arch = Architecture("recurrent", (0, 0, 1, 0, 2, 1, 3, 2, 0))
+    arch = Architecture("recurrent", CELLS[cell])
     plan = CellPlan.of(arch)
     torch.manual_seed(0)
     steps, batch, size = 3, 2, 4
