@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from enas.config import Config, load_config, to_dict, to_yaml
+from omegaconf import OmegaConf
+
+from enas.config import Config, load_config, to_yaml
 from enas.errors import UserError
 
 CONFIG_FILE = "config.yaml"
@@ -61,18 +63,12 @@ def check_resume_position(saved: dict[str, Any], requested: Config, first_phase:
     progress = saved["progress"]
     if progress["step"] == 0 and progress["phase"] == first_phase:
         return
-    old, new = saved["config"], to_dict(requested)
-    changed = [key for key in epoch_shape if _select(old, key) != _select(new, key)]
+    old, new = OmegaConf.create(saved["config"]), OmegaConf.structured(requested)
+    changed = [key for key in epoch_shape if OmegaConf.select(old, key) != OmegaConf.select(new, key)]
     if changed:
         raise UserError(f"--resume cannot change {', '.join(changed)} in the middle of an epoch (the last "
                         f"checkpoint is at epoch {progress['epoch'] + 1}, {progress['phase']} step "
                         f"{progress['step']}); drop those overrides, or pass them to a resume that starts an epoch")
-
-
-def _select(tree: dict[str, Any], key: str) -> Any:
-    for part in key.split("."):
-        tree = tree[part]
-    return tree
 
 
 def write_config(run_dir: Path, config: Config) -> None:
