@@ -76,8 +76,13 @@ class ImageTask:
         count, size = len(self.images[split]), self.train_cfg.batch_size
         return count // size if split == "train" else -(-count // size)
 
-    def _batch(self, split: str, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, split: str, rows: torch.Tensor | slice, augmented: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised images (augmented as the training config says, if `augmented`) in the
+        models' memory layout, and their labels."""
         images = normalise(self.images[split][rows], self.mean, self.std)
+        if augmented:
+            images = augment(images, self.train_cfg.augment, self.train_cfg.cutout)
         return images.contiguous(memory_format=self.memory_format), self.labels[split][rows]
 
     def start_epoch(self, generator: torch.Generator) -> None:
@@ -97,9 +102,7 @@ class ImageTask:
         `index` counts steps since the start of training; it wraps around the split."""
         size = self.train_cfg.batch_size
         start = (index % self.batches("train")) * size
-        images, labels = self._batch("train", self._order[start:start + size])
-        images = augment(images, self.train_cfg.augment, self.train_cfg.cutout).contiguous(
-            memory_format=self.memory_format)
+        images, labels = self._batch("train", self._order[start:start + size], augmented=True)
         logits, aux = forward(images)
         loss = F.cross_entropy(logits, labels)
         if aux is not None:
