@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from benchmarks.recurrent import preset_config
+from benchmarks.steps import rewarder, trainer
 from benchmarks.timing import Timing, interleaved, kernels_per_call, synchronizer
-from enas.arch import Architecture
 from enas.config import Config, ControllerConfig, TrainConfig
 from enas.controller import Controller, build_optimizer, draw_architectures, reinforce_update
 from enas.images import ImageData
@@ -39,7 +39,7 @@ from enas.spaces.conv_ops import ImageShape
 from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
 from enas.tasks.image import ImageModel, ImageTask
-from enas.training import autocast_forward, place, sgd, train_step
+from enas.training import autocast_forward, place
 
 CIFAR10 = ImageShape(channels=3, height=32, width=32, classes=10)
 CIFAR10_TRAIN_IMAGES = 50_000
@@ -123,32 +123,6 @@ class ImageSteps:
     steps: dict[str, Callable[[], None]]
 
 
-def trainer(model: nn.Module, task: ImageTask, train: TrainConfig,
-            forward_of: Callable[[int], ImageModel]) -> Callable[[], None]:
-    """One training step per call, each on the next batch, as search and retrain take them."""
-    optimizer, params, index = sgd(model, train), list(model.parameters()), [0]
-    model.train()
-
-    def step() -> None:
-        train_step(partial(task.train_loss, forward_of(index[0]), index[0]), params, optimizer, train.grad_clip)
-        index[0] += 1
-    return step
-
-
-def rewarder(supernet: nn.Module, task: ImageTask, as_run: Callable[[ImageModel], ImageModel],
-             architectures: list[Architecture]) -> Callable[[], None]:
-    """One reward per call, as the controller phase takes them: the supernet in eval mode on the
-    next validation batch (with batch statistics, see ImageTask.reward); training mode after."""
-    index = [0]
-
-    def reward() -> None:
-        supernet.eval()
-        task.reward(as_run(partial(supernet, arch=architectures[index[0] % len(architectures)])), index[0])
-        supernet.train()
-        index[0] += 1
-    return reward
-
-
 def controller_updates(space: MicroSpace | MacroSpace, controller_cfg: ControllerConfig) -> Callable[[], None]:
     """One REINFORCE update of the space's controller per call, with a constant reward (the rewards
     are timed apart): the controller's own cost for `aggregate` architectures."""
@@ -180,7 +154,7 @@ def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSt
              "fixed": trainer(supernet, task, config.search,
                               lambda index: as_run(partial(supernet, arch=architectures[0]))),
              "child": trainer(child, task, config.search, lambda index: as_run(child))}
-    steps["reward"] = rewarder(supernet, task, as_run, architectures)
+    steps["reward"] = rewarder(supernet, task, architectures, as_run)
     steps["controller"] = controller_updates(task.space, config.controller)
     retrain = None
     if final is not None:

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.steps import rewarder, trainer
 from benchmarks.timing import Timing, interleaved, kernels_per_call, synchronizer
 from enas.config import Config, load_config, preset_path
 from enas.controller import Controller
 from enas.data import Corpus
 from enas.spaces.recurrent import CellPlan
 from enas.tasks.text import TextTask
-from enas.training import sgd, train_step
 
 PTB_VOCAB = 10_000          # Penn Treebank (Mikolov's preprocessing)
 PTB_TRAIN_TOKENS = 929_589  # ptb.train.txt with one <eos> per line
@@ -235,26 +235,11 @@ def bench_size(size: RnnSize, device: torch.device, budget_s: float, min_reps: i
     def sampled(index: int) -> Callable:
         return partial(supernet, arch=architectures[index % len(architectures)])
 
-    def trainer(model: nn.Module, task: TextTask, forward_of: Callable[[int], Callable]) -> Callable[[], None]:
-        optimizer, params, index = sgd(model, config.search), list(model.parameters()), [0]
-
-        def step() -> None:  # each step on the next window, the task carrying the hidden state
-            train_step(partial(task.train_loss, forward_of(index[0]), index[0]), params, optimizer,
-                       config.search.grad_clip)
-            index[0] += 1
-        return step
-
-    reward_index = [0]
-
-    def reward() -> None:
-        supernet.eval()
-        supernet_task.reward(sampled(reward_index[0]), reward_index[0])
-        supernet.train()
-        reward_index[0] += 1
-
-    variants = {"supernet": trainer(supernet, supernet_task, sampled),
-                "plain": trainer(plain, plain_task, lambda index: plain),
-                "matmuls": MatmulPass(size, device), "reward": reward}
+    # each step on the next window, the task carrying the hidden state
+    variants = {"supernet": trainer(supernet, supernet_task, config.search, sampled),
+                "plain": trainer(plain, plain_task, config.search, lambda index: plain),
+                "matmuls": MatmulPass(size, device),
+                "reward": rewarder(supernet, supernet_task, architectures)}
     timings = interleaved(variants, warmup=1 if size.hidden >= 500 else 2, budget_s=budget_s,
                           min_reps=min_reps, max_reps=30, sync=synchronizer(device))
     return RnnResult(size, timings, kernels_per_call(variants["supernet"]))
