@@ -10,8 +10,9 @@ cell at hidden 200, paper = conf/ptb.yaml with PTB's 10k vocabulary):
   rnn_matmul_bound_tokens_per_s  tokens/s if the step were its matrix products alone
   rnn_reward_ms                  one reward: the supernet on one validation window
   rnn_kernels_per_step           device kernels one supernet training step dispatches, backward
-                                 included (ATen operations less views and allocations): on a GPU
-                                 each is a launch from the host, which bounds small steps there
+                                 included (ATen operations less views and allocations), on the
+                                 first drawn architecture: on a GPU each is a launch from the
+                                 host, which bounds small steps there
   controller_ms_per_arch         sampling one architecture plus its share of a REINFORCE update
   controller_sample_ms_per_arch  no-grad batch sampling, as the shared phase does it
   controller_search_share        controller time / wall time of a short default search

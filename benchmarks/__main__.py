@@ -28,7 +28,7 @@ SUITES = ("rnn", "controller", "search", *IMAGE_SPACES)
 # A paper-size image step takes seconds to minutes on a CPU (the final macro network's most):
 # --quick leaves those sizes out unless --image-sizes names them.
 QUICK_IMAGE_SIZES = "default,reference"
-KERNELS = "device kernels of one supernet step, backward included: launches on a GPU"
+KERNELS = "device kernels of one supernet step (first drawn architecture), backward included: launches on a GPU"
 
 
 @dataclass

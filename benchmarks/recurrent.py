@@ -240,9 +240,12 @@ def bench_size(size: RnnSize, device: torch.device, budget_s: float, min_reps: i
                 "plain": trainer(plain, plain_task, config.search, lambda index: plain),
                 "matmuls": MatmulPass(size, device),
                 "reward": rewarder(supernet, supernet_task, architectures)}
+    # counted first, on the first drawn architecture: counted after the timings it would be
+    # whichever architecture the number of repetitions happened to reach
+    kernels = kernels_per_call(variants["supernet"])
     timings = interleaved(variants, warmup=1 if size.hidden >= 500 else 2, budget_s=budget_s,
                           min_reps=min_reps, max_reps=30, sync=synchronizer(device))
-    return RnnResult(size, timings, kernels_per_call(variants["supernet"]))
+    return RnnResult(size, timings, kernels)
 
 
 def paper_search_seconds(paper: RnnResult, controller_s_per_arch: float, sample_s_per_arch: float) -> float:
