@@ -7,7 +7,11 @@
 # About 5 minutes; the benchmarks stop at 6. Extra arguments go to `python -m benchmarks`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-.venv/bin/python}"
+# `make install`'s environment, or on a GPU machine whose python3 already has torch (then
+# `pip install omegaconf typer rich` is all the set-up), that python3.
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 fi
