@@ -29,7 +29,7 @@ from torch import nn
 from benchmarks.steps import rewarder, trainer
 from benchmarks.timing import Timing, interleaved, kernels_per_call, synchronizer
 from enas.config import Config, load_config, preset_path
-from enas.controller import Controller
+from enas.controller import draw_architectures
 from enas.data import Corpus
 from enas.spaces.recurrent import CellPlan
 from enas.tasks.text import TextTask
@@ -225,9 +225,7 @@ def bench_size(size: RnnSize, device: torch.device, budget_s: float, min_reps: i
     corpus = synthetic_corpus(size, windows, torch.Generator().manual_seed(seed))
     supernet_task, plain_task = (TextTask(config, config.search, corpus).to(device) for _ in range(2))
     space = supernet_task.space
-    controller = Controller.for_space(space, config.controller)
-    with torch.no_grad():
-        architectures = controller(32, torch.Generator().manual_seed(seed)).architectures
+    architectures = draw_architectures(space, 32, seed, config.controller)
     supernet = space.supernet().to(device).train()
     plain = PlainCellLM(size.vocab, CellPlan.of(architectures[0]), size.hidden,
                         config.recurrent.init_range).to(device).train()
