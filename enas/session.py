@@ -91,11 +91,11 @@ class Progress:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: torch.device) -> Progress:
-        on_device = {name: value.to(device) if isinstance(value, torch.Tensor) else value
-                     for name, value in state.items() if name != "in_a_row"}
-        in_a_row = {phase: run.to(device) if isinstance(run, torch.Tensor) else run
-                    for phase, run in state["in_a_row"].items()}
-        return cls(**on_device, in_a_row=in_a_row)
+        def placed(value: Any) -> Any:   # a training phase's figures go back to the device
+            return value.to(device) if isinstance(value, torch.Tensor) else value
+
+        return cls(**{name: placed(value) for name, value in state.items() if name != "in_a_row"},
+                   in_a_row={phase: placed(run) for phase, run in state["in_a_row"].items()})
 
     def __str__(self) -> str:
         return f"epoch {self.epoch + 1}, {self.phase} step {self.step}"
