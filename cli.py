@@ -11,7 +11,7 @@ import typer
 
 from enas.config import describe_keys, load_config, preset_names, preset_path, to_yaml
 from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
-from enas.progress import Reporter
+from enas.run.reporter import Reporter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="ENAS: Efficient Neural Architecture Search via Parameter Sharing.")
@@ -52,7 +52,7 @@ def search(
     quiet: Quiet = False,
 ) -> None:
     """Train the shared weights and the controller in alternation; write a run folder."""
-    from enas.runs import CONFIG_FILE, check_resume_config, check_run_dir, default_run_dir, saved_config
+    from enas.run.folder import CONFIG_FILE, check_resume_config, check_run_dir, default_run_dir, saved_config
 
     def body() -> None:
         if resume and out is None:
@@ -67,7 +67,7 @@ def search(
             check_resume_config(saved, cfg)
         else:
             cfg = load_config(layers, overrides or [])
-        from enas.search import run_search  # torch loads only once the command line is known to be good
+        from enas.strategies.enas import run_search  # torch loads only once the command line is known to be good
 
         run_search(cfg, run_dir, resume, Reporter(quiet))
         typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
@@ -83,13 +83,15 @@ def derive(
     quiet: Quiet = False,
 ) -> None:
     """Sample architectures from the trained controller, score them with the shared weights, keep the best."""
-    from enas.derive import run_derive
-    from enas.runs import saved_config
+    from enas.commands.derive import run_derive
+    from enas.run.folder import saved_config
 
     def body() -> None:
         overrides = [f"derive.samples={samples}"] * (samples is not None) + [f"derive.top={top}"] * (top is not None)
         best = run_derive(saved_config(run_dir, overrides), run_dir, Reporter(quiet))
-        typer.echo(f"best: {best.arch.to_official()} (valid score {best.score:.4g})\n"
+        from enas.spaces import official
+
+        typer.echo(f"best: {official(best.arch)} (valid score {best.score:.4g})\n"
                    f"wrote {run_dir / 'arch.json'}\nnext: enas retrain {run_dir}")
 
     _run(body)
@@ -116,7 +118,7 @@ def retrain(
         run_dir = folders[0] if folders else None
         prepare = _resumed_retrain if resume else _fresh_retrain
         cfg, architecture, out_dir = prepare(run_dir, arch, config, out, overrides)
-        from enas.retrain import run_retrain  # torch loads only once the command line is known to be good
+        from enas.commands.retrain import run_retrain  # torch loads only once the command line is known to be good
 
         result = run_retrain(cfg, architecture, out_dir, resume, Reporter(quiet))
         extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("floor", "unigram_ppl"))
@@ -129,7 +131,7 @@ def retrain(
 def _fresh_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
                    overrides: list[str]) -> tuple:
     """Config, architecture and output folder of a new retrain, every mistake caught before any writing."""
-    from enas.runs import ARCH_FILE, CONFIG_FILE, check_run_dir
+    from enas.run.folder import ARCH_FILE, CONFIG_FILE, check_run_dir
 
     if run_dir is None and arch is None:
         raise UserError("give one RUN_DIR, or --arch ARCH.json|\"official string\" (see enas retrain --help)")
@@ -148,7 +150,7 @@ def _fresh_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optiona
 def _resumed_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
                      overrides: list[str]) -> tuple:
     """An interrupted retrain continues with the config and architecture saved in its own folder."""
-    from enas.runs import ARCH_FILE, CONFIG_FILE, check_resume_config, check_run_dir, saved_config
+    from enas.run.folder import ARCH_FILE, CONFIG_FILE, check_resume_config, check_run_dir, saved_config
 
     out_dir = out or (run_dir / "retrain" if run_dir else None)
     if out_dir is None:
@@ -165,7 +167,7 @@ def _resumed_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optio
 
 def _architecture(text: str, space: str):
     """An architecture from an ARCH.json path or an official string, checked against the config's space."""
-    from enas.arch import Architecture
+    from enas.spaces import from_json, from_official
 
     path = Path(text)
     # An official string is digits and spaces; the macro ones are longer than a file name may be.
@@ -174,14 +176,14 @@ def _architecture(text: str, space: str):
         if not path.is_file():
             raise UserError(f"architecture file {path} does not exist; run `enas derive RUN_DIR` first")
         try:
-            architecture = Architecture.from_json(json.loads(path.read_text()))
+            architecture = from_json(json.loads(path.read_text()))
         except json.JSONDecodeError as error:
             raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
         if architecture.space != space:
             raise UserError(f"{path} holds a {architecture.space} architecture but the config's space is {space}; "
                             f"add space={architecture.space} or choose its preset with -c")
         return architecture
-    return Architecture.from_official(text, space)
+    return from_official(text, space)
 
 
 @app.command("config")

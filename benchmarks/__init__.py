@@ -14,7 +14,7 @@ cell at hidden 200, paper = conf/ptb.yaml with PTB's 10k vocabulary):
                                  first drawn architecture: on a GPU each is a launch from the
                                  host, which bounds small steps there
   controller_ms_per_arch         sampling one architecture plus its share of a REINFORCE update
-  controller_sample_ms_per_arch  no-grad batch sampling, as the shared phase does it
+  controller_sample_ms_per_arch  no-grad batch sampling, as the supernet phase does it
   controller_search_share        controller time / wall time of a short default search
   peak_rss_mb                    peak resident memory of that search
   paper_search_hours             projected wall time of the conf/ptb.yaml search on this device

@@ -21,7 +21,7 @@ from benchmarks.images import ImageResult, bench_images, image_sizes, selected
 from benchmarks.recurrent import RnnResult, bench_size, paper_search_seconds, preset_config, sizes
 from benchmarks.search_probe import probe_search
 from benchmarks.timing import BenchmarkError, load_average, resolve_device
-from enas.training import setup_runtime
+from enas.run.training import setup_runtime
 
 IMAGE_SPACES = ("micro", "macro")
 SUITES = ("rnn", "controller", "search", *IMAGE_SPACES)

@@ -1,5 +1,5 @@
 """Speed of the controller alone: REINFORCE updates with a cheap synthetic reward, and the no-grad
-batch sampling the shared-weight phase uses. Figures are per architecture.
+batch sampling the supernet phase uses. Figures are per architecture.
 
 A real search pays for each update `aggregate` rewards on top (supernet forwards on validation
 windows); those are the supernet's work and are left out here on purpose. The search probe
@@ -14,9 +14,10 @@ import torch
 
 from benchmarks.recurrent import preset_config
 from benchmarks.timing import Timing, interleaved
-from enas.arch import Architecture
-from enas.controller import Controller, build_optimizer, reinforce_update
+from enas.spaces.architecture import Architecture
+from enas.spaces.base import TextShape
 from enas.spaces.recurrent import RecurrentSpace
+from enas.strategies.controller import Controller, build_optimizer, reinforce_update
 
 
 @dataclass
@@ -34,7 +35,7 @@ class ControllerResult:
 
     @property
     def sample_s_per_arch(self) -> float:
-        """Sampling one architecture without gradients, in a batch as the shared phase does."""
+        """Sampling one architecture without gradients, in a batch as the supernet phase does."""
         return self.timings["sample"].median / self.sample_batch
 
 
@@ -47,7 +48,7 @@ def synthetic_reward(arch: Architecture) -> float:
 def bench_controller(preset: str, budget_s: float, min_reps: int, seed: int = 0) -> ControllerResult:
     """The preset's controller over its recurrent space; the controller runs on the CPU in a search."""
     config = preset_config(preset)
-    space = RecurrentSpace(config.recurrent, vocab_size=2)  # the vocabulary does not reach the controller
+    space = RecurrentSpace(config.recurrent, TextShape(vocab_size=2))  # the vocabulary does not reach the controller
     controller = Controller.for_space(space, config.controller)
     optimizer = build_optimizer(controller)
     generator = torch.Generator().manual_seed(seed)
@@ -55,7 +56,10 @@ def bench_controller(preset: str, budget_s: float, min_reps: int, seed: int = 0)
     sample_batch = config.search.steps_per_epoch or 100
 
     def update() -> None:
-        baseline[0], _ = reinforce_update(controller, optimizer, synthetic_reward, baseline[0], generator)
+        controller.train()
+        samples = controller(config.controller.aggregate, generator)
+        rewards = [synthetic_reward(arch) for arch in samples.architectures]
+        baseline[0], _ = reinforce_update(controller, optimizer, samples, rewards, baseline[0])
 
     def sample() -> None:
         controller.eval()

@@ -33,13 +33,13 @@ from benchmarks.recurrent import preset_config
 from benchmarks.steps import rewarder, trainer
 from benchmarks.timing import Timing, interleaved, kernels_per_call, synchronizer
 from enas.config import Config, ControllerConfig, TrainConfig
-from enas.controller import Controller, build_optimizer, draw_architectures, reinforce_update
-from enas.images import ImageData
-from enas.spaces.conv_ops import ImageShape
+from enas.data.images import ImageData
+from enas.run.training import model_of, place
+from enas.spaces.base import ImageShape
 from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
-from enas.tasks.image import ImageModel, ImageTask
-from enas.training import autocast_forward, place
+from enas.strategies.controller import Controller, build_optimizer, draw_architectures, reinforce_update
+from enas.tasks.image import ImageTask
 
 CIFAR10 = ImageShape(channels=3, height=32, width=32, classes=10)
 CIFAR10_TRAIN_IMAGES = 50_000
@@ -130,7 +130,10 @@ def controller_updates(space: MicroSpace | MacroSpace, controller_cfg: Controlle
     optimizer, baseline = build_optimizer(controller), [None]
 
     def update() -> None:
-        baseline[0], _ = reinforce_update(controller, optimizer, lambda arch: 0.5, baseline[0], None)
+        controller.train()
+        samples = controller(controller_cfg.aggregate)
+        baseline[0], _ = reinforce_update(controller, optimizer, samples, [0.5] * len(samples.architectures),
+                                          baseline[0])
     return update
 
 
@@ -146,15 +149,14 @@ def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSt
     supernet = place(task.space.supernet(), config, device)
     child = place(task.space.child(architectures[0]), config, device)
 
-    def as_run(forward: ImageModel) -> ImageModel:
-        return autocast_forward(forward, config, device)
-    steps = {"supernet": trainer(supernet, task, config.search, lambda index: as_run(
-                 partial(supernet, arch=architectures[index % len(architectures)]))),
+    bind = partial(model_of, supernet, config, device)
+    fixed, child_model = bind(architectures[0]), model_of(child, config, device)
+    steps = {"supernet": trainer(supernet, task, config.search,
+                                 lambda index: bind(architectures[index % len(architectures)])),
              # fixed: with its own optimiser's state, which costs what the shared one would
-             "fixed": trainer(supernet, task, config.search,
-                              lambda index: as_run(partial(supernet, arch=architectures[0]))),
-             "child": trainer(child, task, config.search, lambda index: as_run(child))}
-    steps["reward"] = rewarder(supernet, task, architectures, as_run)
+             "fixed": trainer(supernet, task, config.search, lambda index: fixed),
+             "child": trainer(child, task, config.search, lambda index: child_model)}
+    steps["reward"] = rewarder(supernet, task, architectures, bind)
     steps["controller"] = controller_updates(task.space, config.controller)
     retrain = None
     if final is not None:
@@ -163,8 +165,8 @@ def build_steps(size: ImageSize, device: torch.device, seed: int = 0) -> ImageSt
         # find at that size. Its drop path ramps from step 0, so every step draws and applies masks.
         arch = draw_architectures(retrain_task.space, 1, seed, config.controller)[0]
         retrain = place(retrain_task.space.child(arch), final, device)
-        steps["retrain"] = trainer(retrain, retrain_task, final.retrain,
-                                   lambda index: autocast_forward(retrain, final, device))
+        retrain_model = model_of(retrain, final, device)
+        steps["retrain"] = trainer(retrain, retrain_task, final.retrain, lambda index: retrain_model)
     return ImageSteps(config, final, supernet, child, retrain, steps)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -29,9 +28,10 @@ from torch import nn
 from benchmarks.steps import rewarder, trainer
 from benchmarks.timing import Timing, interleaved, kernels_per_call, synchronizer
 from enas.config import Config, load_config, preset_path
-from enas.controller import draw_architectures
-from enas.data import Corpus
-from enas.spaces.recurrent import CellPlan
+from enas.strategies.controller import draw_architectures
+from enas.data.text import Corpus
+from enas.spaces.base import Model
+from enas.spaces.recurrent import RecurrentPlan
 from enas.tasks.text import TextTask
 
 PTB_VOCAB = 10_000          # Penn Treebank (Mikolov's preprocessing)
@@ -101,7 +101,7 @@ class PlainCellLM(nn.Module):
     """One fixed ENAS cell, node by node in plain PyTorch, with separate c and h weights per node
     (ENAS eqs. 1-2) and the decoder tied to the embedding. Same math and FLOPs as `RecurrentLM`."""
 
-    def __init__(self, vocab_size: int, plan: CellPlan, hidden: int, init_range: float):
+    def __init__(self, vocab_size: int, plan: RecurrentPlan, hidden: int, init_range: float):
         super().__init__()
         self.plan = plan
 
@@ -227,15 +227,16 @@ def bench_size(size: RnnSize, device: torch.device, budget_s: float, min_reps: i
     space = supernet_task.space
     architectures = draw_architectures(space, 32, seed, config.controller)
     supernet = space.supernet().to(device).train()
-    plain = PlainCellLM(size.vocab, CellPlan.of(architectures[0]), size.hidden,
+    plain = PlainCellLM(size.vocab, RecurrentPlan.of(architectures[0]), size.hidden,
                         config.recurrent.init_range).to(device).train()
 
-    def sampled(index: int) -> Callable:
-        return partial(supernet, arch=architectures[index % len(architectures)])
+    def sampled(index: int) -> Model:
+        return Model(supernet, architectures[index % len(architectures)])
 
+    plain_model = Model(plain)
     # each step on the next window, the task carrying the hidden state
     variants = {"supernet": trainer(supernet, supernet_task, config.search, sampled),
-                "plain": trainer(plain, plain_task, config.search, lambda index: plain),
+                "plain": trainer(plain, plain_task, config.search, lambda index: plain_model),
                 "matmuls": MatmulPass(size, device),
                 "reward": rewarder(supernet, supernet_task, architectures)}
     # counted first, on the first drawn architecture: counted after the timings it would be

@@ -7,36 +7,36 @@ from typing import Any, Callable
 
 from torch import nn
 
-from enas.arch import Architecture
 from enas.config import TrainConfig
-from enas.training import sgd, train_step
+from enas.run.training import sgd, train_step
+from enas.spaces.architecture import Architecture
+from enas.spaces.base import Model
 
-Forward = Callable[..., Any]
 
-
-def trainer(model: nn.Module, task: Any, train: TrainConfig, forward_of: Callable[[int], Forward]
+def trainer(module: nn.Module, task: Any, train: TrainConfig, model_at: Callable[[int], Model]
             ) -> Callable[[], None]:
     """One training step per call (`task.train_loss` + `train_step`), each on the next window or
-    batch, the model called as `forward_of(index)` returns it."""
-    optimizer, params, index = sgd(model, train), list(model.parameters()), [0]
-    model.train()
+    batch, with the model of `module` that `model_at(index)` returns."""
+    optimizer, params, index = sgd(module, train), list(module.parameters()), [0]
+    module.train()
 
     def step() -> None:
-        train_step(partial(task.train_loss, forward_of(index[0]), index[0]), params, optimizer, train.grad_clip)
+        train_step(partial(task.train_loss, model_at(index[0]), index[0]), params, optimizer, train.grad_clip)
         index[0] += 1
     return step
 
 
 def rewarder(supernet: nn.Module, task: Any, architectures: list[Architecture],
-             as_run: Callable[[Forward], Forward] = lambda forward: forward) -> Callable[[], None]:
+             bind: Callable[[Architecture], Model] | None = None) -> Callable[[], None]:
     """One reward per call, as the controller phase takes them: the supernet in eval mode on the
-    next validation window or batch, for the next of `architectures` (called through `as_run`,
-    e.g. under autocast); training mode after."""
+    next validation window or batch, for the next of `architectures` (bound by `bind`, e.g. under
+    autocast as a run binds it; plainly by default); training mode after."""
     index = [0]
+    bind = bind or partial(Model, supernet)
 
     def reward() -> None:
         supernet.eval()
-        task.reward(as_run(partial(supernet, arch=architectures[index[0] % len(architectures)])), index[0])
+        task.reward(bind(architectures[index[0] % len(architectures)]), index[0])
         supernet.train()
         index[0] += 1
     return reward

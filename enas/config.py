@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,133 +18,90 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from enas.errors import UserError
+from enas.fields import option
+from enas.spaces import SPACES
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TEXT_DATASETS = ("builtin_text", "text")
 IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder")
-SPACE_DATA = {"recurrent": TEXT_DATASETS, "micro": IMAGE_DATASETS, "macro": IMAGE_DATASETS}
-
-
-def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-         choices: tuple[str, ...] | None = None) -> Any:
-    """A config field with its help text and the range `validate` enforces."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices}
-    return field(default=default, metadata=meta)
+DATASETS = {"TextShape": TEXT_DATASETS, "ImageShape": IMAGE_DATASETS}  # by the data a space reads
 
 
 @dataclass
 class DataConfig:
-    name: str = _opt("builtin_text", "dataset: builtin_text (generated) or text (a PTB-format folder); "
+    name: str = option("builtin_text", "dataset: builtin_text (generated) or text (a PTB-format folder); "
                      "images: builtin_images (generated), cifar10 (cifar-10-batches-py) or image_folder "
                      "(train/<class>/*, test/<class>/*)", choices=TEXT_DATASETS + IMAGE_DATASETS)
-    root: str = _opt("", "folder of the dataset when name=text (ptb.train.txt, ... or train.txt, ...), "
+    root: str = option("", "folder of the dataset when name=text (ptb.train.txt, ... or train.txt, ...), "
                      "cifar10 (data_batch_1..5, test_batch) or image_folder (train/, test/)")
-    vocab_size: int = _opt(32, "builtin_text: vocabulary size", min=4, max=512)
-    branching: int = _opt(4, "builtin_text: preferred successors per two-token context", min=1)
-    train_tokens: int = _opt(60_000, "builtin_text: tokens in the train split", min=1000)
-    valid_tokens: int = _opt(8_000, "builtin_text: tokens in the valid split", min=100)
-    test_tokens: int = _opt(8_000, "builtin_text: tokens in the test split", min=100)
-    seed: int = _opt(1234, "builtin_text, builtin_images: seed of the generated data "
+    vocab_size: int = option(32, "builtin_text: vocabulary size", min=4, max=512)
+    branching: int = option(4, "builtin_text: preferred successors per two-token context", min=1)
+    train_tokens: int = option(60_000, "builtin_text: tokens in the train split", min=1000)
+    valid_tokens: int = option(8_000, "builtin_text: tokens in the valid split", min=100)
+    test_tokens: int = option(8_000, "builtin_text: tokens in the test split", min=100)
+    seed: int = option(1234, "builtin_text, builtin_images: seed of the generated data "
                      "(independent of the run seed)")
-    valid_fraction: float = _opt(0.1, "images: share of the training set held out for validation in search "
+    valid_fraction: float = option(0.1, "images: share of the training set held out for validation in search "
                                  "(CIFAR-10: the last 5,000 of 50,000); retrain trains on all of it",
                                  min=0.0, max=0.5)
-    image_size: int = _opt(16, "builtin_images: height and width in pixels", min=8, max=64)
-    classes: int = _opt(4, "builtin_images: number of classes (patterns: stripes, columns, checker, solid, "
+    image_size: int = option(16, "builtin_images: height and width in pixels", min=8, max=64)
+    classes: int = option(4, "builtin_images: number of classes (patterns: stripes, columns, checker, solid, "
                         "ring, ...)", min=2, max=8)
-    train_images: int = _opt(2000, "builtin_images: images in the train split (search holds out valid_fraction)",
+    train_images: int = option(2000, "builtin_images: images in the train split (search holds out valid_fraction)",
                              min=20)
-    test_images: int = _opt(500, "builtin_images: images in the test split", min=10)
-
-
-@dataclass
-class RecurrentConfig:
-    nodes: int = _opt(8, "nodes in the recurrent cell (12 in the paper's PTB search)", min=1)
-    hidden: int = _opt(64, "embedding and hidden size (tied embeddings need them equal)", min=1)
-    init_range: float = _opt(0.1, "uniform initialisation range of all weights", min=0.0)
-    dropout_embedding: float = _opt(0.0, "probability of dropping a whole word embedding", min=0.0, max=0.99)
-    dropout_input: float = _opt(0.0, "locked dropout on the embedded input", min=0.0, max=0.99)
-    dropout_hidden: float = _opt(0.0, "variational dropout on the recurrent state h_{t-1}", min=0.0, max=0.99)
-    dropout_output: float = _opt(0.0, "locked dropout on the cell output before the decoder", min=0.0, max=0.99)
-
-
-@dataclass
-class MicroConfig:
-    """The micro (cell) space: a stem, then cells; the paper's CIFAR-10 cell search (section 2.4)."""
-
-    layers: int = _opt(2, "L: normal cells; 2 reduction cells go at L//3 and 2*(L//3)+1 (official num_layers)",
-                       min=1)
-    filters: int = _opt(8, "width of the first cells (official out_filters); doubles at each reduction", min=1)
-    nodes: int = _opt(5, "B: nodes per cell (official num_cells)", min=1)
-    dropout: float = _opt(0.0, "dropout before the classifier (official 1 - keep_prob)", min=0.0, max=0.99)
-    drop_path: float = _opt(0.0, "drop-path probability reached by the last cell at the end of training "
-                            "(official 1 - drop_path_keep_prob); ramps with depth and step; children only",
-                            min=0.0, max=0.99)
-    aux_weight: float = _opt(0.0, "weight of the auxiliary head's loss, the head after the second reduction "
-                             "(0.4 in the paper); 0 builds no head", min=0.0)
-
-
-@dataclass
-class MacroConfig:
-    """The macro (whole network) space: L layers, each an op plus skip connections (section 2.3)."""
-
-    layers: int = _opt(6, "L: layers; factorized reductions after layers L//3-1 and 2*(L//3)-1", min=1)
-    filters: int = _opt(8, "width of the first layers (official out_filters); doubles at each reduction", min=1)
-    ops: int = _opt(6, "the controller picks among the first N of conv_3x3, sep_conv_3x3, conv_5x5, sep_conv_5x5, "
-                    "avg_pool_3x3, max_pool_3x3 (official num_branches)", min=1, max=6)
-    dropout: float = _opt(0.0, "dropout before the classifier (official 1 - keep_prob)", min=0.0, max=0.99)
+    test_images: int = option(500, "builtin_images: images in the test split", min=10)
 
 
 @dataclass
 class ControllerConfig:
-    hidden: int = _opt(64, "LSTM hidden size of the controller", min=1)
-    temperature: float = _opt(5.0, "logits are divided by this before the tanh clipping", min=1e-6)
-    tanh_constant: float = _opt(2.5, "C in C*tanh(logits); 0 disables the clipping", min=0.0)
-    op_tanh_reduce: float = _opt(1.0, "op logits use tanh_constant / op_tanh_reduce", min=1e-6)
-    lr: float = _opt(3.5e-4, "Adam learning rate", min=0.0)
-    baseline_decay: float = _opt(0.95, "decay of the moving-average reward baseline", min=0.0, max=1.0)
-    entropy_weight: float = _opt(1e-4, "weight of the entropy bonus added to the reward", min=0.0)
-    reward_constant: float = _opt(80.0, "text reward is reward_constant / validation perplexity", min=1e-6)
-    steps: int = _opt(20, "controller updates per search epoch", min=0)
-    aggregate: int = _opt(10, "sampled architectures whose gradients make one update", min=1)
-    skip_target: float = _opt(0.4, "skip decisions: target probability of a skip connection", min=0.01, max=0.99)
-    skip_weight: float = _opt(0.8, "skip decisions: weight of the KL penalty toward skip_target", min=0.0)
+    hidden: int = option(64, "LSTM hidden size of the controller", min=1)
+    temperature: float = option(5.0, "logits are divided by this before the tanh clipping", min=1e-6)
+    tanh_constant: float = option(2.5, "C in C*tanh(logits); 0 disables the clipping", min=0.0)
+    op_tanh_reduce: float = option(1.0, "op logits use tanh_constant / op_tanh_reduce", min=1e-6)
+    lr: float = option(3.5e-4, "Adam learning rate", min=0.0)
+    baseline_decay: float = option(0.95, "decay of the moving-average reward baseline", min=0.0, max=1.0)
+    entropy_weight: float = option(1e-4, "weight of the entropy bonus added to the reward", min=0.0)
+    reward_constant: float = option(80.0, "text reward is reward_constant / validation perplexity", min=1e-6)
+    steps: int = option(20, "controller updates per search epoch", min=0)
+    aggregate: int = option(10, "sampled architectures whose gradients make one update", min=1)
+    skip_target: float = option(0.4, "skip decisions: target probability of a skip connection", min=0.01, max=0.99)
+    skip_weight: float = option(0.8, "skip decisions: weight of the KL penalty toward skip_target", min=0.0)
 
 
 @dataclass
 class TrainConfig:
     """Shared-weight training in search and from-scratch training in retrain use the same knobs."""
 
-    epochs: int = _opt(30, "passes over the training split", min=1)
-    batch_size: int = _opt(32, "sequences (text) or images per batch", min=1)
-    bptt: int = _opt(20, "truncated back-propagation length in tokens", min=2)
-    lr: float = _opt(10.0, "SGD learning rate", min=0.0)
-    momentum: float = _opt(0.0, "SGD momentum", min=0.0, max=1.0)
-    nesterov: bool = _opt(False, "Nesterov momentum (needs momentum > 0)")
-    weight_decay: float = _opt(1e-6, "L2 weight decay", min=0.0)
-    grad_clip: float = _opt(0.25, "clip the global gradient norm to this; 0 disables", min=0.0)
-    lr_decay: float = _opt(1.0, "learning rate multiplied by this every epoch from lr_decay_start", min=0.0, max=1.0)
-    lr_decay_start: int = _opt(0, "first epoch (0-based) at which lr_decay applies", min=0)
-    lr_min: float = _opt(0.0, "lower bound of the decayed learning rate", min=0.0)
-    lr_schedule: str = _opt("exponential", "exponential (lr_decay per epoch) or cosine (from lr down to lr_min, "
+    epochs: int = option(30, "passes over the training split", min=1)
+    batch_size: int = option(32, "sequences (text) or images per batch", min=1)
+    bptt: int = option(20, "truncated back-propagation length in tokens", min=2)
+    lr: float = option(10.0, "SGD learning rate", min=0.0)
+    momentum: float = option(0.0, "SGD momentum", min=0.0, max=1.0)
+    nesterov: bool = option(False, "Nesterov momentum (needs momentum > 0)")
+    weight_decay: float = option(1e-6, "L2 weight decay", min=0.0)
+    grad_clip: float = option(0.25, "clip the global gradient norm to this; 0 disables", min=0.0)
+    lr_decay: float = option(1.0, "learning rate multiplied by this every epoch from lr_decay_start", min=0.0, max=1.0)
+    lr_decay_start: int = option(0, "first epoch (0-based) at which lr_decay applies", min=0)
+    lr_min: float = option(0.0, "lower bound of the decayed learning rate", min=0.0)
+    lr_schedule: str = option("exponential", "exponential (lr_decay per epoch) or cosine (from lr down to lr_min, "
                             "with warm restarts: SGDR, as the official CIFAR-10 code)",
                             choices=("exponential", "cosine"))
-    cosine_period: int = _opt(0, "cosine: epochs of the first cycle (official lr_T_0); 0 means one cycle "
+    cosine_period: int = option(0, "cosine: epochs of the first cycle (official lr_T_0); 0 means one cycle "
                               "over all epochs", min=0)
-    cosine_period_mult: int = _opt(1, "cosine: each cycle is this many times longer than the one before "
+    cosine_period_mult: int = option(1, "cosine: each cycle is this many times longer than the one before "
                                    "(official lr_T_mul)", min=1)
-    augment: bool = _opt(True, "images: random crop after 4-pixel zero padding and horizontal flip in training")
-    cutout: int = _opt(0, "images: side of the square cut out of each training image (16 in the paper's "
+    augment: bool = option(True, "images: random crop after 4-pixel zero padding and horizontal flip in training")
+    cutout: int = option(0, "images: side of the square cut out of each training image (16 in the paper's "
                        "final training); 0 disables", min=0)
-    steps_per_epoch: int = _opt(0, "training steps per epoch; 0 means one full pass over the train split", min=0)
-    ar_alpha: float = _opt(0.0, "activation regularisation: alpha * mean(h_t^2) of the cell outputs", min=0.0)
-    tar_beta: float = _opt(0.0, "temporal activation regularisation (slowness): beta * mean((h_t - h_(t-1))^2)",
+    steps_per_epoch: int = option(0, "training steps per epoch; 0 means one full pass over the train split", min=0)
+    ar_alpha: float = option(0.0, "activation regularisation: alpha * mean(h_t^2) of the cell outputs", min=0.0)
+    tar_beta: float = option(0.0, "temporal activation regularisation (slowness): beta * mean((h_t - h_(t-1))^2)",
                            min=0.0)
 
 
 @dataclass
 class SearchConfig(TrainConfig):
-    eval_batches: int = _opt(0, "validation batches in the per-epoch evaluation; 0 means all", min=0)
+    eval_batches: int = option(0, "validation batches in the per-epoch evaluation; 0 means all", min=0)
 
 
 @dataclass
@@ -154,9 +111,9 @@ class RetrainConfig(TrainConfig):
 
 @dataclass
 class DeriveConfig:
-    samples: int = _opt(100, "architectures sampled from the trained controller", min=1)
-    top: int = _opt(5, "rows of the printed table of the best candidates", min=1)
-    bn_batches: int = _opt(10, "images: training batches that recompute the batch-norm statistics of each "
+    samples: int = option(100, "architectures sampled from the trained controller", min=1)
+    top: int = option(5, "rows of the printed table of the best candidates", min=1)
+    bn_batches: int = option(10, "images: training batches that recompute the batch-norm statistics of each "
                            "candidate before it is scored (derive and the search's per-epoch evaluation)",
                            min=1)
 
@@ -165,29 +122,34 @@ class DeriveConfig:
 class CudaConfig:
     """Speed switches that act only on a CUDA device; on the CPU they are ignored."""
 
-    amp: bool = _opt(True, "bf16 autocast of the forward passes (losses, rewards and scores in float32)")
-    tf32: bool = _opt(True, "TF32 tensor cores for float32 matmuls and convolutions")
-    cudnn_benchmark: bool = _opt(True, "let cuDNN time its convolution algorithms and keep the fastest")
+    amp: bool = option(True, "bf16 autocast of the forward passes (losses, rewards and scores in float32)")
+    tf32: bool = option(True, "TF32 tensor cores for float32 matmuls and convolutions")
+    cudnn_benchmark: bool = option(True, "let cuDNN time its convolution algorithms and keep the fastest")
 
 
 @dataclass
-class Config:
-    seed: int = _opt(0, "seed of everything random in the run")
-    space: str = _opt("recurrent", "search space: recurrent (text), micro or macro (images)",
-                      choices=tuple(SPACE_DATA))
-    device: str = _opt("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
-    threads: int = _opt(0, "CPU threads for torch; 0 uses every core", min=0)
-    channels_last: bool = _opt(True, "images: channels-last memory layout of batches and conv weights (on CPU "
-                               "and GPU alike, convolutions and pooling run 2-3x faster in it)")
+class RunConfig:
+    """The keys of every run; `Config` adds one section per search space."""
+
+    seed: int = option(0, "seed of everything random in the run")
+    space: str = option("recurrent", f"search space: {', '.join(SPACES)}", choices=tuple(SPACES))
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    threads: int = option(0, "CPU threads for torch; 0 uses every core", min=0)
+    channels_last: bool = option(True, "images: channels-last memory layout of batches and conv weights (on "
+                                 "CPU and GPU alike, convolutions and pooling run 2-3x faster in it)")
     cuda: CudaConfig = field(default_factory=CudaConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    recurrent: RecurrentConfig = field(default_factory=RecurrentConfig)
-    micro: MicroConfig = field(default_factory=MicroConfig)
-    macro: MacroConfig = field(default_factory=MacroConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+
+# A search space brings its own config section, named after it (`micro.filters`): registering the
+# space in enas/spaces/__init__.py is all it takes.
+Config = make_dataclass("Config", [(name, space.config, field(default_factory=space.config))
+                                   for name, space in SPACES.items()], bases=(RunConfig,))
+Config.__doc__ = "The whole configuration of a run: RunConfig's keys and a section per search space."
 
 
 def preset_path(name: str) -> Path:
@@ -291,9 +253,9 @@ def validate(config: Config) -> None:
                       "test_batch)")
     if config.data.name == "image_folder" and not config.data.root:
         errors.append("data.name=image_folder needs data.root=FOLDER holding train/<class>/* and test/<class>/*")
-    if config.space in SPACE_DATA and config.data.name not in SPACE_DATA[config.space]:
-        errors.append(f"space={config.space} needs data.name in {', '.join(SPACE_DATA[config.space])}, "
-                      f"not {config.data.name}")
+    datasets = DATASETS[SPACES[config.space].data.__name__] if config.space in SPACES else ()
+    if datasets and config.data.name not in datasets:
+        errors.append(f"space={config.space} needs data.name in {', '.join(datasets)}, not {config.data.name}")
     if errors:
         raise UserError("; ".join(errors))
 

@@ -12,10 +12,9 @@ from benchmarks.recurrent import (MatmulPass, PlainCellLM, RnnResult, RnnSize, b
                                   preset_config)
 from benchmarks.search_probe import probe_search
 from benchmarks.timing import BenchmarkError, Timing, kernels_per_call, resolve_device
-from enas.arch import Architecture
-from enas.config import RecurrentConfig
-from enas.spaces.conv_ops import ImageShape
-from enas.spaces.recurrent import CellPlan, RecurrentSpace
+from enas.spaces import architecture
+from enas.spaces.base import ImageShape, TextShape
+from enas.spaces.recurrent import RecurrentConfig, RecurrentPlan, RecurrentSpace
 
 TOY = RnnSize("toy", nodes=3, hidden=8, batch=4, bptt=5, vocab=11)
 ONE_REP = {"budget_s": 0.0, "min_reps": 1}
@@ -32,10 +31,10 @@ def test_recurrent_figures_at_a_toy_size():
 
 def test_the_plain_cell_computes_what_a_child_with_its_weights_computes():
     # The overhead ratio compares like with like only if the plain cell is the same model.
-    arch = Architecture("recurrent", (0, 0, 1, 0, 3, 1, 2))   # two loose ends, every activation kind
-    plan, hidden, vocab = CellPlan.of(arch), 6, 9
+    arch = architecture("recurrent", (0, 0, 1, 0, 3, 1, 2))   # two loose ends, every activation kind
+    plan, hidden, vocab = RecurrentPlan.of(arch), 6, 9
     plain = PlainCellLM(vocab, plan, hidden, init_range=0.3)
-    child = RecurrentSpace(RecurrentConfig(nodes=len(plan.activations), hidden=hidden), vocab).child(arch)
+    child = RecurrentSpace(RecurrentConfig(nodes=len(plan.activations), hidden=hidden), TextShape(vocab)).child(arch)
     with torch.no_grad():
         child.embedding.copy_(plain.embedding)
         child.w_x.copy_(torch.cat([plain.w_xc, plain.w_xh], 1))
@@ -84,7 +83,7 @@ def test_search_probe_reports_the_controller_share_and_peak_memory():
     figures = probe_search(epochs=1, device="cpu", overrides=tiny)
     assert 0 < figures["controller_share"] < 1
     assert figures["peak_rss_mb"] > 0
-    assert {"shared_phase", "controller_phase", "reward"} <= set(figures["phases_s"])
+    assert {"supernet_phase", "controller_phase", "reward"} <= set(figures["phases_s"])
 
 
 def test_paper_projection_counts_every_phase_of_the_ptb_search():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from enas.metrics import read_metrics
+from enas.run.metrics import read_metrics
 
 ENAS = str(Path(sys.executable).parent / "enas")
 PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
@@ -38,8 +38,8 @@ def test_search_writes_the_run_folder_and_learns(searched):
     assert (searched / "config.yaml").is_file()
     assert (searched / "checkpoints" / "last.pt").is_file()
     metrics = read_metrics(searched / "metrics.jsonl")
-    shared = [m["loss"] for m in metrics if m["phase"] == "shared"]
-    assert len(shared) == 4 and shared[-1] < shared[0] - 0.2      # the shared weights learned
+    shared = [m["loss"] for m in metrics if m["phase"] == "supernet"]
+    assert len(shared) == 4 and shared[-1] < shared[0] - 0.2      # the supernet learned
     controller = [m for m in metrics if m["phase"] == "controller"]
     assert len(controller) == 4 * 5 and all({"reward", "baseline", "entropy"} <= m.keys() for m in controller)
     evals = [m for m in metrics if m["phase"] == "eval"]

@@ -2,18 +2,30 @@
 
 import torch
 
-from enas.arch import Architecture
+from enas.spaces.architecture import Architecture
 from enas.config import ControllerConfig
-from enas.controller import Controller, build_optimizer, reinforce_update
-from enas.spaces.recurrent import decisions_for
+from enas.strategies.controller import Controller, build_optimizer, reinforce_update
+from enas.spaces.base import TextShape
+from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
 
 NODES = 4
 TARGET = Architecture("recurrent", (3, 0, 1, 1, 2, 2, 0))  # sigmoid, relu(1), identity(2), tanh(3)
 
 
+def update(controller, optimizer, reward_of, baseline, generator):
+    """One REINFORCE update from the controller's own samples, as the search makes it."""
+    controller.train()
+    samples = controller(controller.cfg.aggregate, generator)
+    return reinforce_update(controller, optimizer, samples, [reward_of(a) for a in samples.architectures], baseline)
+
+
+def recurrent_decisions(nodes: int):
+    return RecurrentSpace(RecurrentConfig(nodes=nodes), TextShape(2)).decisions()
+
+
 def make_controller(**overrides) -> Controller:
     cfg = ControllerConfig(**{"hidden": 32, "lr": 5e-3, "aggregate": 10, **overrides})
-    return Controller("recurrent", decisions_for(NODES), 0, cfg)
+    return Controller("recurrent", recurrent_decisions(NODES), 0, cfg)
 
 
 def target_frequency(controller: Controller, n: int = 400) -> float:
@@ -40,7 +52,7 @@ def test_samples_are_valid_architectures_and_seeded():
 
 def test_log_prob_is_the_probability_of_the_sampled_architecture():
     # With one op decision the log-probability is that of a softmax; exp sums to one over the options.
-    controller = Controller("recurrent", decisions_for(1), 0, ControllerConfig(hidden=8))
+    controller = Controller("recurrent", recurrent_decisions(1), 0, ControllerConfig(hidden=8))
     with torch.no_grad():
         samples = controller(2000, torch.Generator().manual_seed(0))
     probs = {}
@@ -59,7 +71,7 @@ def test_reinforce_raises_the_probability_of_the_rewarded_architecture():
     chance = target_frequency(controller)
     baseline, generator, rewards = None, torch.Generator().manual_seed(0), []
     for _ in range(300):
-        baseline, stats = reinforce_update(controller, optimizer, matching_reward, baseline, generator)
+        baseline, stats = update(controller, optimizer, matching_reward, baseline, generator)
         rewards.append(stats.reward)
     learned = target_frequency(controller)
     assert chance < 0.01                    # 1 / (4^4 * 1 * 2 * 3) = 1/1536 at the start
@@ -78,7 +90,7 @@ def test_entropy_bonus_keeps_the_policy_broader():
         optimizer = build_optimizer(controller)
         baseline, generator, entropies = None, torch.Generator().manual_seed(0), []
         for _ in range(300):
-            baseline, stats = reinforce_update(controller, optimizer, matching_reward, baseline, generator)
+            baseline, stats = update(controller, optimizer, matching_reward, baseline, generator)
             entropies.append(stats.entropy)
         return sum(entropies[-20:]) / 20
 

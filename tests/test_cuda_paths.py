@@ -7,7 +7,6 @@ channels_last acts on both devices.
 """
 
 import math
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,25 +16,36 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from enas.config import MacroConfig, MicroConfig, RecurrentConfig, load_config, preset_path
-from enas.controller import draw_architectures
-from enas.spaces.conv_ops import ImageShape
-from enas.spaces.macro import MacroSpace
-from enas.spaces.micro import MicroSpace
-from enas.spaces.recurrent import RecurrentSpace
+from enas.commands.retrain import Retrain
+from enas.config import load_config, preset_path
+from enas.run.progress import FiguresInFlight
+from enas.run.session import Session
+from enas.run.steps import Steps
+from enas.run.training import model_of, place, setup_runtime
+from enas.spaces.base import ImageShape, Model, TextShape
+from enas.spaces.macro import MacroConfig, MacroSpace
+from enas.spaces.micro import MicroConfig, MicroSpace
+from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
+from enas.strategies.controller import draw_architectures
+from enas.strategies.enas import Search
 from enas.tasks.image import ImageTask
-from enas.retrain import Retrain
-from enas.search import Search
-from enas.session import FiguresInFlight, Session
-from enas.training import Autocast, autocast_forward, place, setup_runtime
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 SHAPE = ImageShape(channels=3, height=8, width=8, classes=4)
 
 
+@pytest.fixture
+def cpu_autocast(monkeypatch):
+    """`Model(..., autocast=True)` runs under CUDA's bf16 autocast; here under the CPU's, the same
+    mechanism, so that the model's own autocast path (float32 outputs included) runs on the CPU."""
+    autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda device_type, **kwargs: autocast(
+        "cpu" if device_type == "cuda" else device_type, **kwargs))
+
+
 def recurrent_case():
-    space = RecurrentSpace(RecurrentConfig(nodes=5, hidden=16), vocab_size=23)
+    space = RecurrentSpace(RecurrentConfig(nodes=5, hidden=16), TextShape(vocab_size=23))
     tokens = torch.randint(0, 23, (7, 4), generator=torch.Generator().manual_seed(0))
 
     def loss(forward):
@@ -54,25 +64,24 @@ def image_case(space):
 
 CASES = {
     "recurrent": recurrent_case,
-    "micro": lambda: image_case(MicroSpace(MicroConfig(layers=1, filters=4, nodes=3), SHAPE, drop_path_steps=10)),
+    "micro": lambda: image_case(MicroSpace(MicroConfig(layers=1, filters=4, nodes=3), SHAPE, train_steps=10)),
     "macro": lambda: image_case(MacroSpace(MacroConfig(layers=3, filters=4), SHAPE)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name):
+def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name, cpu_autocast):
     space, loss_of = CASES[name]()
     torch.manual_seed(0)
     supernet = space.supernet().train()
     arch = draw_architectures(space, 1, seed=1)[0]
-    forward = lambda *args: supernet(*args, arch=arch)  # noqa: E731
 
     torch.manual_seed(2)   # the same dropout masks in both passes
-    loss_of(forward).backward()
+    loss_of(Model(supernet, arch)).backward()
     want = {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
     supernet.zero_grad(set_to_none=True)
     torch.manual_seed(2)
-    loss = loss_of(Autocast(forward, "cpu"))
+    loss = loss_of(Model(supernet, arch, autocast=True))
     assert loss.dtype == torch.float32   # outputs come back in float32
     loss.backward()
     got = {n: p.grad for n, p in supernet.named_parameters() if p.grad is not None}
@@ -85,39 +94,41 @@ def test_every_supernet_trains_under_bf16_autocast_with_float32_gradients(name):
     # over four micro cells, whose stacks of separable convolutions at width 4 amplify the rounding,
     # and above 0.99 for macro and recurrent)
     assert F.cosine_similarity(flat_got, flat_want, dim=0) > 0.9
+    assert not torch.equal(flat_got, flat_want)   # bf16 did run: the cpu_autocast fixture took effect
 
 
 @pytest.mark.parametrize("space", ["micro", "macro"])
-def test_the_image_task_scores_a_supernet_under_autocast(space):
-    # what a CUDA run with cuda.amp hands the task: the bound supernet wrapped in Autocast; batch-norm
+def test_the_image_task_scores_a_supernet_under_autocast(space, cpu_autocast):
+    # what a CUDA run with cuda.amp hands the task: the supernet bound under autocast; batch-norm
     # recalibration and the reward must still find the module behind it
     config = load_config([preset_path("shapes")], [f"space={space}", "data.train_images=64", "data.test_images=16",
                                                    "micro.layers=1", "micro.filters=4", "micro.nodes=2",
                                                    "macro.layers=3", "macro.filters=4", "search.batch_size=8"])
     task = ImageTask(config, config.search, hold_out=True)
     supernet = task.space.supernet()
-    forward = Autocast(partial(supernet, arch=draw_architectures(task.space, 1)[0]), "cpu")
+    model = Model(supernet, draw_architectures(task.space, 1)[0], autocast=True)
     norms = [m for m in supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = [m.num_batches_tracked.item() for m in norms]
-    task.calibrate(forward)
+    task.calibrate(model)
     assert any(m.num_batches_tracked.item() != b for m, b in zip(norms, before))   # it reached the module
     supernet.eval()
-    assert 0.0 <= task.reward(forward, 0) <= 1.0
-    assert 0.0 <= task.evaluate(forward, "valid") <= 1.0
+    assert 0.0 <= task.reward(model, 0) <= 1.0
+    assert 0.0 <= task.evaluate(model, "valid") <= 1.0
 
 
 def test_on_the_cpu_autocast_is_off_and_channels_last_follows_its_switch():
     config = load_config([preset_path("shapes")], [])
     model = torch.nn.Conv2d(3, 4, 3)
-    assert autocast_forward(model, config, torch.device("cpu")) is model
+    assert model_of(model, config, torch.device("cpu")) == Model(model)
+    assert model_of(model, config, torch.device("cuda")) == Model(model, autocast=True)   # cuda.amp is on
     assert place(model, config, torch.device("cpu")).weight.is_contiguous(memory_format=torch.channels_last)
     config = load_config([preset_path("shapes")], ["channels_last=false"])
     assert place(torch.nn.Conv2d(3, 4, 3), config, torch.device("cpu")).weight.is_contiguous()
 
 
 def test_a_search_with_every_switch_on_equals_one_with_every_switch_off_on_the_cpu(tmp_path):
-    from enas.progress import Reporter
-    from enas.search import run_search
+    from enas.run.reporter import Reporter
+    from enas.strategies.enas import run_search
 
     tiny = ["data.train_images=200", "data.test_images=32", "micro.layers=1", "micro.filters=4", "micro.nodes=2",
             "search.epochs=1", "search.steps_per_epoch=4", "search.batch_size=8", "controller.steps=2",
@@ -163,17 +174,17 @@ def tiny_runs(space: str, *extra: str) -> list[tuple[Any, Callable[[int], None]]
     search = Search(config, device)
     arch = search.sample(1)[0]
     retrain = Retrain(config, arch, device)
-    return [stepper(search, search.bind(arch), search.supernet, search.shared_optimizer, config.search.grad_clip),
-            stepper(retrain, retrain.forward, retrain.model, retrain.optimizer, config.retrain.grad_clip)]
+    return [stepper(search, search.bind(arch), search.supernet, search.supernet_optimizer, config.search.grad_clip),
+            stepper(retrain, retrain.child, retrain.model, retrain.optimizer, config.retrain.grad_clip)]
 
 
-def stepper(target: Any, forward: Callable, model: torch.nn.Module, optimizer: torch.optim.SGD,
+def stepper(target: Any, model: Model, module: torch.nn.Module, optimizer: torch.optim.SGD,
             grad_clip: float) -> tuple[Any, Callable[[int], None]]:
     target.task.start_epoch(target.shuffler)
-    session = Session(Path(), target, None)  # train_on touches no file
+    steps = Steps(Session(Path(), target, None))  # train_on touches no file
 
     def train_on(index: int) -> None:
-        session.train_on(target.task, forward, index, model.parameters(), optimizer, grad_clip)
+        steps.train_on(target.task, model, index, module.parameters(), optimizer, grad_clip)
     return target, train_on
 
 

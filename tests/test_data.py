@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from enas.data import (
+from enas.data.text import (
     Corpus,
     batchify,
-    bptt_windows,
     builtin_text,
-    count_windows,
     load_text_folder,
     make_text_chain,
     unigram_ppl,
@@ -104,32 +102,6 @@ def test_batchify_columns_are_contiguous_and_remainder_dropped() -> None:
 def test_batchify_too_short_names_the_split() -> None:
     with pytest.raises(UserError, match="valid split has 7 tokens.*batch size 4"):
         batchify(torch.arange(7), 4, split="valid")
-
-
-def test_bptt_windows_shapes_and_shift() -> None:
-    stream = batchify(torch.arange(48), 4)  # 12 rows
-    windows = list(bptt_windows(stream, 5))
-    assert [inputs.shape for inputs, _ in windows] == [(5, 4), (5, 4), (1, 4)]
-    assert len(windows) == count_windows(stream, 5)
-    for inputs, targets in windows:
-        assert inputs.shape == targets.shape
-        assert torch.equal(targets, inputs + 1)  # arange data: the next token is one more
-    assert torch.equal(torch.cat([inputs for inputs, _ in windows]), stream[:-1])
-    assert torch.equal(torch.cat([targets for _, targets in windows]), stream[1:])
-
-
-def test_count_windows_matches_iteration() -> None:
-    for rows in range(2, 14):
-        stream = torch.zeros(rows, 3, dtype=torch.int64)
-        for bptt in (1, 3, 5, 20):
-            assert count_windows(stream, bptt) == sum(1 for _ in bptt_windows(stream, bptt))
-
-
-def test_windows_reject_too_short_stream() -> None:
-    with pytest.raises(UserError):
-        bptt_windows(torch.zeros(1, 3, dtype=torch.int64), 5)
-    with pytest.raises(UserError):
-        count_windows(torch.zeros(1, 3, dtype=torch.int64), 5)
 
 
 # --------------------------------------------------------------------------- text folder

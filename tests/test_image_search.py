@@ -5,19 +5,20 @@ images and on the real CIFAR-10 subset, the paper's published architectures, and
 import json
 import subprocess
 import sys
-from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
 from enas.config import load_config
-from enas.controller import Controller
-from enas.metrics import read_metrics
-from enas.progress import Reporter
-from enas.search import run_search
+from enas.strategies.controller import Controller
+from enas.run.metrics import read_metrics
+from enas.run.reporter import Reporter
+from enas.strategies.enas import run_search
 from enas.tasks import build_task
 from enas.tasks.image import ImageTask
+from enas.spaces.base import Model
+from weights import copy_supernet_weights
 from test_macro import PAPER_NETWORK
 
 ENAS = str(Path(sys.executable).parent / "enas")
@@ -69,7 +70,7 @@ def test_reward_normalises_with_batch_statistics_and_leaves_the_supernet_as_it_w
                             load_config([], []).controller)
     arch = controller(1).architectures[0]
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
-    reward = task.reward(partial(supernet, arch=arch), 0)
+    reward = task.reward(Model(supernet, arch), 0)
     assert 0.0 <= reward <= 1.0
     assert not supernet.training and all(not m.training for m in supernet.modules())
     assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items() if "num_batches" not in k)
@@ -89,12 +90,12 @@ def test_calibrate_gives_the_supernet_the_statistics_a_calibrated_child_has():
     controller = Controller("micro", space.decisions(), space.initial_anchors, load_config([], []).controller)
     arch = controller(1).architectures[0]
     child = space.child(arch)
-    child.load_from_supernet(supernet)
-    task.calibrate(partial(supernet, arch=arch))
-    task.calibrate(child)
+    copy_supernet_weights(child, supernet)
+    task.calibrate(Model(supernet, arch))
+    task.calibrate(Model(child))
     supernet.eval()
     child.eval()
-    assert task.evaluate(partial(supernet, arch=arch), "valid") == task.evaluate(child, "valid")
+    assert task.evaluate(Model(supernet, arch), "valid") == task.evaluate(Model(child), "valid")
     with torch.no_grad():
         images = task._batch("valid", slice(0, 8))[0]
         assert torch.allclose(supernet(images, arch)[0], child(images)[0], atol=1e-5)

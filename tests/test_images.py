@@ -1,4 +1,4 @@
-"""Tests for enas.images: CIFAR-10 python batches, the image-folder layout, the built-in patterns
+"""Tests for enas.data.images: CIFAR-10 python batches, the image-folder layout, the built-in patterns
 (learnable by a convolution, not by a linear model of the pixels), and the augmentation."""
 
 import pickle
@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from enas.errors import UserError
-from enas.images import (augment, builtin_images, channel_stats, load_cifar10, load_image_folder, load_images,
+from enas.data.images import (augment, builtin_images, channel_stats, load_cifar10, load_image_folder, load_images,
                          normalise)
 from enas.config import DataConfig
 

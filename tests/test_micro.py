@@ -4,12 +4,14 @@ the controller's decisions, drop path, and the published cell at the paper's fin
 import pytest
 import torch
 
-from enas.arch import Architecture
-from enas.config import MicroConfig
-from enas.controller import draw_architectures
+from enas.spaces.architecture import Architecture
+from enas.strategies.controller import draw_architectures
 from enas.errors import UserError
-from enas.spaces.conv_ops import ImageShape, drop_path
-from enas.spaces.micro import MicroNetwork, MicroPlan, MicroSpace, reduction_cells
+from enas.spaces import from_json, from_official, official
+from enas.spaces.base import ImageShape
+from enas.spaces.conv_ops import drop_path
+from enas.spaces.micro import MicroConfig, MicroNetwork, MicroPlan, MicroSpace, reduction_cells
+from weights import copy_supernet_weights
 
 PAPER_NORMAL = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1"
 PAPER_REDUCE = "1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
@@ -22,9 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def test_the_published_cells_round_trip_through_the_official_string_and_json():
-    arch = Architecture.from_official(PAPER_CELLS, "micro")
-    assert arch.to_official() == PAPER_CELLS
-    assert Architecture.from_json(arch.to_json()) == arch
+    arch = from_official(PAPER_CELLS, "micro")
+    assert official(arch) == PAPER_CELLS
+    assert from_json(arch.to_json()) == arch
     plan = MicroPlan.of(arch)
     assert plan.normal.nodes[0] == (0, 2, 0, 0)            # node 2 = avg_pool(input 0) + sep3(input 0)
     assert plan.normal.loose_ends == (2, 3, 4, 5, 6)
@@ -39,7 +41,7 @@ def test_the_published_cells_round_trip_through_the_official_string_and_json():
 ])
 def test_bad_strings_are_one_line_user_errors(text, message):
     with pytest.raises(UserError, match=message):
-        Architecture.from_official(text, "micro")
+        from_official(text, "micro")
 
 
 def test_the_controller_samples_valid_cells_whose_reduction_nodes_read_their_own_cell():
@@ -58,7 +60,7 @@ def test_supernet_and_child_compute_the_same_with_the_same_weights():
     space = MicroSpace(TINY, SHAPE)
     supernet = space.supernet()
     images = torch.randn(6, 3, 12, 12)
-    archs = draw_architectures(space, 4) + [Architecture.from_official("0 4 1 4 0 4 2 4 0 4 1 4 " * 2, "micro")]
+    archs = draw_architectures(space, 4) + [from_official("0 4 1 4 0 4 2 4 0 4 1 4 " * 2, "micro")]
     supernet.train()
     with torch.no_grad():
         for arch in archs:  # gives the batch norms of these architectures real running statistics
@@ -66,12 +68,12 @@ def test_supernet_and_child_compute_the_same_with_the_same_weights():
     supernet.eval()
     for arch in archs:
         child = space.child(arch)
-        child.load_from_supernet(supernet)
+        copy_supernet_weights(child, supernet)
         child.eval()
         with torch.no_grad():
             expected, _ = supernet(images, arch)
             got, _ = child(images)
-        assert torch.allclose(expected, got, atol=1e-5), arch.to_official()
+        assert torch.allclose(expected, got, atol=1e-5), official(arch)
         assert sum(p.numel() for p in child.parameters()) < sum(p.numel() for p in supernet.parameters())
 
 
@@ -89,7 +91,7 @@ def test_reduction_cells_halve_the_size_and_double_the_width():
 
 
 def test_the_auxiliary_head_runs_in_training_only():
-    child = MicroSpace(TINY, SHAPE).child(Architecture.from_official("0 0 1 1 2 2 0 3 1 4 3 0 " * 2, "micro"))
+    child = MicroSpace(TINY, SHAPE).child(from_official("0 0 1 1 2 2 0 3 1 4 3 0 " * 2, "micro"))
     child.train()
     logits, aux = child(torch.randn(4, 3, 12, 12))
     assert aux is not None and aux.shape == logits.shape == (4, 5)
@@ -99,7 +101,7 @@ def test_the_auxiliary_head_runs_in_training_only():
 
 def test_drop_path_grows_with_training_steps_in_children_only():
     cfg = MicroConfig(layers=1, filters=4, nodes=2, drop_path=0.4)
-    space = MicroSpace(cfg, SHAPE, drop_path_steps=10)
+    space = MicroSpace(cfg, SHAPE, train_steps=10)
     child = space.child(Architecture("micro", (0, 0, 1, 1) * 4))
     child.train()
     assert float(child._drop_path_rate()) == pytest.approx(0.04)   # step 1 of 10
@@ -125,7 +127,7 @@ def test_drop_path_zeroes_whole_examples_and_keeps_the_expectation(keep):
 
 
 def test_render_names_every_node_and_the_loose_ends():
-    text, dot = MicroSpace.render(Architecture.from_official(PAPER_CELLS, "micro"))
+    text, dot = MicroSpace.render(from_official(PAPER_CELLS, "micro"))
     assert "node 4 = sep_conv_5x5(input 1) + sep_conv_5x5(node 3)" in text
     assert "output = 1x1 conv of concat(node 2, node 4, node 5, node 6)" in text
     assert dot.startswith("digraph") and "reduction_3 -> reduction_4" in dot
@@ -137,7 +139,7 @@ def test_the_published_cells_build_at_the_final_size(capsys):
     cells pass the 4-5x wider concatenation to the next cell, whose input convolutions are then
     4-5x larger)."""
     cfg = MicroConfig(layers=15, filters=36, nodes=5, dropout=0.2, drop_path=0.4, aux_weight=0.4)
-    child = MicroSpace(cfg, ImageShape(3, 32, 32, 10)).child(Architecture.from_official(PAPER_CELLS, "micro"))
+    child = MicroSpace(cfg, ImageShape(3, 32, 32, 10)).child(from_official(PAPER_CELLS, "micro"))
     total = sum(p.numel() for p in child.parameters())
     head = sum(p.numel() for p in child.aux_head.parameters())
     with capsys.disabled():

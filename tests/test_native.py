@@ -66,9 +66,10 @@ def test_factorized_reductions_at_small_widths_run_clean_on_avx2_kernels():
 
 SMALL_NETWORKS = f"""
     import torch
-    from enas.config import MacroConfig, MicroConfig
-    from enas.controller import draw_architectures
-    from enas.spaces.conv_ops import ImageShape
+    from enas.spaces.macro import MacroConfig
+    from enas.spaces.micro import MicroConfig
+    from enas.strategies.controller import draw_architectures
+    from enas.spaces.base import ImageShape
     from enas.spaces.macro import MacroSpace
     from enas.spaces.micro import MicroSpace
     torch.set_num_threads(1)

@@ -7,18 +7,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from enas.arch import Architecture
-from enas.config import RecurrentConfig
+from enas.spaces.architecture import Architecture
 from enas.errors import UserError
 from enas.spaces import decoder_loss
-from enas.spaces.recurrent import ACTIVATIONS, CellPlan, RecurrentSpace, decisions_for
+from enas.spaces import from_json, from_official, official
+from enas.spaces.base import TextShape
+from enas.spaces.recurrent import ACTIVATIONS, RecurrentConfig, RecurrentPlan, RecurrentSpace
+from weights import copy_supernet_weights
 
 PAPER_STRING = "0 0 0 1 1 2 1 2 0 2 0 5 1 1 0 6 1 8 1 8 1 8 1"   # official enas ptb example
 ENAS_LM_STRING = "0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2"               # google-research/enas_lm example
 
 
 def random_arch(nodes: int, rng: random.Random) -> Architecture:
-    choices = [rng.randrange(d.size) for d in decisions_for(nodes)]
+    choices = [rng.randrange(d.size) for d in RecurrentSpace(RecurrentConfig(nodes=nodes), TextShape(2)).decisions()]
     return Architecture("recurrent", tuple(choices))
 
 
@@ -26,12 +28,12 @@ def random_arch(nodes: int, rng: random.Random) -> Architecture:
 def test_child_computes_exactly_what_the_supernet_computes(seed):
     rng = random.Random(seed)
     cfg = RecurrentConfig(nodes=6, hidden=12)
-    space = RecurrentSpace(cfg, vocab_size=20)
+    space = RecurrentSpace(cfg, TextShape(20))
     torch.manual_seed(seed)
     supernet = space.supernet().eval()
     arch = random_arch(6, rng)
     child = space.child(arch).eval()
-    child.load_from_supernet(supernet)
+    copy_supernet_weights(child, supernet)
     tokens = torch.randint(0, 20, (9, 4))
     hidden = torch.randn(4, 12)
     logits_s, hidden_s, out_s = supernet(tokens, hidden, arch=arch)
@@ -43,15 +45,15 @@ def test_child_computes_exactly_what_the_supernet_computes(seed):
 
 def test_child_gradients_match_the_supernet_rows_it_uses():
     cfg = RecurrentConfig(nodes=5, hidden=8)
-    space = RecurrentSpace(cfg, vocab_size=11)
+    space = RecurrentSpace(cfg, TextShape(11))
     supernet = space.supernet()
     arch = random_arch(5, random.Random(3))
     child = space.child(arch)
-    child.load_from_supernet(supernet)
+    copy_supernet_weights(child, supernet)
     tokens = torch.randint(0, 11, (6, 3))
     supernet(tokens, None, arch=arch)[0].sum().backward()
     child(tokens, None)[0].sum().backward()
-    rows = list(CellPlan.of(arch).edge_rows)
+    rows = list(RecurrentPlan.of(arch).edge_rows)
     for edge, row in zip(child.edges, rows):
         assert torch.allclose(supernet.edges[row].grad, edge.grad, atol=1e-6)
     unused = [edge for row, edge in enumerate(supernet.edges) if row not in rows]
@@ -59,7 +61,7 @@ def test_child_gradients_match_the_supernet_rows_it_uses():
 
 
 def test_supernet_needs_an_architecture():
-    supernet = RecurrentSpace(RecurrentConfig(nodes=3, hidden=4), 5).supernet()
+    supernet = RecurrentSpace(RecurrentConfig(nodes=3, hidden=4), TextShape(5)).supernet()
     with pytest.raises(ValueError):
         supernet(torch.zeros(2, 1, dtype=torch.long), None)
 
@@ -67,27 +69,27 @@ def test_supernet_needs_an_architecture():
 def test_cell_output_is_the_mean_of_the_loose_ends():
     # node 1 <- x,h ; node 2 <- node 1 ; node 3 <- node 1: nodes 2 and 3 are loose ends
     arch = Architecture("recurrent", (0, 0, 1, 0, 2))
-    plan = CellPlan.of(arch)
+    plan = RecurrentPlan.of(arch)
     assert plan.loose_ends == (1, 2)
     assert plan.activations == ("tanh", "relu", "identity")
 
 
 def test_official_enas_string_round_trips():
-    arch = Architecture.from_official(PAPER_STRING, "recurrent")
-    assert len(CellPlan.of(arch).activations) == 12
-    assert arch.to_official() == PAPER_STRING
-    assert Architecture.from_json(arch.to_json()) == arch
+    arch = from_official(PAPER_STRING, "recurrent")
+    assert len(RecurrentPlan.of(arch).activations) == 12
+    assert official(arch) == PAPER_STRING
+    assert from_json(arch.to_json()) == arch
 
 
 def test_enas_lm_string_uses_its_own_function_order():
-    arch = Architecture.from_official(ENAS_LM_STRING, "recurrent")
-    plan = CellPlan.of(arch)
+    arch = from_official(ENAS_LM_STRING, "recurrent")
+    plan = RecurrentPlan.of(arch)
     assert plan.activations[0] == "tanh"                  # enas_lm's fixed base node
     assert plan.activations[1] == "sigmoid"               # enas_lm function 2 is sigmoid
     assert plan.activations[8] == "sigmoid"
     assert "identity" not in plan.activations[:2]
-    assert arch.to_official("enas_lm") == ENAS_LM_STRING
-    assert arch.to_official("enas").split()[0] == str(ACTIVATIONS.index("tanh"))
+    assert official(arch, "enas_lm") == ENAS_LM_STRING
+    assert official(arch, "enas").split()[0] == str(ACTIVATIONS.index("tanh"))
 
 
 @pytest.mark.parametrize("text, message", [
@@ -98,17 +100,17 @@ def test_enas_lm_string_uses_its_own_function_order():
 ])
 def test_bad_official_strings_are_one_line_user_errors(text, message):
     with pytest.raises(UserError, match=message) as info:
-        Architecture.from_official(text, "recurrent", "enas")
+        from_official(text, "recurrent", "enas")
     assert "\n" not in str(info.value)
 
 
 def test_bad_json_architectures_are_user_errors():
     with pytest.raises(UserError, match="space"):
-        Architecture.from_json({"choices": [0]})
+        from_json({"choices": [0]})
     with pytest.raises(UserError, match="unknown search space"):
-        Architecture.from_json({"space": "nope", "choices": [0]})
+        from_json({"space": "nope", "choices": [0]})
     with pytest.raises(UserError, match="format_version"):
-        Architecture.from_json({"space": "recurrent", "choices": [0], "format_version": 99})
+        from_json({"space": "recurrent", "choices": [0], "format_version": 99})
 
 
 def test_render_names_every_node_and_the_output():
@@ -133,7 +135,7 @@ def test_the_cells_hand_written_backward_matches_numerical_gradients(masked, cel
     from enas.spaces.recurrent import run_cell
 
     arch = Architecture("recurrent", CELLS[cell])
-    plan = CellPlan.of(arch)
+    plan = RecurrentPlan.of(arch)
     torch.manual_seed(0)
     steps, batch, size = 3, 2, 4
     x_proj = torch.randn(steps, batch, 2 * size, dtype=torch.double, requires_grad=True)
@@ -183,7 +185,7 @@ def test_the_fused_decoder_loss_equals_cross_entropy_of_the_logits_with_the_same
 
 
 def test_the_language_model_with_targets_gives_the_cross_entropy_of_its_logits():
-    space = RecurrentSpace(RecurrentConfig(nodes=4, hidden=8), vocab_size=13)
+    space = RecurrentSpace(RecurrentConfig(nodes=4, hidden=8), TextShape(13))
     supernet = space.supernet().eval()
     arch = random_arch(4, random.Random(1))
     tokens = torch.randint(0, 13, (6, 3))
@@ -210,4 +212,4 @@ def test_the_fused_decoder_loss_under_bf16_autocast_sums_its_gradients_in_float3
 
 def test_a_child_refuses_an_architecture_of_another_space():
     with pytest.raises(UserError, match="a micro architecture cannot be built in the recurrent space; set space=micro"):
-        RecurrentSpace(RecurrentConfig(nodes=3, hidden=4), 5).child(Architecture("micro", (0,) * 8))
+        RecurrentSpace(RecurrentConfig(nodes=3, hidden=4), TextShape(5)).child(Architecture("micro", (0,) * 8))

@@ -34,16 +34,16 @@ from torch import nn
 from typer.testing import CliRunner
 
 from cli import app
-from enas import runs as runs_module
-from enas import search as search_module
-from enas.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
+from enas.run import folder as runs_module
+from enas.strategies import enas as search_module
+from enas.run.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
 from enas.config import Config, TrainConfig, load_config, preset_path
 from enas.errors import DiskFullError, NonFiniteError, Stopped
-from enas.metrics import read_metrics
-from enas.progress import Reporter
-from enas.search import Search, controller_step, run_search
-from enas.signals import FAULT_HOOK
-from enas.training import sgd, train_step
+from enas.run.metrics import read_metrics
+from enas.run.reporter import Reporter
+from enas.strategies.enas import Search, controller_step, run_search
+from enas.run.signals import FAULT_HOOK
+from enas.run.training import sgd, train_step
 
 ENAS = str(Path(sys.executable).parent / "enas")
 
@@ -195,10 +195,10 @@ def tiny_config(space: Space, *extra: str) -> Config:
 def test_a_search_killed_anywhere_resumes_to_the_same_end(space, straight, tmp_path):
     run = tmp_path / "run"
     # (kill point, position of the checkpoint left behind); each resume is killed again further on
-    kills = [("written:shared:1:0", (0, "shared", 0)),    # epoch 1's save written, not renamed yet
-             ("shared:1:7", (1, "shared", 0)),            # mid shared phase
-             ("controller:1:2", (1, "shared", 0)),        # mid controller phase
-             ("renamed:shared:2:0", (2, "shared", 0))]    # right after a checkpoint's rename
+    kills = [("written:supernet:1:0", (0, "supernet", 0)),    # epoch 1's save written, not renamed yet
+             ("supernet:1:7", (1, "supernet", 0)),            # mid supernet phase
+             ("controller:1:2", (1, "supernet", 0)),        # mid controller phase
+             ("renamed:supernet:2:0", (2, "supernet", 0))]    # right after a checkpoint's rename
     for i, (point, left) in enumerate(kills):
         args = ["-c", space.preset, *space.overrides] if i == 0 else ["--resume"]
         result = enas_process("search", "-o", str(run), *args, signal_at=f"{point} SIGKILL")
@@ -214,10 +214,10 @@ def test_a_search_killed_anywhere_resumes_to_the_same_end(space, straight, tmp_p
 def test_sigterm_and_sigint_save_at_the_step_and_resume_exactly(space, straight, tmp_path):
     run = tmp_path / "run"
     result = enas_process("search", "-o", str(run), "-c", space.preset, *space.overrides,
-                          signal_at="shared:1:7 SIGTERM")
+                          signal_at="supernet:1:7 SIGTERM")
     assert result.returncode == 143, result.stderr
     assert f"resume with: enas search -o {run} --resume" in result.stderr
-    assert position(run) == (1, "shared", 7)
+    assert position(run) == (1, "supernet", 7)
     result = enas_process("search", "-o", str(run), "--resume", signal_at="controller:1:2 SIGINT")
     assert result.returncode == 130, result.stderr
     assert position(run) == (1, "controller", 2)
@@ -244,7 +244,7 @@ def _lines_so_far(run: Path) -> list[dict[str, Any]]:
 
 def test_a_second_sigint_ends_the_process_at_once():
     code = ("import os, signal, time\n"
-            "from enas.signals import StopFlag\n"
+            "from enas.run.signals import StopFlag\n"
             "with StopFlag() as stop:\n"
             "    os.kill(os.getpid(), signal.SIGINT)\n"
             "    print('stop requested' if stop.signum == signal.SIGINT else 'no flag', flush=True)\n"
@@ -276,7 +276,7 @@ def test_overrides_given_to_a_resume_hold_for_the_resumes_after_it(space, straig
     run = tmp_path / "run"
     shutil.copytree(straight, run)
     result = enas_process("search", "-o", str(run), "--resume", "search.epochs=4", "search.batch_size=4",
-                          signal_at="shared:3:5 SIGTERM")   # a new epoch may take another batch size
+                          signal_at="supernet:3:5 SIGTERM")   # a new epoch may take another batch size
     assert result.returncode == 143, result.stderr
     enas("search", "-o", str(run), "--resume")
     assert load_config([run / "config.yaml"], []).search.batch_size == 4
@@ -370,13 +370,13 @@ def test_non_finite_steps_are_skipped_and_counted(space, tmp_path, monkeypatch, 
     inject(monkeypatch, fault, range(first, first + 2))
     run_search(tiny_config(space, "search.epochs=2"), tmp_path / "run", False, Reporter(quiet=True))
     lines = records(tmp_path / "run")
-    phase = "controller" if fault == "nan reward" else "shared"
+    phase = "controller" if fault == "nan reward" else "supernet"
     assert [m["skipped"] for m in lines if m["phase"] == phase and m["epoch"] == 1][-1] == 2
     warnings = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
     if fault == "nan reward":  # the controller reads its rewards on the host: one warning per step
         assert len(warnings) == 2 and all("non-finite reward" in line for line in warnings)
     else:  # training steps are read a report later: one warning for both
-        assert warnings == [f"warning: 2 step(s) skipped by epoch 2, shared step 10: "
+        assert warnings == [f"warning: 2 step(s) skipped by epoch 2, supernet step 10: "
                             f"non-finite {fault.split(maxsplit=1)[1]}"]
     assert_every_step_once(lines)
 
@@ -384,27 +384,27 @@ def test_non_finite_steps_are_skipped_and_counted(space, tmp_path, monkeypatch, 
 def test_a_non_finite_streak_rolls_back_once_and_the_run_goes_on(space, tmp_path, monkeypatch, capsys):
     inject(monkeypatch, "nan loss", range(STEPS + 5, STEPS + 10))  # 5 in a row in epoch 2
     run_search(tiny_config(space, "search.epochs=2"), tmp_path / "run", False, Reporter(quiet=True))
-    assert "rolled back to epoch 2, shared step 0" in capsys.readouterr().err
+    assert "rolled back to epoch 2, supernet step 0" in capsys.readouterr().err
     lines = records(tmp_path / "run")
     assert_every_step_once(lines)
-    assert [m["skipped"] for m in lines if m["phase"] == "shared"] == [0, 0]  # the replay went clean
+    assert [m["skipped"] for m in lines if m["phase"] == "supernet"] == [0, 0]  # the replay went clean
 
 
 def test_a_stop_during_a_streak_not_yet_read_rolls_back_before_it_saves(space, tmp_path, monkeypatch, capsys):
     # Epoch 2's steps 6-10 are skipped; the stop comes at step 12, before the figures of step 10
     # are read: the streak must not reach the checkpoint, or every resume would fail on it.
     inject(monkeypatch, "nan loss", range(STEPS + 5, STEPS + 10))
-    monkeypatch.setenv(FAULT_HOOK, "shared:1:12 SIGTERM")
+    monkeypatch.setenv(FAULT_HOOK, "supernet:1:12 SIGTERM")
     run, config = tmp_path / "run", tiny_config(space, "search.epochs=2")
     with pytest.raises(Stopped):
         run_search(config, run, False, Reporter(quiet=True))
-    assert "rolled back to epoch 2, shared step 0" in capsys.readouterr().err
-    assert position(run) == (1, "shared", 1)  # the stop, still pending, saved after the replay's first step
+    assert "rolled back to epoch 2, supernet step 0" in capsys.readouterr().err
+    assert position(run) == (1, "supernet", 1)  # the stop, still pending, saved after the replay's first step
     monkeypatch.delenv(FAULT_HOOK)
     run_search(config, run, True, Reporter(quiet=True))
     lines = records(run)
     assert_every_step_once(lines)
-    assert [m["skipped"] for m in lines if m["phase"] == "shared"] == [0, 0]
+    assert [m["skipped"] for m in lines if m["phase"] == "supernet"] == [0, 0]
 
 
 def test_a_non_finite_streak_that_recurs_after_the_rollback_ends_the_run(space, tmp_path, monkeypatch):
@@ -414,7 +414,7 @@ def test_a_non_finite_streak_that_recurs_after_the_rollback_ends_the_run(space, 
                                              "step 1, again after a rollback") as error:
         run_search(tiny_config(space), tmp_path / "run", False, Reporter(quiet=True))
     assert error.value.exit_code == 3
-    assert position(tmp_path / "run") == (2, "shared", 0)
+    assert position(tmp_path / "run") == (2, "supernet", 0)
 
 
 def test_a_non_finite_value_is_never_checkpointed(tmp_path):
@@ -428,7 +428,7 @@ def test_an_absurd_learning_rate_exits_3_with_the_last_good_checkpoint_kept(spac
     result = enas("search", "-o", str(run), "-c", space.preset, *space.overrides, "search.lr=1e38", check=False)
     assert result.returncode == 3, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: non-finite") and "shared step" in last and "again after a rollback" in last
+    assert last.startswith("error: non-finite") and "supernet step" in last and "again after a rollback" in last
     assert "Traceback" not in result.stderr
     assert nonfinite_entry(checkpoint(run)) is None
 
@@ -503,7 +503,7 @@ def _malformed_data(tmp: Path, space: Space) -> Path:
 def _stopped_mid_epoch(space: Space, tmp: Path) -> Path:
     run = tmp / "stopped"
     result = enas_process("search", "-o", str(run), "-c", space.preset, *space.overrides,
-                          signal_at="shared:1:7 SIGTERM")
+                          signal_at="supernet:1:7 SIGTERM")
     assert result.returncode == 143, result.stderr
     return run
 
@@ -533,7 +533,7 @@ BAD_INPUTS: dict[str, Callable[[Path, Space, Path], tuple[list[str], list[str]]]
         ["no valid checkpoint", "truncated, foreign or unsafe"]),
     "resume changing the batch size mid-epoch": lambda s, sp, t: (
         ["search", "-o", str(_stopped_mid_epoch(sp, t)), "--resume", "search.batch_size=4"],
-        ["cannot change search.batch_size in the middle of an epoch", "epoch 2, shared step 7"]),
+        ["cannot change search.batch_size in the middle of an epoch", "epoch 2, supernet step 7"]),
     "a folder that holds a run": lambda s, sp, t: (["search", "-o", str(s)], ["already holds a run"]),
     "resume changing the seed": lambda s, sp, t: (["search", "-o", str(s), "--resume", "seed=7"],
                                                   ["cannot change seed"]),
@@ -592,7 +592,7 @@ def test_a_search_stopped_by_a_full_disk_resumes_to_the_same_end(space, straight
     assert f"last good checkpoint is {run / 'checkpoints' / 'last.pt'}" in str(error.value)
     assert f"enas search -o {run} --resume" in str(error.value)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "previous.pt"]
-    assert position(run) == (1, "shared", 0)
+    assert position(run) == (1, "supernet", 0)
     monkeypatch.undo()
     enas("search", "-o", str(run), "--resume")
     assert_same_run(run, straight)

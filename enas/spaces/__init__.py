@@ -1,17 +1,66 @@
-"""The search spaces, by name. Each module gives its decisions, supernet and standalone child."""
+"""The search spaces, by name, and what enters through them: spaces built from the config, and
+architectures read from JSON or official strings, each checked by its space.
+
+Registering a space is one entry in `SPACES`; its config section, `space=` value and presets
+follow from the class (enas/spaces/base.py says what it implements).
+"""
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 from enas.errors import UserError
+from enas.spaces.architecture import FORMAT_VERSION, Architecture, Choice
+from enas.spaces.base import DataShape, SearchSpace
 from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
 from enas.spaces.recurrent import RecurrentSpace
 
-SPACES = {space.name: space for space in (RecurrentSpace, MicroSpace, MacroSpace)}
+SPACES: dict[str, type[SearchSpace]] = {space.name: space for space in (RecurrentSpace, MicroSpace, MacroSpace)}
 
 
-def space_class(name: str) -> type:
+def space_type(name: str) -> type[SearchSpace]:
     try:
         return SPACES[name]
     except KeyError:
         raise UserError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)}") from None
+
+
+def build_space(config: Any, shape: DataShape, train_steps: int = 0) -> SearchSpace:
+    """The space `config.space`, sized by its config section and the data's shape."""
+    kind = space_type(config.space)
+    if not isinstance(shape, kind.data):
+        raise UserError(f"space={config.space} reads {kind.data.__name__.removesuffix('Shape').lower()} data; "
+                        f"choose a dataset of that kind or another space")
+    return kind(getattr(config, config.space), shape, train_steps)
+
+
+def architecture(space: str, choices: Sequence[Choice]) -> Architecture:
+    """An architecture of `space`, checked by it."""
+    arch = Architecture(space, tuple(choices))
+    space_type(space).check(arch.choices)
+    return arch
+
+
+def from_json(data: Any) -> Architecture:
+    """An architecture from its JSON form (as `enas derive` writes it in arch.json)."""
+    if not isinstance(data, dict) or "space" not in data or "choices" not in data:
+        raise UserError("an architecture JSON needs the keys 'space' and 'choices' "
+                        "(as written by `enas derive` in arch.json)")
+    version = data.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise UserError(f"architecture format_version {version} is not supported "
+                        f"(this enas reads version {FORMAT_VERSION})")
+    if not isinstance(data["choices"], list):
+        raise UserError("an architecture JSON's 'choices' must be a list")
+    return architecture(str(data["space"]), data["choices"])
+
+
+def from_official(text: str, space: str, style: str | None = None) -> Architecture:
+    """An architecture from the string the official ENAS scripts use."""
+    return architecture(space, space_type(space).from_official(text, style))
+
+
+def official(arch: Architecture, style: str | None = None) -> str:
+    """The official string of `arch`; `style` picks among its space's formats."""
+    return space_type(arch.space).to_official(arch.choices, style)

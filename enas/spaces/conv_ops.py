@@ -5,12 +5,10 @@ convolutions are depthwise then pointwise with no activation in between, pooling
 "SAME" padding (padding not counted in averages), and a factorized reduction halves the spatial
 size with two 1x1 convolutions on offset grids instead of one strided convolution that would skip
 every other pixel. A supernet and a child are the same classes; a child holds only the modules its
-architecture uses, under the same names, so `copy_supernet_weights` is a filtered state-dict copy.
+architecture uses, under the same names as in the supernet.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,16 +17,6 @@ from torch import nn
 # Op ids are the positions in these tuples: the numbers of the official architecture strings.
 MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
 MACRO_OPS = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
-
-
-@dataclass(frozen=True)
-class ImageShape:
-    """What a network needs to know of its data."""
-
-    channels: int
-    height: int
-    width: int
-    classes: int
 
 
 def relu_conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1) -> nn.Sequential:
@@ -132,16 +120,6 @@ def init_weights(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-
-
-def copy_supernet_weights(child: nn.Module, supernet: nn.Module) -> None:
-    """Give a child the supernet's weights and batch-norm statistics for its own modules.
-
-    A child is built from the same classes as the supernet with only its architecture's modules,
-    so each of its state-dict entries has the same name and shape in the supernet.
-    """
-    shared = supernet.state_dict()
-    child.load_state_dict({name: shared[name] for name in child.state_dict()})
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:

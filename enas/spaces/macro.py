@@ -23,15 +23,24 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from enas.arch import Architecture, Choice, parse_ints
-from enas.config import MacroConfig
 from enas.errors import UserError
-from enas.spaces.base import Decision, check_choices, check_space, op, skip
-from enas.spaces.conv_ops import (MACRO_OPS, FactorizedReduction, ImageShape, MacroBranch, copy_supernet_weights,
-                                  global_pool, init_weights)
+from enas.fields import option
+from enas.spaces.architecture import Architecture, Choice, parse_ints
+from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, op, skip
+from enas.spaces.conv_ops import MACRO_OPS, FactorizedReduction, MacroBranch, global_pool, init_weights
 
-OFFICIAL_STYLES = {"enas": "melodyguan/enas macro: per layer an op id (0 conv3, 1 sep3, 2 conv5, 3 sep5, "
-                           "4 avgpool, 5 maxpool), then one skip bit per earlier output but the input"}
+STYLES = ("enas",)  # melodyguan/enas: per layer an op id, then one skip bit per earlier output but the input
+
+
+@dataclass
+class MacroConfig:
+    """The macro (whole network) space: L layers, each an op plus skip connections (section 2.3)."""
+
+    layers: int = option(6, "L: layers; factorized reductions after layers L//3-1 and 2*(L//3)-1", min=1)
+    filters: int = option(8, "width of the first layers (official out_filters); doubles at each reduction", min=1)
+    ops: int = option(6, "the controller picks among the first N of conv_3x3, sep_conv_3x3, conv_5x5, "
+                      "sep_conv_5x5, avg_pool_3x3, max_pool_3x3 (official num_branches)", min=1, max=6)
+    dropout: float = option(0.0, "dropout before the classifier (official 1 - keep_prob)", min=0.0, max=0.99)
 
 
 @dataclass(frozen=True)
@@ -110,24 +119,21 @@ class MacroNetwork(nn.Module):
                            for k, out in enumerate(outputs)]
         return self.classifier(self.dropout(global_pool(outputs[-1]))), None
 
-    def load_from_supernet(self, supernet: MacroNetwork) -> None:
-        """Copy the supernet's weights and batch-norm statistics for this child's architecture."""
-        copy_supernet_weights(self, supernet)
-
 
 class MacroSpace:
     """The macro space on images of a given shape."""
 
     name = "macro"
+    config = MacroConfig
+    data = ImageShape
     initial_anchors = 0
-    official_styles = OFFICIAL_STYLES
     aux_weight = 0.0  # no auxiliary head in the official macro network
 
-    def __init__(self, cfg: MacroConfig, shape: ImageShape):
+    def __init__(self, cfg: MacroConfig, shape: ImageShape, train_steps: int = 0):
         self.cfg, self.shape = cfg, shape
 
     def decisions(self) -> list[Decision]:
-        return decisions_for(self.cfg.layers, self.cfg.ops)
+        return _decisions(self.cfg.layers, self.cfg.ops)
 
     def supernet(self) -> MacroNetwork:
         return MacroNetwork(self.cfg, self.shape)
@@ -136,21 +142,21 @@ class MacroSpace:
         check_space(arch, self.name)
         return MacroNetwork(self.cfg, self.shape, MacroPlan.of(arch))
 
-    @staticmethod
-    def check(choices: Sequence[Choice]) -> None:
+    @classmethod
+    def check(cls, choices: Sequence[Choice]) -> None:
         if len(choices) % 2 == 0:
             raise UserError(f"a macro architecture has 2L-1 choices for L layers (an op per layer, skip bits "
                             f"from the second on), got {len(choices)}")
-        check_choices("macro", decisions_for((len(choices) + 1) // 2, len(MACRO_OPS)), choices)
+        check_choices(cls.name, _decisions((len(choices) + 1) // 2, len(MACRO_OPS)), choices)
 
-    @staticmethod
-    def to_official(choices: Sequence[Choice], style: str | None) -> str:
-        _check_style(style)
+    @classmethod
+    def to_official(cls, choices: Sequence[Choice], style: str | None) -> str:
+        check_style(cls.name, style, STYLES)
         return " ".join(" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in choices)
 
-    @staticmethod
-    def from_official(text: str, style: str | None) -> tuple[Choice, ...]:
-        _check_style(style)
+    @classmethod
+    def from_official(cls, text: str, style: str | None) -> tuple[Choice, ...]:
+        check_style(cls.name, style, STYLES)
         numbers = parse_ints(text, "a macro architecture string")
         layers = (math.isqrt(8 * len(numbers) + 1) - 1) // 2
         if not numbers or layers * (layers + 1) // 2 != len(numbers):
@@ -164,8 +170,8 @@ class MacroSpace:
                 choices.append(tuple(numbers[start + 1:start + 1 + i]))
         return tuple(choices)
 
-    @staticmethod
-    def render(arch: Architecture) -> tuple[str, str]:
+    @classmethod
+    def render(cls, arch: Architecture) -> tuple[str, str]:
         """(text, graphviz dot) pictures of the network."""
         plan = MacroPlan.of(arch)
         pools = pool_layers(len(plan.ops))
@@ -186,12 +192,7 @@ def _output(k: int) -> str:
     return "stem" if k == 0 else f"layer {k}"
 
 
-def _check_style(style: str | None) -> None:
-    if style not in (None, "enas"):
-        raise UserError(f"unknown macro string style {style!r}; choose one of {', '.join(OFFICIAL_STYLES)}")
-
-
-def decisions_for(layers: int, ops: int) -> list[Decision]:
+def _decisions(layers: int, ops: int) -> list[Decision]:
     """The op of layer 1, then per later layer its op and its skip bits; one anchor per layer."""
     options = MACRO_OPS[:ops]
     decisions = [op("layer1.op", options, ends_node=True)]

@@ -30,15 +30,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enas.arch import Architecture, Choice, parse_ints
-from enas.config import MicroConfig
 from enas.errors import UserError
-from enas.spaces.base import Decision, check_choices, check_space, index, op
-from enas.spaces.conv_ops import (MICRO_OPS, FactorizedReduction, ImageShape, copy_supernet_weights, drop_path,
-                                  global_pool, init_weights, micro_op, relu_conv_bn)
+from enas.fields import option
+from enas.spaces.architecture import Architecture, Choice, parse_ints
+from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, index, op
+from enas.spaces.conv_ops import (MICRO_OPS, FactorizedReduction, drop_path, global_pool, init_weights, micro_op,
+                                  relu_conv_bn)
 
-OFFICIAL_STYLES = {"enas": "melodyguan/enas micro: idx1 op1 idx2 op2 per node, normal cell then reduction cell; "
-                           "ops 0 sep3, 1 sep5, 2 avg, 3 max, 4 identity"}
+STYLES = ("enas",)  # melodyguan/enas: idx1 op1 idx2 op2 per node, normal cell then reduction cell
+
+
+@dataclass
+class MicroConfig:
+    """The micro (cell) space: a stem, then cells; the paper's CIFAR-10 cell search (section 2.4)."""
+
+    layers: int = option(2, "L: normal cells; 2 reduction cells go at L//3 and 2*(L//3)+1 (official num_layers)",
+                         min=1)
+    filters: int = option(8, "width of the first cells (official out_filters); doubles at each reduction", min=1)
+    nodes: int = option(5, "B: nodes per cell (official num_cells)", min=1)
+    dropout: float = option(0.0, "dropout before the classifier (official 1 - keep_prob)", min=0.0, max=0.99)
+    drop_path: float = option(0.0, "drop-path probability reached by the last cell at the end of training "
+                              "(official 1 - drop_path_keep_prob); ramps with depth and step; children only",
+                              min=0.0, max=0.99)
+    aux_weight: float = option(0.0, "weight of the auxiliary head's loss, the head after the second reduction "
+                               "(0.4 in the paper); 0 builds no head", min=0.0)
+
+
 Edge = tuple[int, str, int, int]  # (node position, input slot "x" or "y", input position, op id)
 
 
@@ -205,25 +222,21 @@ class MicroNetwork(nn.Module):
         progress = ((self.steps_trained + 1) / max(1, self.drop_path_steps)).clamp(max=1.0)
         return progress * self.cfg.drop_path
 
-    def load_from_supernet(self, supernet: MicroNetwork) -> None:
-        """Copy the supernet's weights and batch-norm statistics for this child's architecture."""
-        copy_supernet_weights(self, supernet)
-        self.steps_trained.zero_()  # the child's own training, and its drop-path schedule, start now
-
 
 class MicroSpace:
     """The micro space on images of a given shape; a child's drop path ramps over `drop_path_steps`."""
 
     name = "micro"
+    config = MicroConfig
+    data = ImageShape
     initial_anchors = 2  # the two cell inputs
-    official_styles = OFFICIAL_STYLES
 
-    def __init__(self, cfg: MicroConfig, shape: ImageShape, drop_path_steps: int = 0):
-        self.cfg, self.shape, self.drop_path_steps = cfg, shape, drop_path_steps
+    def __init__(self, cfg: MicroConfig, shape: ImageShape, train_steps: int = 0):
+        self.cfg, self.shape, self.drop_path_steps = cfg, shape, train_steps
         self.aux_weight = cfg.aux_weight
 
     def decisions(self) -> list[Decision]:
-        return decisions_for(self.cfg.nodes)
+        return _decisions(self.cfg.nodes)
 
     def supernet(self) -> MicroNetwork:
         return MicroNetwork(self.cfg, self.shape)
@@ -232,25 +245,25 @@ class MicroSpace:
         check_space(arch, self.name)
         return MicroNetwork(self.cfg, self.shape, MicroPlan.of(arch), self.drop_path_steps)
 
-    @staticmethod
-    def check(choices: Sequence[Choice]) -> None:
+    @classmethod
+    def check(cls, choices: Sequence[Choice]) -> None:
         if not choices or len(choices) % 8:
             raise UserError(f"a micro architecture has 4 numbers per node for B nodes in each of two cells "
                             f"(8B in all), got {len(choices)}")
-        check_choices("micro", decisions_for(len(choices) // 8), choices)
+        check_choices(cls.name, _decisions(len(choices) // 8), choices)
 
-    @staticmethod
-    def to_official(choices: Sequence[Choice], style: str | None) -> str:
-        _check_style(style)
+    @classmethod
+    def to_official(cls, choices: Sequence[Choice], style: str | None) -> str:
+        check_style(cls.name, style, STYLES)
         return " ".join(str(c) for c in choices)
 
-    @staticmethod
-    def from_official(text: str, style: str | None) -> tuple[int, ...]:
-        _check_style(style)
+    @classmethod
+    def from_official(cls, text: str, style: str | None) -> tuple[int, ...]:
+        check_style(cls.name, style, STYLES)
         return tuple(parse_ints(text, "a micro architecture string"))
 
-    @staticmethod
-    def render(arch: Architecture) -> tuple[str, str]:
+    @classmethod
+    def render(cls, arch: Architecture) -> tuple[str, str]:
         """(text, graphviz dot) pictures of the normal and the reduction cell."""
         plan = MicroPlan.of(arch)
         lines, dot = [], ["digraph cells {", "  rankdir=LR;"]
@@ -276,12 +289,7 @@ def _source(position: int) -> str:
     return f"input {position}" if position < 2 else f"node {position}"
 
 
-def _check_style(style: str | None) -> None:
-    if style not in (None, "enas"):
-        raise UserError(f"unknown micro string style {style!r}; choose one of {', '.join(OFFICIAL_STYLES)}")
-
-
-def decisions_for(nodes: int) -> list[Decision]:
+def _decisions(nodes: int) -> list[Decision]:
     """Per node of the normal then the reduction cell: x input, x op, y input, y op.
 
     The controller stores an anchor for the two cell inputs, then one per node. A node of the

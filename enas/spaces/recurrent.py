@@ -18,25 +18,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enas.arch import Architecture, Choice, parse_ints
-from enas.config import RecurrentConfig
 from enas.errors import UserError
+from enas.fields import option
+from enas.spaces.architecture import Architecture, Choice, parse_ints
+from enas.spaces.base import Decision, TextShape, check_choices, check_space, check_style, index, op
 from enas.spaces.decoder_loss import decoded_cross_entropy, in_autocast_dtype
-from enas.spaces.base import Decision, check_choices, check_space, index, op
 
 ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
 # google-research/enas_lm numbers the activations tanh, relu, sigmoid, identity; ours (and the
 # original melodyguan/enas PTB code) use tanh, relu, identity, sigmoid.
 _ENAS_LM_ORDER = ("tanh", "relu", "sigmoid", "identity")
-OFFICIAL_STYLES = {
-    "enas": "melodyguan/enas PTB: f_1 then (prev, func) per node; funcs tanh, relu, identity, sigmoid",
-    "enas_lm": "google-research/enas_lm: (prev, func) per node after the tanh base node; "
-               "funcs tanh, relu, sigmoid, identity",
-}
+# enas: melodyguan/enas PTB, f_1 then (prev, func) per node; funcs tanh, relu, identity, sigmoid.
+# enas_lm: google-research/enas_lm, (prev, func) per node after the tanh base node; funcs tanh,
+# relu, sigmoid, identity.
+STYLES = ("enas", "enas_lm")
+
+
+@dataclass
+class RecurrentConfig:
+    nodes: int = option(8, "nodes in the recurrent cell (12 in the paper's PTB search)", min=1)
+    hidden: int = option(64, "embedding and hidden size (tied embeddings need them equal)", min=1)
+    init_range: float = option(0.1, "uniform initialisation range of all weights", min=0.0)
+    dropout_embedding: float = option(0.0, "probability of dropping a whole word embedding", min=0.0, max=0.99)
+    dropout_input: float = option(0.0, "locked dropout on the embedded input", min=0.0, max=0.99)
+    dropout_hidden: float = option(0.0, "variational dropout on the recurrent state h_{t-1}", min=0.0, max=0.99)
+    dropout_output: float = option(0.0, "locked dropout on the cell output before the decoder", min=0.0, max=0.99)
 
 
 @dataclass(frozen=True)
-class CellPlan:
+class RecurrentPlan:
     """An architecture decoded for execution: per node its input, activation and weight row."""
 
     inputs: tuple[int, ...]        # inputs[j-1] = node read by node j (0-based, for j >= 1)
@@ -45,7 +55,7 @@ class CellPlan:
     edge_rows: tuple[int, ...]     # row of the supernet's edge weights used by node j >= 1
 
     @classmethod
-    def of(cls, arch: Architecture) -> CellPlan:
+    def of(cls, arch: Architecture) -> RecurrentPlan:
         choices = arch.choices
         activations = [ACTIVATIONS[choices[0]]]
         inputs = []
@@ -72,7 +82,7 @@ class RecurrentLM(nn.Module):
     architecture computes exactly what the supernet computes.
     """
 
-    def __init__(self, vocab_size: int, nodes: int, cfg: RecurrentConfig, plan: CellPlan | None = None):
+    def __init__(self, vocab_size: int, nodes: int, cfg: RecurrentConfig, plan: RecurrentPlan | None = None):
         super().__init__()
         hidden = cfg.hidden
         self.cfg, self.plan, self.nodes = cfg, plan, nodes
@@ -101,7 +111,7 @@ class RecurrentLM(nn.Module):
         if self.plan is None:
             if arch is None:
                 raise ValueError("the supernet needs the architecture to run")
-            plan = CellPlan.of(arch)
+            plan = RecurrentPlan.of(arch)
             rows = plan.edge_rows
         else:
             plan, rows = self.plan, tuple(range(len(self.plan.inputs)))
@@ -124,18 +134,9 @@ class RecurrentLM(nn.Module):
         logits = F.linear(dropped, self.embedding, self.decoder_bias)
         return logits, output[-1], output
 
-    def load_from_supernet(self, supernet: RecurrentLM) -> None:
-        """Copy the supernet's weights for this child's architecture into the child."""
-        assert self.plan is not None and supernet.plan is None
-        with torch.no_grad():
-            for name in ("embedding", "w_x", "w_h", "decoder_bias"):
-                getattr(self, name).copy_(getattr(supernet, name))
-            for edge, row in zip(self.edges, self.plan.edge_rows):
-                edge.copy_(supernet.edges[row])
-
 
 def run_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, weights: Sequence[torch.Tensor],
-             plan: CellPlan, hidden_mask: torch.Tensor | None) -> torch.Tensor:
+             plan: RecurrentPlan, hidden_mask: torch.Tensor | None) -> torch.Tensor:
     """The cell over all time steps. x_proj (T, B, 2H) = x W_x; hidden (B, H) = h_0;
     w_h (H, 2H); weights[j-1] (H, 2H) the edge weight of node j >= 1; hidden_mask (B, H)
     or None -> cell outputs (T, B, H).
@@ -163,7 +164,7 @@ class _CellRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, plan: CellPlan,
+    def forward(ctx, x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, plan: RecurrentPlan,
                 hidden_mask: torch.Tensor | None, *weights: torch.Tensor) -> torch.Tensor:
         steps, batch, width = x_proj.shape
         cell = _CellBuffers(x_proj.new_empty(len(plan.activations), steps, batch, width),
@@ -302,36 +303,35 @@ class RecurrentSpace:
     """The recurrent cell space for language modelling, sized from the config and the vocabulary."""
 
     name = "recurrent"
+    config = RecurrentConfig
+    data = TextShape
     initial_anchors = 0
-    official_styles = OFFICIAL_STYLES
+    aux_weight = 0.0
 
-    def __init__(self, cfg: RecurrentConfig, vocab_size: int):
-        self.cfg, self.vocab_size = cfg, vocab_size
+    def __init__(self, cfg: RecurrentConfig, shape: TextShape, train_steps: int = 0):
+        self.cfg, self.vocab_size = cfg, shape.vocab_size
 
     def decisions(self) -> list[Decision]:
-        return decisions_for(self.cfg.nodes)
+        return _decisions(self.cfg.nodes)
 
     def supernet(self) -> RecurrentLM:
         return RecurrentLM(self.vocab_size, self.cfg.nodes, self.cfg)
 
     def child(self, arch: Architecture) -> RecurrentLM:
         check_space(arch, self.name)
-        plan = CellPlan.of(arch)
+        plan = RecurrentPlan.of(arch)
         return RecurrentLM(self.vocab_size, len(plan.activations), self.cfg, plan)
 
-    @staticmethod
-    def check(choices: Sequence[Choice]) -> None:
+    @classmethod
+    def check(cls, choices: Sequence[Choice]) -> None:
         if len(choices) % 2 == 0:
             raise UserError(f"a recurrent architecture has 2N-1 choices for N nodes, got {len(choices)}")
-        check_choices("recurrent", decisions_for((len(choices) + 1) // 2), choices)
+        check_choices(cls.name, _decisions((len(choices) + 1) // 2), choices)
 
-    @staticmethod
-    def to_official(choices: Sequence[Choice], style: str | None) -> str:
-        style = style or "enas"
-        if style == "enas":
+    @classmethod
+    def to_official(cls, choices: Sequence[Choice], style: str | None) -> str:
+        if check_style(cls.name, style, STYLES) == "enas":
             return " ".join(str(c) for c in choices)
-        if style != "enas_lm":
-            raise UserError(f"unknown recurrent string style {style!r}; choose one of {', '.join(OFFICIAL_STYLES)}")
         if ACTIVATIONS[choices[0]] != "tanh":
             raise UserError("an enas_lm string fixes node 1 to tanh; this architecture uses "
                             f"{ACTIVATIONS[choices[0]]}")
@@ -339,15 +339,13 @@ class RecurrentSpace:
                  for k in range(1, len(choices), 2)]
         return " ".join(f"{prev} {func}" for prev, func in pairs)
 
-    @staticmethod
-    def from_official(text: str, style: str | None) -> tuple[int, ...]:
+    @classmethod
+    def from_official(cls, text: str, style: str | None) -> tuple[int, ...]:
         numbers = parse_ints(text, "a recurrent architecture string")
         # The two styles differ in parity: enas has f_1 first (odd length), enas_lm has pairs only.
-        style = style or ("enas" if len(numbers) % 2 else "enas_lm")
+        style = check_style(cls.name, style or ("enas" if len(numbers) % 2 else "enas_lm"), STYLES)
         if style == "enas":
             return tuple(numbers)
-        if style != "enas_lm":
-            raise UserError(f"unknown recurrent string style {style!r}; choose one of {', '.join(OFFICIAL_STYLES)}")
         if len(numbers) % 2:
             raise UserError(f"an enas_lm string has (prev, func) pairs, got {len(numbers)} numbers")
         choices = [ACTIVATIONS.index("tanh")]
@@ -357,10 +355,10 @@ class RecurrentSpace:
             choices += [prev, ACTIVATIONS.index(_ENAS_LM_ORDER[func])]
         return tuple(choices)
 
-    @staticmethod
-    def render(arch: Architecture) -> tuple[str, str]:
+    @classmethod
+    def render(cls, arch: Architecture) -> tuple[str, str]:
         """(text, graphviz dot) pictures of the cell."""
-        plan = CellPlan.of(arch)
+        plan = RecurrentPlan.of(arch)
         lines = [f"node 1: {plan.activations[0]}(x_t, h_(t-1))"]
         lines += [f"node {j + 1}: {plan.activations[j]}(node {plan.inputs[j - 1] + 1})"
                   for j in range(1, len(plan.activations))]
@@ -376,7 +374,7 @@ class RecurrentSpace:
         return "\n".join(lines), "\n".join(dot) + "\n"
 
 
-def decisions_for(nodes: int) -> list[Decision]:
+def _decisions(nodes: int) -> list[Decision]:
     """f_1, then for each later node its input among the earlier nodes and its activation."""
     decisions = [op("node1.activation", ACTIVATIONS, ends_node=True)]
     for j in range(2, nodes + 1):

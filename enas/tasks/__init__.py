@@ -1,22 +1,55 @@
 """Tasks: what a search trains on and how it is scored, behind one interface per data kind.
 
-A task exposes `space` (its search space), `batches(split)`, `start_epoch(generator)`,
-`train_loss(forward, index)`, `reward(forward, index)`, `calibrate(forward)` (prepare a model's
-normalisation statistics before it is scored), `evaluate(forward, split, max_batches)`,
-`state_dict()`/`load_state_dict()` (its data order and any state carried between steps),
-`describe()`, plus `metric`, `lower_is_better` and `valid_is_test` (its validation split is its
-test split, so retrain must not pick its best epoch on it).
+Search, derive and retrain see a task only through `Task`; a model reaches it as a `Model` (the
+supernet bound to an architecture, or a child: enas/spaces/base.py).
 """
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Protocol
+
+import torch
 
 from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
+from enas.spaces.base import Model, SearchSpace
 from enas.tasks.image import ImageTask
 from enas.tasks.text import TextTask
 
-Task = Union[TextTask, ImageTask]
+
+class Task(Protocol):
+    metric: str              # "ppl" or "acc": the name of the figure `evaluate` returns
+    lower_is_better: bool
+    valid_is_test: bool      # its validation split is its test split: retrain must not pick its best epoch on it
+    space: SearchSpace       # the search space, sized for this task's data
+
+    def to(self, device: torch.device) -> Task:
+        """The task with its data on `device`."""
+
+    def batches(self, split: str) -> int:
+        """Training steps (train) or evaluation batches (valid, test) in one pass over `split`."""
+
+    def start_epoch(self, generator: torch.Generator) -> None:
+        """A new pass over the training split, its order drawn from `generator`."""
+
+    def train_loss(self, model: Model, index: int) -> torch.Tensor:
+        """The training loss of step `index` (counted from the start of training; it wraps)."""
+
+    def reward(self, model: Model, index: int) -> float:
+        """The controller's reward of `model` on validation batch `index`."""
+
+    def calibrate(self, model: Model) -> None:
+        """Prepare `model`'s normalisation statistics before it is scored."""
+
+    def evaluate(self, model: Model, split: str, max_batches: int = 0) -> float:
+        """`metric` over `split` (its first `max_batches` batches; 0: all)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Its data order and any state carried between steps (a recurrent hidden state)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def describe(self) -> dict[str, float]:
+        """Reference figures printed beside a model's score (chance, the entropy floor)."""
 
 
 def build_task(config: Config, train: TrainConfig) -> Task:

@@ -1,8 +1,8 @@
 """Image classification as a search task: batches, training loss, reward and accuracy.
 
-The same interface as the text task, so search, derive and retrain run the convolutional spaces
-unchanged. Models are `forward` callables: a supernet bound to an architecture with
-functools.partial, or a child. Both return (logits, auxiliary logits or None).
+The same interface as the text task (`Task`), so search, derive and retrain run the convolutional
+spaces unchanged. A model (`Model`: the supernet bound to an architecture, or a child) maps images
+(B, C, H, W) to logits (B, K) and auxiliary logits (B, K) or None.
 
 Splits: search trains on the first part of the training set and validates on the rest (the last
 `data.valid_fraction`, 5,000 of CIFAR-10's 50,000 as in the official code); retrain trains on all
@@ -12,8 +12,7 @@ of it, and its validation split is the test set.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from functools import partial
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -21,14 +20,9 @@ from torch import nn
 
 from enas.config import Config, TrainConfig
 from enas.errors import UserError
-from enas.images import ImageData, augment, channel_stats, load_images, normalise
-from enas.spaces.conv_ops import ImageShape
-from enas.spaces.macro import MacroSpace
-from enas.spaces.micro import MicroSpace
-from enas.training import Autocast
-
-# forward(images (B, C, H, W)) -> logits (B, K), auxiliary logits (B, K) or None
-ImageModel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | None"]]
+from enas.data.images import ImageData, augment, channel_stats, load_images, normalise
+from enas.spaces import build_space
+from enas.spaces.base import ImageShape, Model
 
 
 class ImageTask:
@@ -62,8 +56,7 @@ class ImageTask:
         self._order = torch.arange(kept)
         shape = ImageShape(data.train.shape[1], data.train.shape[2], data.train.shape[3], self.classes)
         steps = train.epochs * (train.steps_per_epoch or self.batches("train"))
-        self.space = MicroSpace(config.micro, shape, steps) if config.space == "micro" else \
-            MacroSpace(config.macro, shape)
+        self.space = build_space(config, shape, steps)
 
     def to(self, device: torch.device) -> ImageTask:
         self.images = {split: images.to(device) for split, images in self.images.items()}
@@ -96,21 +89,21 @@ class ImageTask:
     def load_state_dict(self, state: dict) -> None:
         self._order = state["order"].to(self.images["train"].device)
 
-    def train_loss(self, forward: ImageModel, index: int) -> torch.Tensor:
+    def train_loss(self, model: Model, index: int) -> torch.Tensor:
         """Cross-entropy (plus the weighted auxiliary loss) of training step `index`, augmented.
 
         `index` counts steps since the start of training; it wraps around the split."""
         size = self.train_cfg.batch_size
         start = (index % self.batches("train")) * size
         images, labels = self._batch("train", self._order[start:start + size], augmented=True)
-        logits, aux = forward(images)
+        logits, aux = model(images)
         loss = F.cross_entropy(logits, labels)
         if aux is not None:
             loss = loss + self.space.aux_weight * F.cross_entropy(aux, labels)
         return loss
 
     @torch.no_grad()
-    def reward(self, forward: ImageModel, index: int) -> float:
+    def reward(self, model: Model, index: int) -> float:
         """ENAS image reward: accuracy on validation batch `index` with the shared weights.
 
         The search loop puts the supernet in eval mode for the controller phase, but its running
@@ -122,30 +115,29 @@ class ImageTask:
         full_batches = max(1, len(self.images["valid"]) // size)  # a partial batch is a poorer statistic
         start = (index % full_batches) * size
         images, labels = self._batch("valid", slice(start, start + size))
-        with batch_statistics(_model_of(forward), momentum=0.0):  # momentum 0: running stats untouched
-            logits, _ = forward(images)
+        with batch_statistics(model.module, momentum=0.0):  # momentum 0: running stats untouched
+            logits, _ = model(images)
         return (logits.argmax(1) == labels).float().mean().item()
 
     @torch.no_grad()
-    def calibrate(self, forward: ImageModel) -> None:
-        """Recompute the batch-norm statistics of `forward`'s architecture on the first
+    def calibrate(self, model: Model) -> None:
+        """Recompute the batch-norm statistics of `model`'s architecture on the first
         `derive.bn_batches` training batches (unaugmented), before it is scored in eval mode."""
-        model = _model_of(forward)
-        for module in _batch_norms(model):
-            module.reset_running_stats()
+        for norm in _batch_norms(model.module):
+            norm.reset_running_stats()
         size = self.train_cfg.batch_size
-        with batch_statistics(model, momentum=None):  # None: a plain average over the batches
+        with batch_statistics(model.module, momentum=None):  # None: a plain average over the batches
             for index in range(min(self.bn_batches, self.batches("train"))):
-                forward(self._batch("train", slice(index * size, (index + 1) * size))[0])
+                model(self._batch("train", slice(index * size, (index + 1) * size))[0])
 
     @torch.no_grad()
-    def evaluate(self, forward: ImageModel, split: str, max_batches: int = 0) -> float:
+    def evaluate(self, model: Model, split: str, max_batches: int = 0) -> float:
         """Accuracy over the split (or its first `max_batches` batches), in the model's current mode."""
         correct, count, size = 0, 0, self.train_cfg.batch_size
         limit = self.batches(split) if max_batches == 0 else min(max_batches, self.batches(split))
         for index in range(limit):
             images, labels = self._batch(split, slice(index * size, (index + 1) * size))
-            logits, _ = forward(images)
+            logits, _ = model(images)
             correct += int((logits.argmax(1) == labels).sum())
             count += len(labels)
         return correct / count
@@ -153,14 +145,6 @@ class ImageTask:
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's accuracy."""
         return {"chance_acc": 1.0 / self.classes}
-
-
-def _model_of(forward: ImageModel) -> nn.Module:
-    """The module behind `forward`: a child, or the supernet an architecture is bound to, either
-    of them possibly under autocast."""
-    if isinstance(forward, Autocast):
-        forward = forward.forward
-    return forward.func if isinstance(forward, partial) else forward
 
 
 def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -1,25 +1,21 @@
 """Language modelling as a search task: batches, training loss, reward and perplexity.
 
-A task hides what differs between data kinds from the search, derive and retrain loops. Models
-are passed in as `forward` callables (a supernet bound to an architecture, or a child), so the
-same code trains, rewards and scores both.
+A task hides what differs between data kinds from the search, derive and retrain loops (`Task`).
+A model (`Model`: the supernet bound to an architecture, or a child) maps tokens (T, B), a hidden
+state (B, H) or None and targets (T, B) to their mean cross-entropy, the last hidden state (B, H)
+and the cell outputs (T, B, H), so the same code trains, rewards and scores both.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 
 from enas.config import Config, TrainConfig
-from enas.data import Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
-from enas.spaces.recurrent import RecurrentSpace
-
-# forward(tokens (T, B), hidden (B, H) | None, targets (T, B)) -> mean cross-entropy against the
-# targets, hidden (B, H), outputs (T, B, H)
-LanguageModel = Callable[[torch.Tensor, "torch.Tensor | None", torch.Tensor],
-                         tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+from enas.data.text import Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
+from enas.spaces import build_space
+from enas.spaces.base import Model, TextShape
 
 
 def load_corpus(config: Config) -> Corpus:
@@ -44,7 +40,7 @@ class TextTask:
         self.streams = {split: batchify(getattr(self.corpus, split), train.batch_size, split)
                         for split in ("train", "valid", "test")}
         self._hidden: torch.Tensor | None = None
-        self.space = RecurrentSpace(config.recurrent, self.corpus.vocab_size)
+        self.space = build_space(config, TextShape(self.corpus.vocab_size))
 
     def to(self, device: torch.device) -> TextTask:
         self.streams = {split: stream.to(device) for split, stream in self.streams.items()}
@@ -69,15 +65,15 @@ class TextTask:
     def load_state_dict(self, state: dict) -> None:
         self._hidden = state["hidden"]
 
-    def calibrate(self, forward: LanguageModel) -> None:
+    def calibrate(self, model: Model) -> None:
         """Nothing to prepare before scoring: the language models keep no normalisation statistics."""
 
-    def train_loss(self, forward: LanguageModel, index: int) -> torch.Tensor:
+    def train_loss(self, model: Model, index: int) -> torch.Tensor:
         """Loss of train window `index` (cross-entropy plus activation regularisation).
 
         `index` counts steps since the start of training; it wraps around the split."""
         inputs, targets = self._window("train", index)
-        loss, hidden, outputs = forward(inputs, self._hidden, targets)
+        loss, hidden, outputs = model(inputs, self._hidden, targets)
         self._hidden = hidden.detach()  # truncated BPTT: carry the state, not its history
         cfg = self.train_cfg
         if cfg.ar_alpha > 0:
@@ -87,20 +83,20 @@ class TextTask:
         return loss
 
     @torch.no_grad()
-    def reward(self, forward: LanguageModel, index: int) -> float:
+    def reward(self, model: Model, index: int) -> float:
         """ENAS text reward: c / perplexity on validation window `index`, from a zero state."""
         inputs, targets = self._window("valid", index)
-        loss = forward(inputs, None, targets)[0].item()
+        loss = model(inputs, None, targets)[0].item()
         return self.reward_constant / math.exp(min(loss, 50.0))
 
     @torch.no_grad()
-    def evaluate(self, forward: LanguageModel, split: str, max_batches: int = 0) -> float:
+    def evaluate(self, model: Model, split: str, max_batches: int = 0) -> float:
         """Perplexity over the split (or its first `max_batches` windows), state carried throughout."""
         total, count, hidden = 0.0, 0, None
         limit = self.batches(split) if max_batches == 0 else min(max_batches, self.batches(split))
         for index in range(limit):
             inputs, targets = self._window(split, index)
-            loss, hidden, _ = forward(inputs, hidden, targets)
+            loss, hidden, _ = model(inputs, hidden, targets)
             total += loss.item() * targets.numel()
             count += targets.numel()
         return math.exp(min(total / count, 50.0))

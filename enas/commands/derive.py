@@ -17,14 +17,16 @@ from pathlib import Path
 import torch
 from rich.table import Table
 
-from enas.arch import Architecture
-from enas.checkpoint import load_checkpoint
 from enas.config import Config
-from enas.progress import Reporter
-from enas.runs import CHECKPOINTS
-from enas.search import Search
-from enas.spaces import space_class
-from enas.training import setup_runtime
+from enas.run import state as key
+from enas.run.checkpoint import load_checkpoint
+from enas.run.folder import CHECKPOINTS
+from enas.run.reporter import Reporter
+from enas.run.training import model_of, place, setup_runtime
+from enas.spaces import official, space_type
+from enas.spaces.architecture import Architecture
+from enas.strategies.controller import Controller
+from enas.tasks import build_task
 
 ARCH_FILE = "arch.json"
 CANDIDATES_FILE = "candidates.jsonl"
@@ -37,22 +39,28 @@ class Candidate:
 
 
 def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
+    """Read the search's supernet and controller (nothing else of its state), score N samples."""
+    saved = load_checkpoint(run_dir / CHECKPOINTS, warn=reporter.print)
     device = setup_runtime(config)
-    search = Search(config, device)
-    search.load_state_dict(load_checkpoint(run_dir / CHECKPOINTS, warn=reporter.print))
-    task, samples = search.task, config.derive.samples
-    search.controller.eval()
-    search.supernet.eval()
+    task = build_task(config, config.search).to(device)
+    supernet = place(task.space.supernet(), config, device)
+    supernet.load_state_dict(saved[key.SUPERNET])
+    controller = Controller.for_space(task.space, config.controller)
+    controller.load_state_dict(saved[key.CONTROLLER])
+    controller.eval()
+    supernet.eval()
+    samples = config.derive.samples
     generator = torch.Generator().manual_seed(config.seed + 3)
     with torch.no_grad():
-        architectures = search.controller(samples, generator).architectures
+        architectures = controller(samples, generator).architectures
     scores: dict[Architecture, float] = {}
     with reporter.phase("derive", samples) as update, open(run_dir / CANDIDATES_FILE, "w") as out:
         for arch in architectures:
             if arch not in scores:  # the controller often samples the same architecture twice
-                task.calibrate(search.bind(arch))  # e.g. batch-norm statistics of this candidate
-                scores[arch] = task.evaluate(search.bind(arch), "valid")
-            out.write(json.dumps({"arch": arch.to_official(), "choices": arch.to_json()["choices"],
+                candidate = model_of(supernet, config, device, arch)
+                task.calibrate(candidate)  # e.g. batch-norm statistics of this candidate
+                scores[arch] = task.evaluate(candidate, "valid")
+            out.write(json.dumps({"arch": official(arch), "choices": arch.to_json()["choices"],
                                   f"valid_{task.metric}": scores[arch]}) + "\n")
             update(best=min(scores.values()) if task.lower_is_better else max(scores.values()))
     ranked = sorted(scores.items(), key=lambda item: item[1], reverse=not task.lower_is_better)
@@ -63,8 +71,8 @@ def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
 
 
 def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int) -> None:
-    text, dot = space_class(best.arch.space).render(best.arch)
-    record = {**best.arch.to_json(), "official": best.arch.to_official(),
+    text, dot = space_type(best.arch.space).render(best.arch)
+    record = {**best.arch.to_json(), "official": official(best.arch),
               f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines()}
     (run_dir / ARCH_FILE).write_text(json.dumps(record, indent=2) + "\n")
     (run_dir / "cell.txt").write_text(text + "\n")
@@ -80,5 +88,5 @@ def _table(ranked: list[tuple[Architecture, float]], metric: str) -> Table:
     table.add_column(f"valid {metric}", justify="right")
     table.add_column("architecture (official string)")
     for rank, (arch, score) in enumerate(ranked, start=1):
-        table.add_row(str(rank), f"{score:.4g}", arch.to_official())
+        table.add_row(str(rank), f"{score:.4g}", official(arch))
     return table

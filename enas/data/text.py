@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,32 +245,3 @@ def batchify(tokens: torch.Tensor, batch_size: int, split: str = "text") -> torc
             f"(needs at least {2 * batch_size}); lower the batch size or use a larger split"
         )
     return tokens[: rows * batch_size].view(batch_size, rows).t().contiguous()
-
-
-def _check_window_args(stream: torch.Tensor, bptt: int) -> None:
-    if bptt < 1:
-        raise UserError(f"bptt is {bptt}; it must be at least 1")
-    if stream.shape[0] < 2:
-        raise UserError(
-            f"a batched stream has {stream.shape[0]} rows, too few for one window; "
-            "lower the batch size or use a larger split"
-        )
-
-
-def count_windows(stream: torch.Tensor, bptt: int) -> int:
-    """How many windows `bptt_windows` yields for this stream."""
-    _check_window_args(stream, bptt)
-    return math.ceil((stream.shape[0] - 1) / bptt)
-
-
-def bptt_windows(stream: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (inputs, targets) of shape (t, B), t = bptt except maybe last; targets lead by one row."""
-    _check_window_args(stream, bptt)  # here, not in the generator, so bad input fails at the call
-    return _windows(stream, bptt)
-
-
-def _windows(stream: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    last_input = stream.shape[0] - 1  # the final row is only ever a target
-    for start in range(0, last_input, bptt):
-        length = min(bptt, last_input - start)
-        yield stream[start : start + length], stream[start + 1 : start + 1 + length]

@@ -18,19 +18,23 @@ from typing import Any
 
 import torch
 
-from enas.arch import Architecture
-from enas.checkpoint import load_checkpoint
 from enas.config import Config, to_dict
-from enas.progress import Reporter
-from enas.runs import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file
-from enas.session import Figures, Progress, Session
+from enas.run import state as key
+from enas.run.checkpoint import load_checkpoint
+from enas.run.folder import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file
+from enas.run.progress import Figures, Progress
+from enas.run.reporter import Reporter
+from enas.run.session import Session
+from enas.run.steps import Steps
+from enas.run.training import (count_parameters, learning_rate, model_of, place, rng_state, set_learning_rate,
+                               set_rng_state, setup_runtime, sgd)
+from enas.spaces import official
+from enas.spaces.architecture import Architecture
 from enas.tasks import Task, build_task
-from enas.training import (autocast_forward, count_parameters, learning_rate, place, rng_state, set_learning_rate,
-                           set_rng_state, setup_runtime, sgd)
 
 RESULT_FILE = "result.json"
 MODEL_FILE = "model.pt"
-TRAIN = "retrain"
+RETRAIN = "retrain"  # the one phase of an epoch
 
 
 class Retrain:
@@ -42,30 +46,30 @@ class Retrain:
         self.config, self.arch, self.device = config, arch, device
         self.task: Task = build_task(config, config.retrain).to(device)
         self.model = place(self.task.space.child(arch), config, device)
-        self.forward = autocast_forward(self.model, config, device)
+        self.child = model_of(self.model, config, device)
         self.optimizer = sgd(self.model, config.retrain)
         self.shuffler = torch.Generator().manual_seed(config.seed + 2)
-        self.progress = Progress(phase=TRAIN)
+        self.progress = Progress(phase=RETRAIN)
         self.best: float | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.started = time.time()  # moved back by the training time of earlier sessions
 
     def state_dict(self) -> dict[str, Any]:
         """The learning-rate schedule is a function of the epoch, so `progress` is its whole state."""
-        return {"config": to_dict(self.config), "progress": self.progress.state_dict(),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "shuffler": self.shuffler.get_state(), "task": self.task.state_dict(), "rng": rng_state(),
-                "best": self.best, "best_weights": self.best_weights, "elapsed": time.time() - self.started}
+        return {key.CONFIG: to_dict(self.config), key.PROGRESS: self.progress.state_dict(),
+                key.CHILD: self.model.state_dict(), key.OPTIMIZER: self.optimizer.state_dict(),
+                key.SHUFFLER: self.shuffler.get_state(), key.TASK: self.task.state_dict(), key.RNG: rng_state(),
+                key.BEST: self.best, key.BEST_WEIGHTS: self.best_weights, key.ELAPSED: time.time() - self.started}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.progress = Progress.from_state(state["progress"], self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.shuffler.set_state(state["shuffler"])
-        self.task.load_state_dict(state["task"])
-        set_rng_state(state["rng"])
-        self.best, self.best_weights = state["best"], state["best_weights"]
-        self.started = time.time() - state["elapsed"]
+        self.progress = Progress.from_state(state[key.PROGRESS], self.device)
+        self.model.load_state_dict(state[key.CHILD])
+        self.optimizer.load_state_dict(state[key.OPTIMIZER])
+        self.shuffler.set_state(state[key.SHUFFLER])
+        self.task.load_state_dict(state[key.TASK])
+        set_rng_state(state[key.RNG])
+        self.best, self.best_weights = state[key.BEST], state[key.BEST_WEIGHTS]
+        self.started = time.time() - state[key.ELAPSED]
 
     def reseed(self, seed: int) -> None:
         """Retrain draws only from the global generators, which the session reseeds itself."""
@@ -75,7 +79,7 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
     # Read the checkpoint before building anything: a folder without a good one fails at once.
     saved = load_checkpoint(out_dir / CHECKPOINTS, Retrain.kind) if resume else None
     if saved is not None:
-        check_resume_position(saved, config, TRAIN, ("retrain.batch_size", "retrain.steps_per_epoch"))
+        check_resume_position(saved, config, RETRAIN, ("retrain.batch_size", "retrain.steps_per_epoch"))
     device = setup_runtime(config)
     retrain = Retrain(config, arch, device)
     write_config(out_dir, config)  # on a resume too: a later resume starts from its overrides
@@ -83,17 +87,17 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
         text = (json.dumps(arch.to_json(), indent=2) + "\n").encode()
         write_file(out_dir / ARCH_FILE, lambda handle: handle.write(text))
     with Session(out_dir, retrain, saved) as session:
-        session.drive(config.retrain.epochs, TRAIN, partial(retrain_epoch, retrain, session, reporter))
+        session.drive(config.retrain.epochs, RETRAIN, partial(retrain_epoch, retrain, Steps(session), reporter))
     return finish(retrain, out_dir)
 
 
-def retrain_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> None:
+def retrain_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> None:
     """The rest of the current epoch: training from wherever it stands, then validation."""
-    figures = train_epoch(retrain, session, reporter)
-    validate(retrain, session, reporter, figures)
+    figures = train_epoch(retrain, runner, reporter)
+    validate(retrain, runner.session, reporter, figures)
 
 
-def train_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> Figures:
+def train_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> Figures:
     cfg, task, progress = retrain.config.retrain, retrain.task, retrain.progress
     steps = cfg.steps_per_epoch or task.batches("train")
     if progress.step == 0:
@@ -103,10 +107,10 @@ def train_epoch(retrain: Retrain, session: Session, reporter: Reporter) -> Figur
 
     def step() -> None:
         # a global window index, so that short epochs (steps_per_epoch) walk on through the data
-        session.train_on(task, retrain.forward, progress.epoch * steps + progress.step, retrain.model.parameters(),
-                         retrain.optimizer, cfg.grad_clip)
+        runner.train_on(task, retrain.child, progress.epoch * steps + progress.step, retrain.model.parameters(),
+                        retrain.optimizer, cfg.grad_clip)
 
-    return session.run_steps(reporter, f"retrain epoch {progress.epoch + 1}/{cfg.epochs}", steps, step)
+    return runner.run_steps(reporter, f"retrain epoch {progress.epoch + 1}/{cfg.epochs}", steps, step)
 
 
 def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Figures) -> None:
@@ -114,14 +118,14 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
     (or, where the validation split is the test split, the latest). `trained`: the epoch's training figures."""
     task, progress = retrain.task, retrain.progress
     retrain.model.eval()
-    value = task.evaluate(retrain.forward, "valid")
+    value = task.evaluate(retrain.child, "valid")
     best = retrain.best
     # Choosing the best epoch by the test split would report an optimistic test score: a task that
     # validates on its test split (images retrain on every training image) reports its final model.
     if task.valid_is_test or best is None or (value < best if task.lower_is_better else value > best):
         retrain.best, retrain.best_weights = value, copy.deepcopy(retrain.model.state_dict())
     lr = learning_rate(retrain.config.retrain, progress.epoch)
-    session.metrics.write(TRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
+    session.metrics.write(RETRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
                           lr=lr, skipped=trained.skipped, **{f"valid_{task.metric}": value})
     reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g} (best {retrain.best:.4g})")
 
@@ -131,9 +135,9 @@ def finish(retrain: Retrain, out_dir: Path) -> dict:
     model, task = retrain.model, retrain.task
     model.load_state_dict(retrain.best_weights)
     model.eval()
-    result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.forward, "test"),
+    result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.child, "test"),
               f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
-              "time_s": round(time.time() - retrain.started, 1), "arch": retrain.arch.to_official(),
+              "time_s": round(time.time() - retrain.started, 1), "arch": official(retrain.arch),
               **task.describe()}
     weights = model.state_dict()
     write_file(out_dir / MODEL_FILE, lambda handle: torch.save(weights, handle))

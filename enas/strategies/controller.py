@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from enas.arch import Architecture
+from enas.spaces.architecture import Architecture
 from enas.config import ControllerConfig
-from enas.spaces.base import Decision
+from enas.spaces.base import Decision, SearchSpace
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Controller(nn.Module):
             nn.init.uniform_(p, -0.1, 0.1)
 
     @classmethod
-    def for_space(cls, space: Any, cfg: ControllerConfig) -> Controller:
+    def for_space(cls, space: SearchSpace, cfg: ControllerConfig) -> Controller:
         """The controller of a search space (its `name`, `decisions()` and `initial_anchors`)."""
         return cls(space.name, space.decisions(), space.initial_anchors, cfg)
 
@@ -174,7 +174,7 @@ def _bernoulli_terms(logits: torch.Tensor, bits: torch.Tensor, target: float
     return chosen, entropy, kl
 
 
-def draw_architectures(space: Any, n: int, seed: int = 0, cfg: ControllerConfig | None = None
+def draw_architectures(space: SearchSpace, n: int, seed: int = 0, cfg: ControllerConfig | None = None
                        ) -> list[Architecture]:
     """n architectures of `space` from a freshly initialised controller (of `cfg`, default settings
     if None), as a search's first epoch draws them (for benchmarks and tests)."""
@@ -191,19 +191,17 @@ class UpdateStats:
     loss: float
 
 
-def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer,
-                     reward_of: Callable[[Architecture], float], baseline: float | None,
-                     generator: torch.Generator | None) -> tuple[float, UpdateStats]:
-    """One controller update from `cfg.aggregate` sampled architectures; returns the new baseline.
+def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer, samples: Samples,
+                     rewards: Sequence[float], baseline: float | None) -> tuple[float, UpdateStats]:
+    """One controller update from sampled architectures and their rewards; returns the new baseline.
 
     REINFORCE (ENAS section 2.2): grad = (R - b) grad log p(arch), where R is the reward plus the
-    entropy bonus and b the exponential moving average of R.
+    entropy bonus and b the exponential moving average of R. `samples` come from the controller in
+    training mode, with their graph.
     """
     cfg = controller.cfg
-    controller.train()
-    samples = controller(cfg.aggregate, generator)
-    rewards = torch.tensor([reward_of(arch) for arch in samples.architectures])
-    bonus_rewards = rewards + cfg.entropy_weight * samples.entropy.detach()
+    raw = torch.tensor(rewards)
+    bonus_rewards = raw + cfg.entropy_weight * samples.entropy.detach()
     advantages = torch.empty_like(bonus_rewards)
     for i, reward in enumerate(bonus_rewards.tolist()):
         baseline = reward if baseline is None else baseline  # start from the first reward
@@ -213,7 +211,7 @@ def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer,
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return baseline, UpdateStats(rewards.mean().item(), baseline, samples.entropy.mean().item(),
+    return baseline, UpdateStats(raw.mean().item(), baseline, samples.entropy.mean().item(),
                                  loss.item())
 
 

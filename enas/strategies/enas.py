@@ -1,10 +1,11 @@
-"""The ENAS search loop (paper section 2.2): shared-weight phase, controller phase, eval, checkpoint.
+"""The ENAS search strategy (paper section 2.2): supernet phase, controller phase, eval, checkpoint.
 
 Each epoch: one pass of the supernet over the training split, every batch with a freshly sampled
 architecture; then `controller.steps` REINFORCE updates whose rewards come from validation batches
-run through the shared weights; then the controller's most likely architecture is evaluated, a
-line is logged and the whole state is checkpointed. The loop runs inside a `Session`, which
-saves at any step boundary on SIGINT/SIGTERM, skips non-finite steps and rolls back (session.py).
+run through the supernet's shared weights; then the controller's most likely architecture is
+evaluated, a line is logged and the whole state is checkpointed. The loop runs inside a `Session`,
+which saves at any step boundary on SIGINT/SIGTERM and rolls back (session.py); its steps run
+through `Steps`, which skips non-finite ones (steps.py).
 """
 
 from __future__ import annotations
@@ -14,22 +15,27 @@ import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from enas.arch import Architecture
-from enas.checkpoint import load_checkpoint
 from enas.config import Config, to_dict
-from enas.controller import Controller, UpdateStats, build_optimizer, reinforce_update
-from enas.progress import Reporter
-from enas.runs import CHECKPOINTS, check_resume_position, write_config
-from enas.session import Progress, Session
+from enas.run import state as key
+from enas.run.checkpoint import load_checkpoint
+from enas.run.folder import CHECKPOINTS, check_resume_position, write_config
+from enas.run.progress import Progress
+from enas.run.reporter import Reporter
+from enas.run.session import Session
+from enas.run.steps import Steps
+from enas.run.training import (learning_rate, model_of, place, rng_state, set_learning_rate, set_rng_state,
+                               setup_runtime, sgd)
+from enas.spaces import official
+from enas.spaces.architecture import Architecture
+from enas.spaces.base import Model
+from enas.strategies.controller import Controller, UpdateStats, build_optimizer, reinforce_update
 from enas.tasks import Task, build_task
-from enas.training import (autocast_forward, learning_rate, place, rng_state, set_learning_rate, set_rng_state,
-                           setup_runtime, sgd)
 
-SHARED, CONTROLLER = "shared", "controller"
+SUPERNET, CONTROLLER = "supernet", "controller"   # the phases of an epoch
 # the keys that shape an epoch's steps: a resume may change them only where an epoch starts
 EPOCH_SHAPE = ("search.batch_size", "search.steps_per_epoch", "controller.steps", "controller.aggregate")
 
@@ -55,17 +61,17 @@ class Search:
         self.supernet = place(space.supernet(), config, device)
         # The controller is tiny and sequential: it runs on the CPU whatever the device.
         self.controller = Controller.for_space(space, config.controller)
-        self.shared_optimizer = sgd(self.supernet, config.search)
+        self.supernet_optimizer = sgd(self.supernet, config.search)
         self.controller_optimizer = build_optimizer(self.controller)
         self.sampler = torch.Generator().manual_seed(config.seed + 1)    # architectures
         self.shuffler = torch.Generator().manual_seed(config.seed + 2)   # data order
-        self.progress = Progress(phase=SHARED)
+        self.progress = Progress(phase=SUPERNET)
         self.state = SearchState()
-        self.architectures: list[Architecture] = []  # one per step of the current shared phase
+        self.architectures: list[Architecture] = []  # one per step of the current supernet phase
 
-    def bind(self, arch: Architecture) -> Callable[..., Any]:
+    def bind(self, arch: Architecture) -> Model:
         """The supernet as a model of one architecture, ready for the task's calls."""
-        return autocast_forward(partial(self.supernet, arch=arch), self.config, self.device)
+        return model_of(self.supernet, self.config, self.device, arch)
 
     def sample(self, n: int) -> list[Architecture]:
         """n architectures from the controller, drawn with the search's own generator."""
@@ -75,30 +81,30 @@ class Search:
 
     def state_dict(self) -> dict[str, Any]:
         """The learning-rate schedule is a function of the epoch, so `progress` is its whole state."""
-        return {"config": to_dict(self.config), "progress": self.progress.state_dict(),
-                "search": dataclasses.asdict(self.state),
-                "architectures": [arch.to_json()["choices"] for arch in self.architectures],
-                "supernet": self.supernet.state_dict(), "controller": self.controller.state_dict(),
-                "shared_optimizer": self.shared_optimizer.state_dict(),
-                "controller_optimizer": self.controller_optimizer.state_dict(),
-                "sampler": self.sampler.get_state(), "shuffler": self.shuffler.get_state(),
-                "task": self.task.state_dict(), "rng": rng_state()}
+        return {key.CONFIG: to_dict(self.config), key.PROGRESS: self.progress.state_dict(),
+                key.STRATEGY: dataclasses.asdict(self.state),
+                key.ARCHITECTURES: [arch.to_json()["choices"] for arch in self.architectures],
+                key.SUPERNET: self.supernet.state_dict(), key.CONTROLLER: self.controller.state_dict(),
+                key.SUPERNET_OPTIMIZER: self.supernet_optimizer.state_dict(),
+                key.CONTROLLER_OPTIMIZER: self.controller_optimizer.state_dict(),
+                key.SAMPLER: self.sampler.get_state(), key.SHUFFLER: self.shuffler.get_state(),
+                key.TASK: self.task.state_dict(), key.RNG: rng_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.progress = Progress.from_state(state["progress"], self.device)
-        self.state = SearchState(**state["search"])
-        self.architectures = [Architecture(self.task.space.name, tuple(c)) for c in state["architectures"]]
-        self.supernet.load_state_dict(state["supernet"])
-        self.controller.load_state_dict(state["controller"])
-        self.shared_optimizer.load_state_dict(state["shared_optimizer"])
-        self.controller_optimizer.load_state_dict(state["controller_optimizer"])
-        self.sampler.set_state(state["sampler"])
-        self.shuffler.set_state(state["shuffler"])
-        self.task.load_state_dict(state["task"])
-        set_rng_state(state["rng"])
+        self.progress = Progress.from_state(state[key.PROGRESS], self.device)
+        self.state = SearchState(**state[key.STRATEGY])
+        self.architectures = [Architecture(self.task.space.name, tuple(c)) for c in state[key.ARCHITECTURES]]
+        self.supernet.load_state_dict(state[key.SUPERNET])
+        self.controller.load_state_dict(state[key.CONTROLLER])
+        self.supernet_optimizer.load_state_dict(state[key.SUPERNET_OPTIMIZER])
+        self.controller_optimizer.load_state_dict(state[key.CONTROLLER_OPTIMIZER])
+        self.sampler.set_state(state[key.SAMPLER])
+        self.shuffler.set_state(state[key.SHUFFLER])
+        self.task.load_state_dict(state[key.TASK])
+        set_rng_state(state[key.RNG])
 
     def reseed(self, seed: int) -> None:
-        """Fresh architectures from here on, the rest of the current shared phase's included."""
+        """Fresh architectures from here on, the rest of the current supernet phase's included."""
         self.sampler.manual_seed(seed)
         rest = len(self.architectures) - self.progress.step
         if rest > 0:
@@ -109,25 +115,25 @@ def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     # Read the checkpoint before building anything: a folder without a good one fails at once.
     saved = load_checkpoint(run_dir / CHECKPOINTS, Search.kind) if resume else None
     if saved is not None:
-        check_resume_position(saved, config, SHARED, EPOCH_SHAPE)
+        check_resume_position(saved, config, SUPERNET, EPOCH_SHAPE)
     device = setup_runtime(config)
     search = Search(config, device)
     write_config(run_dir, config)  # on a resume too: a later resume starts from its overrides
     with Session(run_dir, search, saved) as session:
-        session.drive(config.search.epochs, SHARED, partial(search_epoch, search, session, reporter))
+        session.drive(config.search.epochs, SUPERNET, partial(search_epoch, search, Steps(session), reporter))
     return search
 
 
-def search_epoch(search: Search, session: Session, reporter: Reporter) -> None:
+def search_epoch(search: Search, steps: Steps, reporter: Reporter) -> None:
     """The rest of the current epoch: a resumed one may stand in its controller phase already."""
-    if search.progress.phase == SHARED:
-        shared_phase(search, session, reporter)
-    controller_phase(search, session, reporter)
-    evaluate(search, session, reporter)
+    if search.progress.phase == SUPERNET:
+        supernet_phase(search, steps, reporter)
+    controller_phase(search, steps, reporter)
+    evaluate(search, steps.session, reporter)
 
 
-def shared_phase(search: Search, session: Session, reporter: Reporter) -> None:
-    """Train the shared weights for one pass, a freshly sampled architecture per batch."""
+def supernet_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
+    """Train the supernet's shared weights for one pass, a freshly sampled architecture per batch."""
     cfg, task, progress = search.config.search, search.task, search.progress
     if progress.step == 0:
         task.start_epoch(search.shuffler)
@@ -135,24 +141,25 @@ def shared_phase(search: Search, session: Session, reporter: Reporter) -> None:
         search.architectures = search.sample(cfg.steps_per_epoch or task.batches("train"))
     steps = len(search.architectures)
     lr = learning_rate(cfg, progress.epoch)
-    set_learning_rate(search.shared_optimizer, lr)
+    set_learning_rate(search.supernet_optimizer, lr)
     search.supernet.train()
 
     def step() -> None:
         arch = search.architectures[progress.step]
         # a global window index, so that short epochs (steps_per_epoch) walk on through the data
-        session.train_on(task, search.bind(arch), progress.epoch * steps + progress.step,
-                         search.supernet.parameters(), search.shared_optimizer, cfg.grad_clip)
+        runner.train_on(task, search.bind(arch), progress.epoch * steps + progress.step,
+                        search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip)
 
-    figures = session.run_steps(reporter, f"epoch {progress.epoch + 1} shared", steps, step)
-    session.metrics.write(SHARED, progress.epoch, search.state.controller_updates, loss=figures.mean_loss,
-                          lr=lr, steps=steps, skipped=figures.skipped)
+    figures = runner.run_steps(reporter, f"epoch {progress.epoch + 1} supernet", steps, step)
+    runner.session.metrics.write(SUPERNET, progress.epoch, search.state.controller_updates, loss=figures.mean_loss,
+                                 lr=lr, steps=steps, skipped=figures.skipped)
     search.architectures = []
     progress.begin(CONTROLLER)
 
 
-def controller_phase(search: Search, session: Session, reporter: Reporter) -> None:
+def controller_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
     """REINFORCE updates of the controller; rewards from validation batches, shared weights fixed."""
+    session = runner.session
     steps, progress, state = search.config.controller.steps, search.progress, search.state
     search.supernet.eval()
     with reporter.phase(f"epoch {progress.epoch + 1} controller", steps) as update:
@@ -161,7 +168,7 @@ def controller_phase(search: Search, session: Session, reporter: Reporter) -> No
             stats = controller_step(search)
             progress.step += 1
             if stats is None:
-                session.skip("reward")
+                runner.skip("reward")
                 update()
             else:
                 progress.add()
@@ -173,29 +180,20 @@ def controller_phase(search: Search, session: Session, reporter: Reporter) -> No
             session.boundary()
 
 
-class _NonFiniteReward(Exception):
-    """Raised from inside a controller update to abandon it."""
-
-
 def controller_step(search: Search) -> UpdateStats | None:
     """One REINFORCE update; None, with the controller and the baseline untouched, when a reward is
     not finite."""
     state = search.state
-
-    def reward_of(arch: Architecture) -> float:
-        reward = search.task.reward(search.bind(arch), state.reward_index)
+    search.controller.train()
+    samples = search.controller(search.config.controller.aggregate, search.sampler)
+    rewards = []
+    for arch in samples.architectures:   # the rewards stop at the first that is not finite
+        rewards.append(search.task.reward(search.bind(arch), state.reward_index))
         state.reward_index += 1
-        if not math.isfinite(reward):
-            raise _NonFiniteReward
-        return reward
-
-    try:
-        # reinforce_update gathers every reward before it changes anything, so raising from
-        # reward_of leaves the controller, its optimiser and the baseline as they were.
-        state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer,
-                                                 reward_of, state.baseline, search.sampler)
-    except _NonFiniteReward:
-        return None
+        if not math.isfinite(rewards[-1]):
+            return None
+    state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer, samples,
+                                             rewards, state.baseline)
     return stats
 
 
@@ -209,6 +207,6 @@ def evaluate(search: Search, session: Session, reporter: Reporter) -> None:
     task.calibrate(search.bind(arch))  # e.g. batch-norm statistics of this architecture
     value = task.evaluate(search.bind(arch), "valid", search.config.search.eval_batches)
     session.metrics.write("eval", search.progress.epoch, search.state.controller_updates,
-                          **{f"valid_{task.metric}": value}, arch=arch.to_official())
+                          **{f"valid_{task.metric}": value}, arch=official(arch))
     reporter.print(f"epoch {search.progress.epoch + 1}: valid {task.metric} {value:.4g} of the most likely "
-                   f"architecture [{arch.to_official()}]")
+                   f"architecture [{official(arch)}]")

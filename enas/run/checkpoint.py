@@ -22,10 +22,10 @@ from typing import Any, Callable
 import torch
 
 from enas.errors import DiskFullError, NonFiniteError, UserError, is_disk_full
-from enas.runs import LAST, PREVIOUS, fsync_folder, write_synced
-from enas.signals import fault_point
+from enas.run.folder import LAST, PREVIOUS, fsync_folder, write_synced
+from enas.run.signals import fault_point
+from enas.run.state import CONFIG, KIND, SCHEMA, SCHEMA_VERSION, schema_problem
 
-SCHEMA_VERSION = 2
 DAMAGED = LAST + ".damaged"
 
 
@@ -35,7 +35,7 @@ def save_checkpoint(folder: Path, state: dict[str, Any], label: str = "") -> Pat
     if problem:
         raise NonFiniteError(f"refusing to checkpoint a non-finite value in {problem}")
     temporary = folder / (LAST + ".tmp")
-    payload = {"schema_version": SCHEMA_VERSION, **state}
+    payload = {SCHEMA: SCHEMA_VERSION, **state}
     try:
         write_synced(temporary, lambda handle: torch.save(payload, handle))
     except Exception as error:
@@ -81,10 +81,11 @@ def _read(path: Path, kind: str) -> tuple[dict[str, Any], str]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch reports a cut-off, foreign or unsafe file as many unrelated errors
         return {}, f"{path} is truncated, foreign or unsafe (refused by the weights-only loader; nothing in it ran)"
-    if not isinstance(state, dict) or state.get("schema_version") != SCHEMA_VERSION:
-        return {}, f"{path} is not an enas checkpoint of schema {SCHEMA_VERSION}"
-    if state.get("kind") != kind:
-        return {}, f"{path} is a {state.get('kind')} checkpoint, not a {kind} one"
+    problem = schema_problem(state, path)
+    if problem:
+        return {}, problem
+    if state.get(KIND) != kind:
+        return {}, f"{path} is a {state.get(KIND)} checkpoint, not a {kind} one"
     return state, ""
 
 
@@ -103,7 +104,7 @@ def nonfinite_entry(state: Any, where: str = "state") -> str | None:
     if isinstance(state, float):
         return None if math.isfinite(state) else where
     if isinstance(state, dict):
-        items = ((f"{where}.{key}", value) for key, value in state.items() if key != "config")
+        items = ((f"{where}.{key}", value) for key, value in state.items() if key != CONFIG)
     elif isinstance(state, (list, tuple)):
         items = ((f"{where}[{i}]", value) for i, value in enumerate(state))
     else:

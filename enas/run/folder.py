@@ -12,6 +12,8 @@ from omegaconf import OmegaConf
 
 from enas.config import Config, load_config, to_yaml
 from enas.errors import UserError
+from enas.run.state import CONFIG, PROGRESS
+from enas.spaces import SPACES
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -49,8 +51,7 @@ def saved_config(run_dir: Path, overrides: list[str] = ()) -> Config:
 
 def check_resume_config(saved: Config, requested: Config) -> None:
     """A resumed run must keep what decides its results so far: the space, the data, the seed."""
-    changed = [key for key in ("seed", "space", "data", "recurrent", "micro", "macro")
-               if getattr(saved, key) != getattr(requested, key)]
+    changed = [key for key in ("seed", "space", "data", *SPACES) if getattr(saved, key) != getattr(requested, key)]
     if changed:
         raise UserError(f"--resume cannot change {', '.join(changed)} of the saved run; "
                         "drop those overrides or start a new run")
@@ -60,10 +61,10 @@ def check_resume_position(saved: dict[str, Any], requested: Config, first_phase:
                           epoch_shape: tuple[str, ...]) -> None:
     """What shapes an epoch's steps (batch size, steps per epoch) may change when a resume starts a
     new epoch; in the middle of one, the saved data position and step counts would no longer fit."""
-    progress = saved["progress"]
+    progress = saved[PROGRESS]
     if progress["step"] == 0 and progress["phase"] == first_phase:
         return
-    old, new = OmegaConf.create(saved["config"]), OmegaConf.structured(requested)
+    old, new = OmegaConf.create(saved[CONFIG]), OmegaConf.structured(requested)
     changed = [key for key in epoch_shape if OmegaConf.select(old, key) != OmegaConf.select(new, key)]
     if changed:
         raise UserError(f"--resume cannot change {', '.join(changed)} in the middle of an epoch (the last "

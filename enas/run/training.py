@@ -6,13 +6,15 @@ import math
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from enas.config import Config, TrainConfig
 from enas.errors import UserError
+from enas.spaces.architecture import Architecture
+from enas.spaces.base import Model
 
 
 def setup_runtime(config: Config) -> torch.device:
@@ -36,30 +38,10 @@ def place(model: nn.Module, config: Config, device: torch.device) -> nn.Module:
     return model.to(memory_format=torch.channels_last) if config.channels_last else model
 
 
-def autocast_forward(forward: Callable[..., Any], config: Config, device: torch.device) -> Callable[..., Any]:
-    """`forward` under bf16 autocast on CUDA when the config asks for it, else `forward` itself."""
-    if device.type != "cuda" or not config.cuda.amp:
-        return forward
-    return Autocast(forward, device.type)
-
-
-@dataclass(frozen=True)
-class Autocast:
-    """A model call under bf16 autocast. Its floating-point outputs come back as float32, so that
-    losses, rewards and scores are computed at full precision whatever ran inside; `forward` stays
-    reachable for what needs the module behind it (e.g. its batch norms)."""
-
-    forward: Callable[..., Any]
-    device_type: str
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
-            outputs = self.forward(*args, **kwargs)
-        return tuple(_float32(out) for out in outputs) if isinstance(outputs, tuple) else _float32(outputs)
-
-
-def _float32(value: Any) -> Any:
-    return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+def model_of(module: nn.Module, config: Config, device: torch.device, arch: Architecture | None = None) -> Model:
+    """`module` as a model of one architecture (the supernet bound to `arch`, or a child), under
+    bf16 autocast on CUDA when the config asks for it."""
+    return Model(module, arch, autocast=device.type == "cuda" and config.cuda.amp)
 
 
 def sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:

@@ -1,0 +1,1 @@
+"""The commands that follow a search: derive and retrain."""

@@ -1,0 +1,1 @@
+"""How a search searches: the controller and the search strategies."""
