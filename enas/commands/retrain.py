@@ -26,8 +26,8 @@ from enas.run.progress import Figures, Progress
 from enas.run.reporter import Reporter
 from enas.run.session import Session
 from enas.run.steps import Steps
-from enas.run.training import (count_parameters, learning_rate, model_of, place, rng_state, set_learning_rate,
-                               set_rng_state, setup_runtime, sgd)
+from enas.run.training import (count_parameters, learning_rate, model_of, place, rng_state, set_rng_state,
+                               setup_runtime, sgd)
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.tasks import Task, build_task
@@ -98,19 +98,9 @@ def retrain_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> None:
 
 
 def train_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> Figures:
-    cfg, task, progress = retrain.config.retrain, retrain.task, retrain.progress
-    steps = cfg.steps_per_epoch or task.batches("train")
-    if progress.step == 0:
-        task.start_epoch(retrain.shuffler)
-    set_learning_rate(retrain.optimizer, learning_rate(cfg, progress.epoch))
-    retrain.model.train()
-
-    def step() -> None:
-        # a global window index, so that short epochs (steps_per_epoch) walk on through the data
-        runner.train_on(task, retrain.child, progress.epoch * steps + progress.step, retrain.model.parameters(),
-                        retrain.optimizer, cfg.grad_clip)
-
-    return runner.run_steps(reporter, f"retrain epoch {progress.epoch + 1}/{cfg.epochs}", steps, step)
+    cfg = retrain.config.retrain
+    return runner.train_epoch(reporter, f"retrain epoch {retrain.progress.epoch + 1}/{cfg.epochs}", retrain.task,
+                              retrain.child, retrain.optimizer, cfg, retrain.shuffler)
 
 
 def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Figures) -> None:

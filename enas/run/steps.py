@@ -17,11 +17,12 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from enas.config import TrainConfig
 from enas.errors import NonFiniteError
-from enas.run.progress import MAX_NONFINITE_IN_A_ROW, Figures, FiguresInFlight, check_streak, nonfinite_what
+from enas.run.progress import MAX_NONFINITE_IN_A_ROW, Figures, FiguresInFlight, Progress, check_streak, nonfinite_what
 from enas.run.reporter import Reporter
 from enas.run.session import Session, warn
-from enas.run.training import train_step
+from enas.run.training import learning_rate, set_learning_rate, train_step
 from enas.spaces.base import Model
 from enas.tasks import Task
 
@@ -29,15 +30,21 @@ REPORT_EVERY = 10  # training steps between two looks at a phase's figures
 
 
 class Steps:
-    """The steps of the loop that `session` drives."""
+    """The steps of the loop that `session` drives, counted in the session target's progress, or
+    in the one `progress` returns (a NAS-RL child's own training)."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, progress: Callable[[], Progress] | None = None):
         self.session = session
+        self._progress = progress or (lambda: session.target.progress)  # a rollback replaces the target's
         self._warned = Figures(0, 0.0, 0, 0, 0)  # the figures at the last warning of skipped steps
+
+    @property
+    def progress(self) -> Progress:
+        return self._progress()
 
     def skip(self, nonfinite: str) -> None:
         """Count a skipped controller step (the loop has already moved past it); too many in a row raise."""
-        progress = self.session.target.progress
+        progress = self.progress
         progress.skipped += 1
         in_a_row = progress.in_a_row[progress.phase] = progress.in_a_row.get(progress.phase, 0) + 1
         warn(f"warning: non-finite {nonfinite} at {progress}; step skipped ({in_a_row} in a row)")
@@ -52,8 +59,26 @@ class Steps:
         carried = task.state_dict()
         outcome = train_step(partial(task.train_loss, model, index), params, optimizer, grad_clip)
         task.load_state_dict(unless_skipped(outcome.skipped, carried, task.state_dict()))
-        self.session.target.progress.step += 1
-        self.session.target.progress.record(outcome.loss, outcome.skipped)
+        self.progress.step += 1
+        self.progress.record(outcome.loss, outcome.skipped)
+
+    def train_epoch(self, reporter: Reporter, title: str, task: Task, model: Model, optimizer: torch.optim.SGD,
+                    cfg: TrainConfig, shuffler: torch.Generator) -> Figures:
+        """Train `model` for the rest of the progress's epoch (cfg.steps_per_epoch steps, or a pass
+        over the training split) at the epoch's learning rate: a retrain's epoch, or a NAS-RL child's."""
+        progress = self.progress
+        steps = cfg.steps_per_epoch or task.batches("train")
+        if progress.step == 0:
+            task.start_epoch(shuffler)
+        set_learning_rate(optimizer, learning_rate(cfg, progress.epoch))
+        model.module.train()
+
+        def step() -> None:
+            # a global window index, so that short epochs (steps_per_epoch) walk on through the data
+            self.train_on(task, model, progress.epoch * steps + progress.step, model.module.parameters(), optimizer,
+                          cfg.grad_clip)
+
+        return self.run_steps(reporter, title, steps, step)
 
     def run_steps(self, reporter: Reporter, title: str, steps: int, step: Callable[[], None]) -> Figures:
         """Call `step` until the phase has done `steps` steps, from wherever it stands; return the
@@ -62,7 +87,7 @@ class Steps:
         The bar moves with every step. Every REPORT_EVERY steps the figures are sent to the host,
         and those sent at the report before are shown and checked for skipped steps: inside a
         phase the host never waits for the device's latest work, only at the phase's end."""
-        progress = self.session.target.progress
+        progress = self.progress
         figures = FiguresInFlight(progress).read()
         self._warned = figures  # a resumed phase's earlier skips were reported by the run that made them
         with reporter.phase(title, steps) as update:
@@ -81,13 +106,13 @@ class Steps:
         return figures
 
     def _report(self, figures: Figures, update: Callable[..., None]) -> None:
-        update(completed=self.session.target.progress.step, loss=figures.mean_loss)
+        update(completed=self.progress.step, loss=figures.mean_loss)
         skipped, bad_losses = figures.skipped - self._warned.skipped, figures.bad_losses - self._warned.bad_losses
         if skipped:
-            where = f"epoch {self.session.target.progress.epoch + 1}, {self.session.target.progress.phase} step {figures.step}"
+            where = f"epoch {self.progress.epoch + 1}, {self.progress.phase} step {figures.step}"
             warn(f"warning: {skipped} step(s) skipped by {where}: non-finite {nonfinite_what(skipped, bad_losses)}")
             self._warned = figures
-        check_streak(figures, self.session.target.progress)
+        check_streak(figures, self.progress)
 
 
 def unless_skipped(skipped: torch.Tensor, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
