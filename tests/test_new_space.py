@@ -91,6 +91,10 @@ class ToySpace:
         return tuple(parse_ints(text, "a toy architecture string"))
 
     @classmethod
+    def canonical(cls, arch):
+        return arch.choices
+
+    @classmethod
     def render(cls, arch):
         text = " -> ".join(ACTIVATIONS[c] for c in arch.choices)
         return text, f'digraph toy {{ label="{text}"; }}\\n'
@@ -115,7 +119,7 @@ def add_toy_space(copy: Path) -> list[str]:
     text = registry.read_text()
     text = text.replace("from enas.spaces.recurrent import RecurrentSpace\n",
                         "from enas.spaces.recurrent import RecurrentSpace\nfrom enas.spaces.toy import ToySpace\n")
-    text = text.replace("(RecurrentSpace, MicroSpace, MacroSpace)", "(RecurrentSpace, MicroSpace, MacroSpace, ToySpace)")
+    text = text.replace("\n)}\n", "\n    ToySpace,\n)}\n")
     registry.write_text(text)
     (copy / "conf" / "toy.yaml").write_text(TOY_PRESET.lstrip())
     return ["enas/spaces/toy.py", "enas/spaces/__init__.py", "conf/toy.yaml"]

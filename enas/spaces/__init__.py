@@ -14,9 +14,17 @@ from enas.spaces.architecture import FORMAT_VERSION, Architecture, Choice
 from enas.spaces.base import DataShape, SearchSpace
 from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
+from enas.spaces.nas_cell import NasCellSpace
+from enas.spaces.nas_conv import NasConvSpace
 from enas.spaces.recurrent import RecurrentSpace
 
-SPACES: dict[str, type[SearchSpace]] = {space.name: space for space in (RecurrentSpace, MicroSpace, MacroSpace)}
+SPACES: dict[str, type[SearchSpace]] = {space.name: space for space in (
+    RecurrentSpace,    # ENAS, section 2.1
+    MicroSpace,        # ENAS, section 2.4
+    MacroSpace,        # ENAS, section 2.3
+    NasCellSpace,      # NAS-RL, section 3.4
+    NasConvSpace,      # NAS-RL, sections 3.3 and 4.1
+)}
 
 
 def space_type(name: str) -> type[SearchSpace]:

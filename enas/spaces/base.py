@@ -10,7 +10,7 @@ the controller, the tasks, the loop, derive, retrain and the resume checks all r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Sequence, Union
+from typing import Any, ClassVar, Hashable, Protocol, Sequence, Union
 
 import torch
 from torch import nn
@@ -100,6 +100,10 @@ class SearchSpace(Protocol):
     @classmethod
     def render(cls, arch: Architecture) -> tuple[str, str]:
         """(text, graphviz dot) pictures of the architecture."""
+
+    @classmethod
+    def canonical(cls, arch: Architecture) -> Hashable:
+        """One value for all the encodings of one network (e.g. a sum's two terms in either order)."""
 
 
 @dataclass(frozen=True)

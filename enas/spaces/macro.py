@@ -171,6 +171,11 @@ class MacroSpace:
         return tuple(choices)
 
     @classmethod
+    def canonical(cls, arch: Architecture) -> tuple[Choice, ...]:
+        """Every encoding is its own network: a layer's op and skips are each named once."""
+        return arch.choices
+
+    @classmethod
     def render(cls, arch: Architecture) -> tuple[str, str]:
         """(text, graphviz dot) pictures of the network."""
         plan = MacroPlan.of(arch)

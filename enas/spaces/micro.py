@@ -263,6 +263,12 @@ class MicroSpace:
         return tuple(parse_ints(text, "a micro architecture string"))
 
     @classmethod
+    def canonical(cls, arch: Architecture) -> tuple[Choice, ...]:
+        """A node is the sum of its two (input, op) terms, in either order: each node's pair sorted."""
+        quads = [arch.choices[k:k + 4] for k in range(0, len(arch.choices), 4)]
+        return tuple(c for x_in, x_op, y_in, y_op in quads for c in sorted([(x_in, x_op), (y_in, y_op)]))
+
+    @classmethod
     def render(cls, arch: Architecture) -> tuple[str, str]:
         """(text, graphviz dot) pictures of the normal and the reduction cell."""
         plan = MicroPlan.of(arch)

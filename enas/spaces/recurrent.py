@@ -356,6 +356,11 @@ class RecurrentSpace:
         return tuple(choices)
 
     @classmethod
+    def canonical(cls, arch: Architecture) -> tuple[Choice, ...]:
+        """Every encoding is its own network: a node reads one input, and the nodes are ordered."""
+        return arch.choices
+
+    @classmethod
     def render(cls, arch: Architecture) -> tuple[str, str]:
         """(text, graphviz dot) pictures of the cell."""
         plan = RecurrentPlan.of(arch)
