@@ -67,7 +67,7 @@ def search(
             check_resume_config(saved, cfg)
         else:
             cfg = load_config(layers, overrides or [])
-        from enas.strategies.enas import run_search  # torch loads only once the command line is known to be good
+        from enas.commands.search import run_search  # torch loads only once the command line is known to be good
 
         run_search(cfg, run_dir, resume, Reporter(quiet))
         typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
@@ -102,7 +102,7 @@ def retrain(
     args: Annotated[Optional[list[str]], typer.Argument(
         help="RUN_DIR (a folder with arch.json from `enas derive`) and/or config overrides key=value",
         show_default=False)] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="ARCH.json, or an official architecture string in quotes")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="ARCH.json, a published architecture's name (enas_micro_cifar10, enas_macro_cifar10, nas_rl_ptb), or an official architecture string in quotes")] = None,
     config: Preset = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output folder (default RUN_DIR/retrain)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted retrain (in -o OUT_DIR, or RUN_DIR/retrain) from its checkpoint")] = False,
@@ -166,10 +166,16 @@ def _resumed_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optio
 
 
 def _architecture(text: str, space: str):
-    """An architecture from an ARCH.json path or an official string, checked against the config's space."""
+    """An architecture from an ARCH.json path, a published architecture's name or an official
+    string, checked against the config's space."""
     from enas.spaces import from_json, from_official
+    from enas.spaces.published import PUBLISHED
 
     path = Path(text)
+    if text in PUBLISHED:
+        named_space, string = PUBLISHED[text]
+        _check_space(f"{text} is", named_space, space)
+        return from_official(string, space)
     # An official string is digits and spaces; the macro ones are longer than a file name may be.
     official = set(text) <= set("0123456789, \t\n")
     if not official and (path.suffix == ".json" or path.is_file()):
@@ -179,11 +185,18 @@ def _architecture(text: str, space: str):
             architecture = from_json(json.loads(path.read_text()))
         except json.JSONDecodeError as error:
             raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
-        if architecture.space != space:
-            raise UserError(f"{path} holds a {architecture.space} architecture but the config's space is {space}; "
-                            f"add space={architecture.space} or choose its preset with -c")
+        _check_space(f"{path} holds", architecture.space, space)
         return architecture
+    if not official:
+        raise UserError(f"--arch {text!r} is no ARCH.json file, published architecture ({', '.join(PUBLISHED)}) "
+                        "or official string of numbers")
     return from_official(text, space)
+
+
+def _check_space(what: str, arch_space: str, space: str) -> None:
+    if arch_space != space:
+        raise UserError(f"{what} a {arch_space} architecture but the config's space is {space}; "
+                        f"add space={arch_space} or choose its preset with -c")
 
 
 @app.command("config")

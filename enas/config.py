@@ -69,6 +69,20 @@ class ControllerConfig:
 
 
 @dataclass
+class NasRLConfig:
+    """NAS-RL (Zoph & Le 2017): children trained from scratch with the search.* recipe, no shared weights."""
+
+    updates: int = option(5, "controller updates; each trains `children` new children", min=1)
+    children: int = option(4, "m: architectures sampled, trained and rewarded per controller update", min=1)
+    child_epochs: int = option(2, "each child's training budget, in epochs of the search.* recipe "
+                               "(search.steps_per_epoch caps an epoch's steps)", min=1)
+    reward_window: int = option(5, "the reward reads the best validation score of the child's last N epochs "
+                                "(the paper: the maximum accuracy of the last 5 epochs, cubed)", min=1)
+    cache: bool = option(True, "a child sampled again is looked up by its architecture's canonical form "
+                         "instead of trained again")
+
+
+@dataclass
 class TrainConfig:
     """Shared-weight training in search and from-scratch training in retrain use the same knobs."""
 
@@ -132,6 +146,8 @@ class RunConfig:
     """The keys of every run; `Config` adds one section per search space."""
 
     seed: int = option(0, "seed of everything random in the run")
+    strategy: str = option("enas", "search strategy: enas (shared weights) or nas_rl (children trained from "
+                           "scratch, Zoph & Le 2017)", choices=("enas", "nas_rl"))
     space: str = option("recurrent", f"search space: {', '.join(SPACES)}", choices=tuple(SPACES))
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = option(0, "CPU threads for torch; 0 uses every core", min=0)
@@ -140,6 +156,7 @@ class RunConfig:
     cuda: CudaConfig = field(default_factory=CudaConfig)
     data: DataConfig = field(default_factory=DataConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    nas_rl: NasRLConfig = field(default_factory=NasRLConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)

@@ -1,5 +1,7 @@
 """Derive (ENAS section 2.2, "Deriving Architectures"): sample from the trained controller, score
-each candidate on the whole validation split with the shared weights, keep the best.
+each candidate on the whole validation split with the shared weights, keep the best. A NAS-RL
+search trained and scored every child it rewarded, so its derive keeps the child of the highest
+reward (the best validation score) among its trials.
 
 Writes RUN_DIR/arch.json (the best architecture with its score and renderings),
 RUN_DIR/candidates.jsonl (every scored candidate) and RUN_DIR/cell.txt, cell.dot (and cell.png
@@ -18,14 +20,17 @@ import torch
 from rich.table import Table
 
 from enas.config import Config
+from enas.errors import UserError
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
 from enas.run.folder import CHECKPOINTS
+from enas.run.metrics import read_metrics
 from enas.run.reporter import Reporter
 from enas.run.training import model_of, place, setup_runtime
-from enas.spaces import official, space_type
+from enas.spaces import from_json, official, space_type
 from enas.spaces.architecture import Architecture
 from enas.strategies.controller import Controller
+from enas.strategies.nas_rl import TRIALS_FILE
 from enas.tasks import build_task
 
 ARCH_FILE = "arch.json"
@@ -39,6 +44,29 @@ class Candidate:
 
 
 def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
+    """The best architecture of a search: of the trained children (NAS-RL), or of N samples from
+    the controller scored with the shared weights (ENAS)."""
+    if config.strategy == "nas_rl":
+        return derive_from_trials(config, run_dir, reporter)
+    return derive_by_shared_weights(config, run_dir, reporter)
+
+
+def derive_from_trials(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
+    """NAS-RL trained every child it rewarded: rank them by their validation score."""
+    trials = read_metrics(run_dir / TRIALS_FILE) if (run_dir / TRIALS_FILE).is_file() else []
+    if not trials:
+        raise UserError(f"{run_dir} has no trained children yet ({TRIALS_FILE}); let `enas search` run longer")
+    # The reward grows with the validation score (accuracy cubed, c / perplexity squared): the
+    # child with the highest reward is the best one.
+    scores = {from_json({"space": config.space, "choices": t["choices"]}): t["reward"] for t in trials}
+    with open(run_dir / CANDIDATES_FILE, "w") as out:
+        for trial in trials:
+            if not trial["cached"]:
+                out.write(json.dumps({k: v for k, v in trial.items() if k not in ("phase", "time", "cached")}) + "\n")
+    return keep_best(run_dir, scores, "reward", False, len(trials), config, reporter)
+
+
+def derive_by_shared_weights(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
     """Read the search's supernet and controller (nothing else of its state), score N samples."""
     saved = load_checkpoint(run_dir / CHECKPOINTS, warn=reporter.print)
     device = setup_runtime(config)
@@ -63,10 +91,16 @@ def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
             out.write(json.dumps({"arch": official(arch), "choices": arch.to_json()["choices"],
                                   f"valid_{task.metric}": scores[arch]}) + "\n")
             update(best=min(scores.values()) if task.lower_is_better else max(scores.values()))
-    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=not task.lower_is_better)
+    return keep_best(run_dir, scores, task.metric, task.lower_is_better, len(architectures), config, reporter)
+
+
+def keep_best(run_dir: Path, scores: dict[Architecture, float], metric: str, lower_is_better: bool, sampled: int,
+              config: Config, reporter: Reporter) -> Candidate:
+    """Write the best-scored architecture (arch.json, cell.*) and print the table of the best."""
+    ranked = sorted(scores.items(), key=lambda item: item[1], reverse=not lower_is_better)
     best = Candidate(*ranked[0])
-    write_architecture(run_dir, best, task.metric, len(architectures))
-    reporter.print(_table(ranked[:config.derive.top], task.metric))
+    write_architecture(run_dir, best, metric, sampled)
+    reporter.print(_table(ranked[:config.derive.top], metric))
     return best
 
 

@@ -15,12 +15,13 @@ SCHEMA_VERSION = 3
 # Every run state
 SCHEMA, KIND, CONFIG, PROGRESS, METRICS_LINES = "schema_version", "kind", "config", "progress", "metrics_lines"
 RNG, TASK, SHUFFLER = "rng", "task", "shuffler"   # global generators, the task's data state, the data order
-# A search (KIND "search")
+# A search (KIND "search"): ENAS keeps a supernet, NAS-RL none
 SUPERNET, CONTROLLER = "supernet", "controller"
 SUPERNET_OPTIMIZER, CONTROLLER_OPTIMIZER = "supernet_optimizer", "controller_optimizer"
 SAMPLER = "sampler"                  # the generator architectures are drawn with
 STRATEGY = "strategy"                # the loop's own figures: the baseline, the reward position
-ARCHITECTURES = "architectures"      # the current supernet phase's sampled architectures
+ARCHITECTURES = "architectures"      # ENAS: the current supernet phase's sampled architectures
+TRIALS_LINES = "trials_lines"        # NAS-RL: lines of trials.jsonl written by the checkpoint
 # A retrain (KIND "retrain")
 CHILD, OPTIMIZER = "child", "optimizer"
 BEST, BEST_WEIGHTS, ELAPSED = "best", "best_weights", "elapsed"
