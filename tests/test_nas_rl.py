@@ -128,3 +128,15 @@ def test_the_nas_rl_presets_search_derive_and_retrain_through_the_command_line(p
     assert len(read_metrics(run / TRIALS_FILE)) == 4
     assert json.loads((run / "arch.json").read_text())["space"] == ("nas_conv" if preset == "nas_conv" else "nas_cell")
     assert (run / "retrain" / "result.json").is_file()
+
+
+def test_published_architectures_are_taken_by_name_for_their_own_space():
+    from cli import _architecture
+    from enas.spaces.nas_cell import PUBLISHED_PTB
+
+    assert _architecture("nas_rl_ptb", "nas_cell") == from_official(PUBLISHED_PTB, "nas_cell")
+    assert len(_architecture("enas_macro_cifar10", "macro").choices) == 47
+    with pytest.raises(UserError, match="nas_rl_ptb is a nas_cell architecture but the config's space is micro"):
+        _architecture("nas_rl_ptb", "micro")
+    with pytest.raises(UserError, match="no ARCH.json file, published architecture"):
+        _architecture("nas_rl_cifar", "nas_conv")
