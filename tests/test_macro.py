@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from enas.spaces.architecture import Architecture
 from enas.strategies.controller import draw_architectures
 from enas.errors import UserError
 from enas.spaces import from_json, from_official, official

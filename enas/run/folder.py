@@ -51,7 +51,8 @@ def saved_config(run_dir: Path, overrides: list[str] = ()) -> Config:
 
 def check_resume_config(saved: Config, requested: Config) -> None:
     """A resumed run must keep what decides its results so far: the strategy, the space, the data, the seed."""
-    changed = [key for key in ("seed", "strategy", "space", "data", *SPACES) if getattr(saved, key) != getattr(requested, key)]
+    kept = ("seed", "strategy", "space", "data", *SPACES)
+    changed = [key for key in kept if getattr(saved, key) != getattr(requested, key)]
     if changed:
         raise UserError(f"--resume cannot change {', '.join(changed)} of the saved run; "
                         "drop those overrides or start a new run")

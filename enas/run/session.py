@@ -8,7 +8,8 @@ Search and retrain keep where they stand in a `Progress` and run their loops thr
   initial state, so that a run killed in its first epoch can be resumed too;
 - a step whose loss, gradient norm or reward is not finite is skipped and counted (steps.py);
   MAX_NONFINITE_IN_A_ROW of them in a row raise NonFiniteError, which `drive` answers with one
-  rollback to the last good checkpoint, drawing fresh random numbers from there (on a deterministic machine, replaying the same draws would only fail the same way);
+  rollback to the last good checkpoint, drawing fresh random numbers from there (on a
+  deterministic machine, replaying the same draws would only fail the same way);
   if it recurs before the next checkpoint, the run ends with exit 3;
 - a full disk ends the run with exit 75, naming the last good checkpoint.
 """

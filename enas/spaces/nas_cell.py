@@ -31,14 +31,13 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from enas.errors import UserError
 from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
 from enas.spaces.base import Decision, TextShape, check_choices, check_space, check_style, index, op
-from enas.spaces.decoder_loss import decoded_cross_entropy
+from enas.spaces.language_model import LanguageModelConfig, TiedLanguageModel
 
 COMBINATIONS = ("add", "elem_mult")
 ACTIVATIONS = ("identity", "tanh", "sigmoid", "relu")
@@ -52,14 +51,8 @@ PUBLISHED_PTB = "0 2 0 3 0 2 1 3 0 1 0 2 0 1 0 2 1 1 0 1 1 1 0 2 1 0 0 1 1 1 0 1
 
 
 @dataclass
-class NasCellConfig:
+class NasCellConfig(LanguageModelConfig):
     base: int = option(8, "leaves of the cell's binary tree, a power of 2 (8 in the paper)", min=2)
-    hidden: int = option(64, "embedding and hidden size (tied embeddings need them equal)", min=1)
-    init_range: float = option(0.1, "uniform initialisation range of all weights", min=0.0)
-    dropout_embedding: float = option(0.0, "probability of dropping a whole word embedding", min=0.0, max=0.99)
-    dropout_input: float = option(0.0, "locked dropout on the embedded input", min=0.0, max=0.99)
-    dropout_hidden: float = option(0.0, "variational dropout on the recurrent state h_{t-1}", min=0.0, max=0.99)
-    dropout_output: float = option(0.0, "locked dropout on the cell output before the decoder", min=0.0, max=0.99)
 
 
 @dataclass(frozen=True)
@@ -116,7 +109,7 @@ def cell_step(x_proj: torch.Tensor, h_proj: torch.Tensor, c_prev: torch.Tensor, 
     return values[-1], c_t
 
 
-class NasCellLM(nn.Module):
+class NasCellLM(TiedLanguageModel):
     """Embedding -> tree cell over time -> decoder tied to the embedding.
 
     One class serves both roles. Every architecture reads every leaf, so the leaf weights W (x_t)
@@ -145,32 +138,19 @@ class NasCellLM(nn.Module):
         -> logits (T, B, V), or with targets their mean cross-entropy (a scalar); last hidden
         [h | c] (B, 2H); cell outputs h_t (T, B, H)."""
         plan = self._plan(arch)
-        cfg, training = self.cfg, self.training
         if hidden is None:
             hidden = self.init_hidden(tokens.shape[1])
-        embedding = self.embedding
-        if training and cfg.dropout_embedding > 0:  # drop whole words (same word, same mask)
-            embedding = embedding * _mask(embedding[:, :1], cfg.dropout_embedding)
-        x = F.embedding(tokens, embedding)
-        if training and cfg.dropout_input > 0:
-            x = x * _mask(x[:1], cfg.dropout_input)
-        x_proj = x @ self.w_x  # all time steps at once: one large matmul instead of T small ones
+        x_proj = self.embed(tokens) @ self.w_x  # all time steps at once: one matmul instead of T
         # one dtype throughout the cell (the autocast one, if on), whatever state was carried in
         h, c = hidden.to(x_proj.dtype).chunk(2, 1)
-        hidden_mask = _mask(h, cfg.dropout_hidden) if training and cfg.dropout_hidden > 0 else None
+        hidden_mask = self.hidden_mask(h)
         outputs = []
         for x_t in x_proj.unbind(0):
             recurrent = h if hidden_mask is None else h * hidden_mask
             h, c = cell_step(x_t, recurrent @ self.w_h, c, plan)
             outputs.append(h)
         output = torch.stack(outputs)
-        last = torch.cat([h, c], 1)
-        dropped = output * _mask(output[:1], cfg.dropout_output) \
-            if training and cfg.dropout_output > 0 else output
-        if targets is not None:
-            loss = decoded_cross_entropy(dropped.flatten(0, 1), self.embedding, self.decoder_bias, targets.flatten())
-            return loss, last, output
-        return F.linear(dropped, self.embedding, self.decoder_bias), last, output
+        return self.decode(output, targets), torch.cat([h, c], 1), output
 
     def _plan(self, arch: Architecture | None) -> NasCellPlan:
         if self.plan is not None:
@@ -181,11 +161,6 @@ class NasCellLM(nn.Module):
         if plan.base != self.base:
             raise ValueError(f"a base-{plan.base} architecture given to a base-{self.base} supernet")
         return plan
-
-
-def _mask(like: torch.Tensor, p: float) -> torch.Tensor:
-    """Inverted-dropout mask shaped like `like`, broadcast over the dims where `like` has size 1."""
-    return like.new_empty(like.shape).bernoulli_(1 - p) / (1 - p)
 
 
 class NasCellSpace:

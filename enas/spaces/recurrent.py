@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from enas.errors import UserError
 from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
 from enas.spaces.base import Decision, TextShape, check_choices, check_space, check_style, index, op
-from enas.spaces.decoder_loss import decoded_cross_entropy, in_autocast_dtype
+from enas.spaces.decoder_loss import in_autocast_dtype
+from enas.spaces.language_model import LanguageModelConfig, TiedLanguageModel
 
 ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
 # google-research/enas_lm numbers the activations tanh, relu, sigmoid, identity; ours (and the
@@ -35,14 +35,8 @@ STYLES = ("enas", "enas_lm")
 
 
 @dataclass
-class RecurrentConfig:
+class RecurrentConfig(LanguageModelConfig):
     nodes: int = option(8, "nodes in the recurrent cell (12 in the paper's PTB search)", min=1)
-    hidden: int = option(64, "embedding and hidden size (tied embeddings need them equal)", min=1)
-    init_range: float = option(0.1, "uniform initialisation range of all weights", min=0.0)
-    dropout_embedding: float = option(0.0, "probability of dropping a whole word embedding", min=0.0, max=0.99)
-    dropout_input: float = option(0.0, "locked dropout on the embedded input", min=0.0, max=0.99)
-    dropout_hidden: float = option(0.0, "variational dropout on the recurrent state h_{t-1}", min=0.0, max=0.99)
-    dropout_output: float = option(0.0, "locked dropout on the cell output before the decoder", min=0.0, max=0.99)
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ def edge_row(node: int, prev: int) -> int:
     return node * (node - 1) // 2 + prev
 
 
-class RecurrentLM(nn.Module):
+class RecurrentLM(TiedLanguageModel):
     """Embedding -> recurrent cell over time -> decoder tied to the embedding.
 
     One class serves both roles: the supernet holds an edge weight for every (node, input) pair and
@@ -115,24 +109,10 @@ class RecurrentLM(nn.Module):
             rows = plan.edge_rows
         else:
             plan, rows = self.plan, tuple(range(len(self.plan.inputs)))
-        cfg, training = self.cfg, self.training
-        embedding = self.embedding
-        if training and cfg.dropout_embedding > 0:  # drop whole words (same word, same mask)
-            embedding = embedding * _mask(embedding[:, :1], cfg.dropout_embedding)
-        x = F.embedding(tokens, embedding)
-        if training and cfg.dropout_input > 0:
-            x = x * _mask(x[:1], cfg.dropout_input)
-        x_proj = x @ self.w_x  # all time steps at once: one large matmul instead of T small ones
-        hidden_mask = _mask(hidden, cfg.dropout_hidden) if training and cfg.dropout_hidden > 0 else None
-        output = run_cell(x_proj, hidden, self.w_h, [self.edges[row] for row in rows], plan, hidden_mask)
-        dropped = output * _mask(output[:1], cfg.dropout_output) \
-            if training and cfg.dropout_output > 0 else output
-        if targets is not None:
-            loss = decoded_cross_entropy(dropped.flatten(0, 1), self.embedding, self.decoder_bias, targets.flatten())
-            return loss, output[-1], output
-        # the bias is added inside the matmul (addmm): one (T, B, V) tensor instead of two
-        logits = F.linear(dropped, self.embedding, self.decoder_bias)
-        return logits, output[-1], output
+        x_proj = self.embed(tokens) @ self.w_x  # all time steps at once: one matmul instead of T
+        edges = [self.edges[row] for row in rows]
+        output = run_cell(x_proj, hidden, self.w_h, edges, plan, self.hidden_mask(hidden))
+        return self.decode(output, targets), output[-1], output
 
 
 def run_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, weights: Sequence[torch.Tensor],
@@ -292,11 +272,6 @@ def _mean_of(loose_ends: Sequence[torch.Tensor], out: torch.Tensor) -> None:
     for node in loose_ends[2:]:
         out.add_(node)
     out.mul_(1 / len(loose_ends))
-
-
-def _mask(like: torch.Tensor, p: float) -> torch.Tensor:
-    """Inverted-dropout mask shaped like `like`, broadcast over the dims where `like` has size 1."""
-    return like.new_empty(like.shape).bernoulli_(1 - p) / (1 - p)
 
 
 class RecurrentSpace:
