@@ -146,8 +146,10 @@ class RunConfig:
     """The keys of every run; `Config` adds one section per search space."""
 
     seed: int = option(0, "seed of everything random in the run")
-    strategy: str = option("enas", "search strategy: enas (shared weights) or nas_rl (children trained from "
-                           "scratch, Zoph & Le 2017)", choices=("enas", "nas_rl"))
+    strategy: str = option("enas", "search strategy: enas (shared weights), nas_rl (children trained from "
+                           "scratch, Zoph & Le 2017), or their baselines with uniform architectures and no "
+                           "controller updates: random_ws (shared weights) and random (from scratch)",
+                           choices=("enas", "nas_rl", "random_ws", "random"))
     space: str = option("recurrent", f"search space: {', '.join(SPACES)}", choices=tuple(SPACES))
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = option(0, "CPU threads for torch; 0 uses every core", min=0)

@@ -29,6 +29,7 @@ from enas.run.reporter import Reporter
 from enas.run.training import model_of, place, setup_runtime
 from enas.spaces import from_json, official, space_type
 from enas.spaces.architecture import Architecture
+from enas.strategies import FROM_SCRATCH
 from enas.strategies.controller import Controller
 from enas.strategies.nas_rl import TRIALS_FILE
 from enas.tasks import build_task
@@ -46,7 +47,7 @@ class Candidate:
 def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
     """The best architecture of a search: of the trained children (NAS-RL), or of N samples from
     the controller scored with the shared weights (ENAS)."""
-    if config.strategy == "nas_rl":
+    if config.strategy in FROM_SCRATCH:
         return derive_from_trials(config, run_dir, reporter)
     return derive_by_shared_weights(config, run_dir, reporter)
 

@@ -10,7 +10,7 @@ from enas.run.reporter import Reporter
 from enas.strategies.enas import run_search as run_enas
 from enas.strategies.nas_rl import run_nas_rl
 
-STRATEGIES = {"enas": run_enas, "nas_rl": run_nas_rl}
+STRATEGIES = {"enas": run_enas, "random_ws": run_enas, "nas_rl": run_nas_rl, "random": run_nas_rl}
 
 
 def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) -> Any:

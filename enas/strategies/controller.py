@@ -122,6 +122,16 @@ class Controller(nn.Module):
             for i in range(n)]
         return Samples(architectures, log_prob, entropy, skip_penalty)
 
+    @torch.no_grad()
+    def make_uniform(self) -> Controller:
+        """Zero the heads and the attention's output, so that every logit is 0: each option of a
+        decision equally likely, each skip bit a fair coin (the random-search baselines)."""
+        for head in self.op_heads:
+            head.weight.zero_()
+            head.bias.zero_()
+        self.attn_v.weight.zero_()
+        return self
+
     def _lstm(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gates = torch.addmm(self.lstm_bias, torch.cat([x, h], 1), self.lstm_weight)
         hidden = h.shape[1]

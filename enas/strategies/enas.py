@@ -32,6 +32,7 @@ from enas.run.training import (learning_rate, model_of, place, rng_state, set_le
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import Model
+from enas.strategies import UNIFORM
 from enas.strategies.controller import Controller, UpdateStats, build_optimizer, reinforce_update
 from enas.tasks import Task, build_task
 
@@ -61,6 +62,8 @@ class Search:
         self.supernet = place(space.supernet(), config, device)
         # The controller is tiny and sequential: it runs on the CPU whatever the device.
         self.controller = Controller.for_space(space, config.controller)
+        if config.strategy in UNIFORM:
+            self.controller.make_uniform()   # random_ws: uniform architectures, never updated
         self.supernet_optimizer = sgd(self.supernet, config.search)
         self.controller_optimizer = build_optimizer(self.controller)
         self.sampler = torch.Generator().manual_seed(config.seed + 1)    # architectures
@@ -128,7 +131,8 @@ def search_epoch(search: Search, steps: Steps, reporter: Reporter) -> None:
     """The rest of the current epoch: a resumed one may stand in its controller phase already."""
     if search.progress.phase == SUPERNET:
         supernet_phase(search, steps, reporter)
-    controller_phase(search, steps, reporter)
+    if search.config.strategy not in UNIFORM:
+        controller_phase(search, steps, reporter)
     evaluate(search, steps.session, reporter)
 
 
@@ -198,7 +202,9 @@ def controller_step(search: Search) -> UpdateStats | None:
 
 
 def evaluate(search: Search, session: Session, reporter: Reporter) -> None:
-    """Score the controller's most likely architecture on the validation split."""
+    """Score the controller's most likely architecture on the validation split (under random_ws's
+    uniform policy, ties go to the first option: one fixed architecture that shows the supernet
+    learning)."""
     search.controller.eval()
     with torch.no_grad():
         arch = search.controller(1, greedy=True).architectures[0]

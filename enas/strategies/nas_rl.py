@@ -42,6 +42,7 @@ from enas.run.steps import Steps
 from enas.run.training import count_parameters, model_of, place, rng_state, set_rng_state, setup_runtime, sgd
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
+from enas.strategies import UNIFORM
 from enas.strategies.controller import Controller, build_optimizer, reinforce_update
 from enas.tasks import Task, build_task
 
@@ -72,6 +73,8 @@ class NasRL:
         self.config, self.device, self.run_dir = config, device, run_dir
         self.task: Task = build_task(config, config.search).to(device)
         self.controller = Controller.for_space(self.task.space, config.controller)
+        if config.strategy in UNIFORM:
+            self.controller.make_uniform()   # random: uniform architectures, never updated
         self.controller_optimizer = build_optimizer(self.controller)
         self.sampler = torch.Generator().manual_seed(config.seed + 1)    # architectures
         self.shuffler = torch.Generator().manual_seed(config.seed + 2)   # data order
@@ -158,18 +161,23 @@ def update(search: NasRL, runner: Steps, reporter: Reporter) -> None:
 
 
 def controller_update(search: NasRL, session: Session) -> None:
-    """REINFORCE from the update's rewards: the architectures drawn again, now with gradients."""
+    """REINFORCE from the update's rewards: the architectures drawn again, now with gradients.
+    The random baseline only logs the update's rewards."""
     state = search.state
-    search.controller.train()
-    generator = torch.Generator().set_state(state.drawn_from)
-    samples = search.controller(len(state.architectures), generator)
-    assert [a.to_json()["choices"] for a in samples.architectures] == state.architectures
-    state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer, samples,
-                                             state.rewards, state.baseline)
-    state.controller_updates += 1
-    session.metrics.write("controller", search.progress.epoch, state.controller_updates, reward=stats.reward,
-                          baseline=stats.baseline, entropy=stats.entropy, loss=stats.loss,
-                          best_reward=max(t["reward"] for t in state.trials.values()))
+    best = max(t["reward"] for t in state.trials.values())
+    if search.config.strategy in UNIFORM:
+        session.metrics.write("random", search.progress.epoch, state.controller_updates,
+                              reward=sum(state.rewards) / len(state.rewards), best_reward=best)
+    else:
+        search.controller.train()
+        generator = torch.Generator().set_state(state.drawn_from)
+        samples = search.controller(len(state.architectures), generator)
+        assert [a.to_json()["choices"] for a in samples.architectures] == state.architectures
+        state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer, samples,
+                                                 state.rewards, state.baseline)
+        state.controller_updates += 1
+        session.metrics.write("controller", search.progress.epoch, state.controller_updates, reward=stats.reward,
+                              baseline=stats.baseline, entropy=stats.entropy, loss=stats.loss, best_reward=best)
     state.architectures, state.rewards, state.drawn_from = [], [], None
     search.mark_boundary()
 
