@@ -19,18 +19,16 @@ import time
 from pathlib import Path
 
 from enas.commands.search import run_search
-from enas.config import load_config, preset_path
+from enas.config import Config, load_config, preset_path
 from enas.run.metrics import read_metrics
 from enas.run.reporter import Reporter
 
 
-def timed_search(preset: str, overrides: list[str]) -> tuple[float, Path, tempfile.TemporaryDirectory]:
-    config = load_config([preset_path(preset)], overrides)
-    folder = tempfile.TemporaryDirectory()
-    run = Path(folder.name) / "run"
+def timed_search(config: Config, folder: Path) -> float:
+    """Seconds of one search of `config`, run in `folder`."""
     start = time.perf_counter()
-    run_search(config, run, False, Reporter(quiet=True))
-    return time.perf_counter() - start, run, folder
+    run_search(config, folder, False, Reporter(quiet=True))
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -40,16 +38,15 @@ def main() -> None:
     parser.add_argument("--enas-preset", help="default: the NAS-RL preset with strategy=enas")
     args = parser.parse_args()
 
-    nas_s, nas_run, nas_folder = timed_search(args.nas_preset, [f"nas_rl.updates={args.updates}", "nas_rl.cache=false"])
-    trials = read_metrics(nas_run / "trials.jsonl")
-    child_s = sum(t["seconds"] for t in trials) / len(trials)
-    nas_folder.cleanup()
-
     enas_preset = args.enas_preset or args.nas_preset
-    enas_s, enas_run, enas_folder = timed_search(enas_preset, ["strategy=enas"])
-    config = load_config([preset_path(enas_preset)], ["strategy=enas"])
-    rewarded = config.search.epochs * config.controller.steps * config.controller.aggregate
-    enas_folder.cleanup()
+    nas = load_config([preset_path(args.nas_preset)], [f"nas_rl.updates={args.updates}", "nas_rl.cache=false"])
+    enas = load_config([preset_path(enas_preset)], ["strategy=enas"])
+    with tempfile.TemporaryDirectory() as folder:
+        nas_s = timed_search(nas, Path(folder) / "nas_rl")
+        trials = read_metrics(Path(folder) / "nas_rl" / "trials.jsonl")
+        enas_s = timed_search(enas, Path(folder) / "enas")
+    child_s = sum(t["seconds"] for t in trials) / len(trials)
+    rewarded = enas.search.epochs * enas.controller.steps * enas.controller.aggregate
 
     figures = {
         "nas_rl_preset": args.nas_preset, "nas_rl_children": len(trials), "nas_rl_search_s": round(nas_s, 1),

@@ -20,11 +20,12 @@ from omegaconf.errors import OmegaConfBaseException
 from enas.errors import UserError
 from enas.fields import option
 from enas.spaces import SPACES
+from enas.spaces.base import ImageShape, TextShape
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TEXT_DATASETS = ("builtin_text", "text")
 IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder")
-DATASETS = {"TextShape": TEXT_DATASETS, "ImageShape": IMAGE_DATASETS}  # by the data a space reads
+DATASETS = {TextShape: TEXT_DATASETS, ImageShape: IMAGE_DATASETS}  # by the data a space reads
 
 
 @dataclass
@@ -272,7 +273,7 @@ def validate(config: Config) -> None:
                       "test_batch)")
     if config.data.name == "image_folder" and not config.data.root:
         errors.append("data.name=image_folder needs data.root=FOLDER holding train/<class>/* and test/<class>/*")
-    datasets = DATASETS[SPACES[config.space].data.__name__] if config.space in SPACES else ()
+    datasets = DATASETS[SPACES[config.space].data] if config.space in SPACES else ()
     if datasets and config.data.name not in datasets:
         errors.append(f"space={config.space} needs data.name in {', '.join(datasets)}, not {config.data.name}")
     if errors:
