@@ -49,12 +49,17 @@ def search(
     config: Preset = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="run folder (default runs/PRESET-TIME)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in -o from its last checkpoint")] = False,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="comma-separated seeds, e.g. 0,1,2: search, derive "
+                                                 "and retrain once per seed in -o/seed-N, then the mean and spread; "
+                                                 "run it again to continue")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train the shared weights and the controller in alternation; write a run folder."""
     from enas.run.folder import CONFIG_FILE, check_resume_config, check_run_dir, default_run_dir, saved_config
 
     def body() -> None:
+        if seeds is not None:
+            return _sweep(overrides or [], config, out, resume, seeds, quiet)
         if resume and out is None:
             raise UserError("--resume needs the run folder: enas search -o RUN_DIR --resume")
         preset = config or "default"
@@ -73,6 +78,28 @@ def search(
         typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
 
     _run(body)
+
+
+def _sweep(overrides: list[str], preset: Optional[str], out: Optional[Path], resume: bool, seeds: str,
+           quiet: bool) -> None:
+    from enas.run.folder import default_run_dir
+    from enas.spaces.architecture import parse_ints
+
+    if resume:
+        raise UserError("--seeds continues by itself: run the same command again, without --resume")
+    values = parse_ints(seeds, "--seeds")
+    if not values or len(set(values)) != len(values):
+        raise UserError(f"--seeds needs distinct integers separated by commas, e.g. 0,1,2; got {seeds!r}")
+    if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
+        raise UserError("--seeds sets the seed of each run; drop the seed= override")
+    cfg_layers = [preset_path(preset or "default")]
+    load_config(cfg_layers, overrides)   # every mistake in the overrides before anything runs
+    out_dir = out or default_run_dir(f"{preset or 'default'}-seeds")
+    from enas.commands.sweep import SEEDS_FILE, run_sweep
+
+    summary = run_sweep(cfg_layers, overrides, values, out_dir, Reporter(quiet))
+    typer.echo(f"{summary['metric']} {summary['value_mean']:.4g} ± {summary['value_std']:.2g} over "
+               f"{len(values)} seeds\nwrote {out_dir / SEEDS_FILE}")
 
 
 @app.command()
@@ -197,6 +224,66 @@ def _check_space(what: str, arch_space: str, space: str) -> None:
     if arch_space != space:
         raise UserError(f"{what} a {arch_space} architecture but the config's space is {space}; "
                         f"add space={arch_space} or choose its preset with -c")
+
+
+Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, help="each architecture's training budget in "
+                                               "retrain epochs (default: the run's retrain.epochs)")]
+PanelSeed = Annotated[int, typer.Option("--seed", help="seed of the uniform draws and of every training alone")]
+Cache = Annotated[Optional[Path], typer.Option("--cache", help="folder of the architectures trained alone, reused "
+                                               "across commands and runs (default RUN_DIR/standalone)")]
+
+
+def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Path]) -> tuple:
+    """The run's config, the panel's training budget, its cache folder and the command that reruns it."""
+    from enas.commands.standalone import STANDALONE_DIR, Budget
+    from enas.run.folder import saved_config
+
+    cfg = saved_config(run_dir)
+    rerun = "enas " + " ".join(sys.argv[1:])
+    return cfg, Budget(epochs or cfg.retrain.epochs, seed), cache or run_dir / STANDALONE_DIR, rerun
+
+
+@app.command()
+def rank(
+    run_dir: Annotated[Path, typer.Argument(help="run folder of a weight-sharing search (enas, random_ws)")],
+    panel: Annotated[int, typer.Option("--panel", min=2, help="architectures in the panel")] = 20,
+    samples: Annotated[int, typer.Option("--samples", min=0, help="of them, samples of the controller (besides its "
+                                         "most likely architecture); the rest are uniform draws")] = 5,
+    top: Annotated[int, typer.Option("--top", min=1, help="k of the top-k overlap")] = 5,
+    epochs: Epochs = None, seed: PanelSeed = 0, cache: Cache = None, quiet: Quiet = False,
+) -> None:
+    """Shared-weight scores against training alone: Kendall tau, Spearman rho, top-k overlap."""
+
+    def body() -> None:
+        cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
+        from enas.commands.rank import RANK_FILE, RANK_PLOT, run_rank
+
+        report = run_rank(cfg, run_dir, panel, samples, budget, folder, top, rerun, Reporter(quiet))
+        typer.echo(f"Kendall tau {report['kendall_tau']:.3f}  Spearman rho {report['spearman_rho']:.3f}  "
+                   f"top-{report['top_k']} overlap {report['top_k_overlap']:.2f}\n"
+                   f"wrote {run_dir / RANK_FILE} and {run_dir / RANK_PLOT}")
+
+    _run(body)
+
+
+@app.command()
+def compare(
+    run_dir: Annotated[Path, typer.Argument(help="run folder with arch.json (after `enas derive`)")],
+    random: Annotated[int, typer.Option("--random", min=1, help="random architectures to compare with")] = 20,
+    epochs: Epochs = None, seed: PanelSeed = 0, cache: Cache = None, quiet: Quiet = False,
+) -> None:
+    """The derived architecture against random ones of its space, all trained alone at one budget."""
+
+    def body() -> None:
+        cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
+        from enas.commands.compare import COMPARE_FILE, run_compare
+
+        report = run_compare(cfg, run_dir, random, budget, folder, rerun, Reporter(quiet))
+        typer.echo(f"derived {report['metric']} {report['derived'][report['metric']]:.4g}: beats "
+                   f"{report['beaten']} of {report['random']} random architectures (percentile "
+                   f"{report['percentile']:.0f})\nwrote {run_dir / COMPARE_FILE}")
+
+    _run(body)
 
 
 @app.command("config")

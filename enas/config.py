@@ -67,6 +67,14 @@ class ControllerConfig:
     aggregate: int = option(10, "sampled architectures whose gradients make one update", min=1)
     skip_target: float = option(0.4, "skip decisions: target probability of a skip connection", min=0.01, max=0.99)
     skip_weight: float = option(0.8, "skip decisions: weight of the KL penalty toward skip_target", min=0.0)
+    reward_batches: int = option(1, "validation batches whose mean loss (text) or accuracy (images) makes one "
+                                 "reward (the official code: 1)", min=1)
+    calibrate_rewards: bool = option(False, "images: recompute each architecture's batch-norm statistics "
+                                     "(derive.bn_batches) before its reward and reward in eval mode, instead of "
+                                     "normalising with the reward batch's own statistics (the official code)")
+    entropy_floor: float = option(0.0, "keep the policy's entropy above this share of its maximum: an update whose "
+                                  "samples fall below it also climbs the entropy's gradient; 0 disables",
+                                  min=0.0, max=1.0)
 
 
 @dataclass
@@ -117,6 +125,11 @@ class TrainConfig:
 @dataclass
 class SearchConfig(TrainConfig):
     eval_batches: int = option(0, "validation batches in the per-epoch evaluation; 0 means all", min=0)
+    warmup_epochs: int = option(0, "enas: first epochs that train the shared weights on uniformly sampled "
+                                "architectures, without controller updates", min=0)
+    uniform_fraction: float = option(0.0, "enas: share of every supernet phase's steps that train a uniformly "
+                                     "sampled architecture instead of one from the controller (fair path sampling)",
+                                     min=0.0, max=1.0)
 
 
 @dataclass

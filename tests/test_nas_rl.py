@@ -15,7 +15,7 @@ import torch
 
 from enas.config import load_config, preset_path
 from enas.errors import UserError
-from enas.run.metrics import read_metrics
+from enas.run.metrics import read_metrics, without_wall_clock
 from enas.run.reporter import Reporter
 from enas.run.signals import FAULT_HOOK
 from enas.spaces import from_official
@@ -37,7 +37,7 @@ def tiny(*extra: str):
 
 def trials(run: Path) -> list[dict]:
     """The trials, wall-clock figures aside."""
-    return [{k: v for k, v in t.items() if k not in ("time", "seconds")} for t in read_metrics(run / TRIALS_FILE)]
+    return without_wall_clock(read_metrics(run / TRIALS_FILE))
 
 
 def test_the_reward_rises_where_the_architecture_matters(tmp_path, one_thread):
@@ -92,9 +92,8 @@ def test_a_search_stopped_or_killed_inside_a_child_resumes_to_the_same_trials(tm
         assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert enas_process("search", "-o", str(run), "--resume").returncode == 0
     assert trials(run) == trials(straight)
-    same = [m for m in read_metrics(run / "metrics.jsonl")], [m for m in read_metrics(straight / "metrics.jsonl")]
-    assert [{k: v for k, v in m.items() if k != "time"} for m in same[0]] == \
-        [{k: v for k, v in m.items() if k != "time"} for m in same[1]]
+    assert without_wall_clock(read_metrics(run / "metrics.jsonl")) == \
+        without_wall_clock(read_metrics(straight / "metrics.jsonl"))
     saved = [torch.load(folder / "checkpoints" / "last.pt", weights_only=True) for folder in (run, straight)]
     for name, weight in saved[0]["controller"].items():
         assert torch.equal(weight, saved[1]["controller"][name]), name

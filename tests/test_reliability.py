@@ -39,7 +39,7 @@ from enas.strategies import enas as search_module
 from enas.run.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
 from enas.config import Config, TrainConfig, load_config, preset_path
 from enas.errors import DiskFullError, NonFiniteError, Stopped
-from enas.run.metrics import read_metrics
+from enas.run.metrics import read_metrics, without_wall_clock
 from enas.run.reporter import Reporter
 from enas.strategies.enas import Search, controller_step, run_search
 from enas.run.signals import FAULT_HOOK
@@ -137,7 +137,7 @@ def _checked(result: subprocess.CompletedProcess, check: bool) -> subprocess.Com
 
 
 def records(run: Path) -> list[dict[str, Any]]:
-    return [{k: v for k, v in m.items() if k != "time"} for m in read_metrics(run / "metrics.jsonl")]
+    return without_wall_clock(read_metrics(run / "metrics.jsonl"))
 
 
 def checkpoint(run: Path, name: str = "last.pt") -> dict[str, Any]:

@@ -16,23 +16,17 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from rich.table import Table
 
+from enas.commands.shared_weights import SharedWeights
 from enas.config import Config
 from enas.errors import UserError
-from enas.run import state as key
-from enas.run.checkpoint import load_checkpoint
-from enas.run.folder import CHECKPOINTS
 from enas.run.metrics import read_metrics
 from enas.run.reporter import Reporter
-from enas.run.training import model_of, place, setup_runtime
 from enas.spaces import from_json, official, space_type
 from enas.spaces.architecture import Architecture
 from enas.strategies import FROM_SCRATCH
-from enas.strategies.controller import Controller
 from enas.strategies.nas_rl import TRIALS_FILE
-from enas.tasks import build_task
 
 ARCH_FILE = "arch.json"
 CANDIDATES_FILE = "candidates.jsonl"
@@ -68,27 +62,15 @@ def derive_from_trials(config: Config, run_dir: Path, reporter: Reporter) -> Can
 
 
 def derive_by_shared_weights(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
-    """Read the search's supernet and controller (nothing else of its state), score N samples."""
-    saved = load_checkpoint(run_dir / CHECKPOINTS, warn=reporter.print)
-    device = setup_runtime(config)
-    task = build_task(config, config.search).to(device)
-    supernet = place(task.space.supernet(), config, device)
-    supernet.load_state_dict(saved[key.SUPERNET])
-    controller = Controller.for_space(task.space, config.controller)
-    controller.load_state_dict(saved[key.CONTROLLER])
-    controller.eval()
-    supernet.eval()
-    samples = config.derive.samples
-    generator = torch.Generator().manual_seed(config.seed + 3)
-    with torch.no_grad():
-        architectures = controller(samples, generator).architectures
+    """Score N samples of the search's controller with its shared weights."""
+    shared = SharedWeights(config, run_dir, reporter.print)
+    task, samples = shared.task, config.derive.samples
+    architectures = shared.sample(samples, config.seed + 3)
     scores: dict[Architecture, float] = {}
     with reporter.phase("derive", samples) as update, open(run_dir / CANDIDATES_FILE, "w") as out:
         for arch in architectures:
             if arch not in scores:  # the controller often samples the same architecture twice
-                candidate = model_of(supernet, config, device, arch)
-                task.calibrate(candidate)  # e.g. batch-norm statistics of this candidate
-                scores[arch] = task.evaluate(candidate, "valid")
+                scores[arch] = shared.score(arch)
             out.write(json.dumps({"arch": official(arch), "choices": arch.to_json()["choices"],
                                   f"valid_{task.metric}": scores[arch]}) + "\n")
             update(best=min(scores.values()) if task.lower_is_better else max(scores.values()))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,14 +51,13 @@ class Retrain:
         self.progress = Progress(phase=RETRAIN)
         self.best: float | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
-        self.started = time.time()  # moved back by the training time of earlier sessions
 
     def state_dict(self) -> dict[str, Any]:
         """The learning-rate schedule is a function of the epoch, so `progress` is its whole state."""
         return {key.CONFIG: to_dict(self.config), key.PROGRESS: self.progress.state_dict(),
                 key.CHILD: self.model.state_dict(), key.OPTIMIZER: self.optimizer.state_dict(),
                 key.SHUFFLER: self.shuffler.get_state(), key.TASK: self.task.state_dict(), key.RNG: rng_state(),
-                key.BEST: self.best, key.BEST_WEIGHTS: self.best_weights, key.ELAPSED: time.time() - self.started}
+                key.BEST: self.best, key.BEST_WEIGHTS: self.best_weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.progress = Progress.from_state(state[key.PROGRESS], self.device)
@@ -69,7 +67,6 @@ class Retrain:
         self.task.load_state_dict(state[key.TASK])
         set_rng_state(state[key.RNG])
         self.best, self.best_weights = state[key.BEST], state[key.BEST_WEIGHTS]
-        self.started = time.time() - state[key.ELAPSED]
 
     def reseed(self, seed: int) -> None:
         """Retrain draws only from the global generators, which the session reseeds itself."""
@@ -88,7 +85,7 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
         write_file(out_dir / ARCH_FILE, lambda handle: handle.write(text))
     with Session(out_dir, retrain, saved) as session:
         session.drive(config.retrain.epochs, RETRAIN, partial(retrain_epoch, retrain, Steps(session), reporter))
-    return finish(retrain, out_dir)
+    return finish(retrain, out_dir, session.elapsed)
 
 
 def retrain_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> None:
@@ -120,14 +117,15 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
     reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g} (best {retrain.best:.4g})")
 
 
-def finish(retrain: Retrain, out_dir: Path) -> dict:
-    """Score the best weights on the test split; write model.pt and result.json."""
+def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
+    """Score the best weights on the test split; write model.pt and result.json. `elapsed`: the
+    training's seconds, over all its sessions."""
     model, task = retrain.model, retrain.task
     model.load_state_dict(retrain.best_weights)
     model.eval()
     result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.child, "test"),
               f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
-              "time_s": round(time.time() - retrain.started, 1), "arch": official(retrain.arch),
+              "time_s": round(elapsed, 1), "arch": official(retrain.arch),
               **task.describe()}
     weights = model.state_dict()
     write_file(out_dir / MODEL_FILE, lambda handle: torch.save(weights, handle))

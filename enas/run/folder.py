@@ -26,17 +26,19 @@ def default_run_dir(preset: str) -> Path:
     return Path("runs") / f"{Path(preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    return any((run_dir / CHECKPOINTS / name).exists() for name in (LAST, PREVIOUS))
+
+
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """A fresh run needs an unused folder; a resumed one needs a checkpoint to resume from."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} is a file, not a run folder; choose another folder with -o")
-    checkpoints = run_dir / CHECKPOINTS
-    has_checkpoint = (checkpoints / LAST).exists() or (checkpoints / PREVIOUS).exists()
     if resume:
-        if not has_checkpoint:
+        if not has_checkpoint(run_dir):
             raise UserError(f"--resume: {run_dir} holds no checkpoint ({CHECKPOINTS}/{LAST}); "
                             "start a new run without --resume")
-    elif has_checkpoint or (run_dir / CONFIG_FILE).exists():
+    elif has_checkpoint(run_dir) or (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it "
                         "or choose another folder with -o")
 

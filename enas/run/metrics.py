@@ -47,5 +47,13 @@ class MetricsLog:
         self._handle.close()
 
 
+WALL_CLOCK = ("time", "search_s", "seconds")   # the figures a resumed run may not repeat exactly
+
+
+def without_wall_clock(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with their wall-clock figures left out (what an exact resume must reproduce)."""
+    return [{k: v for k, v in record.items() if k not in WALL_CLOCK} for record in records]
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import signal
 import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -32,7 +33,7 @@ from enas.run.folder import CHECKPOINTS, METRICS_FILE
 from enas.run.metrics import MetricsLog
 from enas.run.progress import FiguresInFlight, Progress, check_streak
 from enas.run.signals import StopFlag, fault_point
-from enas.run.state import KIND, METRICS_LINES
+from enas.run.state import ELAPSED, KIND, METRICS_LINES
 
 class Resumable(Protocol):
     """What a Session drives: a search or a retrain, with its whole state."""
@@ -58,10 +59,17 @@ class Session:
         self.stop = StopFlag()
         self.rolled_back = False  # since the last checkpoint was saved
         self.metrics: MetricsLog
+        self.started = time.time()   # moved back by the time earlier sessions ran (a rollback keeps it)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds the loop has run, in this session and the ones it resumes."""
+        return time.time() - self.started
 
     def __enter__(self) -> Session:
         if self.saved is not None:
             self.target.load_state_dict(self.saved)
+            self.started -= self.saved.get(ELAPSED, 0.0)
         self.metrics = MetricsLog(self.folder / METRICS_FILE, self.saved[METRICS_LINES] if self.saved else None)
         self.stop.__enter__()
         return self
@@ -104,7 +112,8 @@ class Session:
         """Save the whole state; then, if a stop was requested, end the run here."""
         self.metrics.sync()
         progress = self.target.progress
-        state = {KIND: self.target.kind, METRICS_LINES: self.metrics.lines, **self.target.state_dict()}
+        state = {KIND: self.target.kind, METRICS_LINES: self.metrics.lines, ELAPSED: self.elapsed,
+                 **self.target.state_dict()}
         path = save_checkpoint(self.checkpoints, state, f"{progress.phase}:{progress.epoch}:{progress.step}")
         self.rolled_back = False
         if self.stop.signum is not None:

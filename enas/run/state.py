@@ -14,6 +14,7 @@ SCHEMA_VERSION = 3
 
 # Every run state
 SCHEMA, KIND, CONFIG, PROGRESS, METRICS_LINES = "schema_version", "kind", "config", "progress", "metrics_lines"
+ELAPSED = "elapsed"                  # seconds the loop has run, over all its sessions
 RNG, TASK, SHUFFLER = "rng", "task", "shuffler"   # global generators, the task's data state, the data order
 # A search (KIND "search"): ENAS keeps a supernet, NAS-RL none
 SUPERNET, CONTROLLER = "supernet", "controller"
@@ -24,7 +25,7 @@ ARCHITECTURES = "architectures"      # ENAS: the current supernet phase's sample
 TRIALS_LINES = "trials_lines"        # NAS-RL: lines of trials.jsonl written by the checkpoint
 # A retrain (KIND "retrain")
 CHILD, OPTIMIZER = "child", "optimizer"
-BEST, BEST_WEIGHTS, ELAPSED = "best", "best_weights", "elapsed"
+BEST, BEST_WEIGHTS = "best", "best_weights"
 
 
 def schema_problem(state: Any, path: object) -> str:

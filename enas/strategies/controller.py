@@ -29,8 +29,13 @@ class Samples:
 
     architectures: list[Architecture]
     log_prob: torch.Tensor       # (n,) sum over decisions of log p(choice)
-    entropy: torch.Tensor        # (n,) sum over decisions of the entropy of their distribution
+    decision_entropy: torch.Tensor  # (n, D) the entropy of each decision's distribution (a skip set's: its bits')
     skip_penalty: torch.Tensor   # (n,) KL(skip probability || target rate), summed over skips
+
+    @property
+    def entropy(self) -> torch.Tensor:
+        """(n,) the entropy of each sample's whole policy: the sum over its decisions."""
+        return self.decision_entropy.sum(1)
 
 
 class Controller(nn.Module):
@@ -73,8 +78,9 @@ class Controller(nn.Module):
         inputs = self.start.expand(n, hidden_size)
         anchors: list[torch.Tensor] = []
         keys: list[torch.Tensor] = []
-        drawn: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # width -> (logits, choice) per decision
-        skips: list[tuple[torch.Tensor, torch.Tensor]] = []              # (logits, bits) per skip decision
+        # width -> (position, logits, choice) per categorical decision; (position, logits, bits) per skip set
+        drawn: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
+        skips: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         columns: list[torch.Tensor] = []
         rows = torch.arange(n)
 
@@ -82,13 +88,13 @@ class Controller(nn.Module):
             h, c = self._lstm(inputs, h, c)
             anchors.append(h)
             keys.append(self.attn_prev(h))
-        for decision in self.decisions:
+        for position, decision in enumerate(self.decisions):
             h, c = self._lstm(inputs, h, c)
             if decision.kind == "op":
                 vocab = self._vocabulary[decision.options]
                 logits = self._clip(self.op_heads[vocab](h), cfg.tanh_constant / cfg.op_tanh_reduce)
                 choice = _draw_categorical(logits, generator, greedy)
-                drawn.setdefault(logits.shape[1], []).append((logits, choice))
+                drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
                 inputs = self.op_embeddings[vocab](choice)
             else:
                 positions = decision.anchors or range(decision.size)
@@ -97,30 +103,41 @@ class Controller(nn.Module):
                 logits = self._clip(self.attn_v(scores).squeeze(-1), cfg.tanh_constant)  # (n, k)
                 if decision.kind == "index":
                     choice = _draw_categorical(logits, generator, greedy)
-                    drawn.setdefault(logits.shape[1], []).append((logits, choice))
+                    drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
                     inputs = stacked[rows, choice]
                 else:
                     choice = _draw_bernoulli(logits, generator, greedy)
-                    skips.append((logits, choice))
+                    skips.append((position, logits, choice))
                     inputs = (choice[:, :, None] * stacked).sum(1) / (1 + choice.sum(1, keepdim=True))
             columns.append(choice)
             if decision.ends_node:
                 anchors.append(h)
                 keys.append(self.attn_prev(h))
 
-        log_prob, entropy, skip_penalty = self.start.new_zeros(3, n).unbind(0)
-        for pairs in drawn.values():
-            lp, ent = _categorical_terms(torch.stack([lg for lg, _ in pairs], 1), torch.stack([ch for _, ch in pairs], 1))
-            log_prob, entropy = log_prob + lp, entropy + ent
+        log_prob, skip_penalty = self.start.new_zeros(2, n).unbind(0)
+        entropies: dict[int, torch.Tensor] = {}   # position -> (n,) entropy of that decision
+        for group in drawn.values():
+            lp, ent = _categorical_terms(torch.stack([lg for _, lg, _ in group], 1),
+                                         torch.stack([ch for _, _, ch in group], 1))
+            log_prob = log_prob + lp
+            entropies.update(zip((p for p, _, _ in group), ent.unbind(1)))
         if skips:
-            lp, ent, skip_penalty = _bernoulli_terms(torch.cat([lg for lg, _ in skips], 1),
-                                                     torch.cat([bits for _, bits in skips], 1), cfg.skip_target)
-            log_prob, entropy = log_prob + lp, entropy + ent
+            lp, ent, skip_penalty = _bernoulli_terms(torch.cat([lg for _, lg, _ in skips], 1),
+                                                     torch.cat([bits for _, _, bits in skips], 1), cfg.skip_target)
+            log_prob = log_prob + lp
+            per_set = ent.split([lg.shape[1] for _, lg, _ in skips], 1)
+            entropies.update((p, e.sum(1)) for (p, _, _), e in zip(skips, per_set))
+        decision_entropy = torch.stack([entropies[p] for p in range(len(self.decisions))], 1)
         values = [col.long().tolist() for col in columns]   # one conversion per decision, not per sample
         architectures = [Architecture(self.space_name, tuple(
             tuple(column[i]) if isinstance(column[i], list) else column[i] for column in values))
             for i in range(n)]
-        return Samples(architectures, log_prob, entropy, skip_penalty)
+        return Samples(architectures, log_prob, decision_entropy, skip_penalty)
+
+    @property
+    def max_entropy(self) -> float:
+        """The entropy of a whole architecture under the uniform policy: its most exploring."""
+        return sum(max_entropy(d) for d in self.decisions)
 
     @torch.no_grad()
     def make_uniform(self) -> Controller:
@@ -145,6 +162,14 @@ class Controller(nn.Module):
         return tanh_constant * torch.tanh(logits) if tanh_constant > 0 else logits
 
 
+def max_entropy(decision: Decision) -> float:
+    """The entropy of one decision under the uniform policy, in nats."""
+    if decision.kind == "op":
+        return math.log(len(decision.options))
+    choices = len(decision.anchors) or decision.size
+    return math.log(choices) if decision.kind == "index" else choices * math.log(2)   # a fair coin per skip bit
+
+
 @torch.no_grad()
 def _draw_categorical(logits: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
     """One choice per row of logits (n, k): the most likely, or drawn by inverting the cumulative
@@ -164,21 +189,22 @@ def _draw_bernoulli(logits: torch.Tensor, generator: torch.Generator | None, gre
 
 
 def _categorical_terms(logits: torch.Tensor, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits (n, D, k) of D decisions, choices (n, D) -> their summed log p(choice) and entropy, (n,) each."""
+    """logits (n, D, k) of D decisions, choices (n, D) -> their summed log p(choice) (n,) and the
+    entropy of each decision (n, D)."""
     log_p = torch.log_softmax(logits, dim=-1)
     chosen = log_p.gather(-1, choices[..., None]).sum((1, 2))
-    entropy = -(log_p.exp() * log_p).sum((1, 2))
+    entropy = -(log_p.exp() * log_p).sum(2)
     return chosen, entropy
 
 
 def _bernoulli_terms(logits: torch.Tensor, bits: torch.Tensor, target: float
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """logits and bits (n, m) of m independent skips -> summed log p(bits), entropy and
-    KL(p || target), (n,) each."""
+    """logits and bits (n, m) of m independent skips -> summed log p(bits) (n,), the entropy of each
+    bit (n, m), and the summed KL(p || target) (n,)."""
     p = torch.sigmoid(logits)
     log_p1, log_p0 = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
     chosen = (bits * log_p1 + (1 - bits) * log_p0).sum(-1)
-    entropy = -(p * log_p1 + (1 - p) * log_p0).sum(-1)
+    entropy = -(p * log_p1 + (1 - p) * log_p0)
     # KL(p || target) pulls the skip rate toward the target (ENAS macro space)
     kl = (p * (log_p1 - math.log(target)) + (1 - p) * (log_p0 - math.log(1 - target))).sum(-1)
     return chosen, entropy, kl
@@ -207,7 +233,8 @@ def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer, s
 
     REINFORCE (ENAS section 2.2): grad = (R - b) grad log p(arch), where R is the reward plus the
     entropy bonus and b the exponential moving average of R. `samples` come from the controller in
-    training mode, with their graph.
+    training mode, with their graph. With `entropy_floor`, samples whose mean entropy is below that
+    share of the maximum also climb the entropy's gradient, by the shortfall in nats.
     """
     cfg = controller.cfg
     raw = torch.tensor(rewards)
@@ -218,6 +245,8 @@ def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer, s
         advantages[i] = reward - baseline
         baseline = baseline - (1 - cfg.baseline_decay) * (baseline - reward)
     loss = -(advantages * samples.log_prob).mean() + cfg.skip_weight * samples.skip_penalty.mean()
+    if cfg.entropy_floor > 0:
+        loss = loss + (cfg.entropy_floor * controller.max_entropy - samples.entropy.mean()).clamp_min(0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -1,15 +1,18 @@
 """The ENAS search strategy (paper section 2.2): supernet phase, controller phase, eval, checkpoint.
 
 Each epoch: one pass of the supernet over the training split, every batch with a freshly sampled
-architecture; then `controller.steps` REINFORCE updates whose rewards come from validation batches
+architecture (uniform ones through `search.warmup_epochs`, and a `search.uniform_fraction` of
+them after); then `controller.steps` REINFORCE updates whose rewards come from validation batches
 run through the supernet's shared weights; then the controller's most likely architecture is
-evaluated, a line is logged and the whole state is checkpointed. The loop runs inside a `Session`,
+evaluated, a line is logged with what the policy samples (watch.py) and the whole state is
+checkpointed. The loop runs inside a `Session`,
 which saves at any step boundary on SIGINT/SIGTERM and rolls back (session.py); its steps run
 through `Steps`, which skips non-finite ones (steps.py).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from enas.spaces.architecture import Architecture
 from enas.spaces.base import Model
 from enas.strategies import UNIFORM
 from enas.strategies.controller import Controller, UpdateStats, build_optimizer, reinforce_update
+from enas.strategies.watch import watch
 from enas.tasks import Task, build_task
 
 SUPERNET, CONTROLLER = "supernet", "controller"   # the phases of an epoch
@@ -48,6 +52,7 @@ class SearchState:
     baseline: float | None = None
     reward_index: int = 0        # next validation window used for a reward
     controller_updates: int = 0
+    warned: bool = False         # the collapse warning is given once a run
 
 
 class Search:
@@ -64,6 +69,8 @@ class Search:
         self.controller = Controller.for_space(space, config.controller)
         if config.strategy in UNIFORM:
             self.controller.make_uniform()   # random_ws: uniform architectures, never updated
+        # uniform architectures for the warm-up and fair path sampling (a copy: no random draws)
+        self.uniform = copy.deepcopy(self.controller).make_uniform()
         self.supernet_optimizer = sgd(self.supernet, config.search)
         self.controller_optimizer = build_optimizer(self.controller)
         self.sampler = torch.Generator().manual_seed(config.seed + 1)    # architectures
@@ -76,11 +83,28 @@ class Search:
         """The supernet as a model of one architecture, ready for the task's calls."""
         return model_of(self.supernet, self.config, self.device, arch)
 
-    def sample(self, n: int) -> list[Architecture]:
-        """n architectures from the controller, drawn with the search's own generator."""
-        self.controller.eval()
+    def sample(self, n: int, controller: Controller | None = None) -> list[Architecture]:
+        """n architectures from the controller (or `controller`), drawn with the search's own generator."""
+        controller = controller or self.controller
+        controller.eval()
         with torch.no_grad():
-            return self.controller(n, self.sampler).architectures
+            return controller(n, self.sampler).architectures
+
+    def warming_up(self) -> bool:
+        return self.progress.epoch < self.config.search.warmup_epochs
+
+    def supernet_architectures(self, n: int) -> list[Architecture]:
+        """The architectures of n supernet steps: uniform ones in the warm-up; else the controller's,
+        each replaced by a uniform one with probability `search.uniform_fraction`."""
+        if self.warming_up():
+            return self.sample(n, self.uniform)
+        architectures = self.sample(n)
+        fraction = self.config.search.uniform_fraction
+        if fraction > 0:
+            fair = (torch.rand(n, generator=self.sampler) < fraction).nonzero().flatten().tolist()
+            for step, arch in zip(fair, self.sample(len(fair), self.uniform)):
+                architectures[step] = arch
+        return architectures
 
     def state_dict(self) -> dict[str, Any]:
         """The learning-rate schedule is a function of the epoch, so `progress` is its whole state."""
@@ -111,7 +135,7 @@ class Search:
         self.sampler.manual_seed(seed)
         rest = len(self.architectures) - self.progress.step
         if rest > 0:
-            self.architectures[self.progress.step:] = self.sample(rest)
+            self.architectures[self.progress.step:] = self.supernet_architectures(rest)
 
 
 def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) -> Search:
@@ -131,7 +155,7 @@ def search_epoch(search: Search, steps: Steps, reporter: Reporter) -> None:
     """The rest of the current epoch: a resumed one may stand in its controller phase already."""
     if search.progress.phase == SUPERNET:
         supernet_phase(search, steps, reporter)
-    if search.config.strategy not in UNIFORM:
+    if search.config.strategy not in UNIFORM and not search.warming_up():
         controller_phase(search, steps, reporter)
     evaluate(search, steps.session, reporter)
 
@@ -142,7 +166,7 @@ def supernet_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
     if progress.step == 0:
         task.start_epoch(search.shuffler)
         # The controller is fixed during this phase: sample the epoch's architectures at once.
-        search.architectures = search.sample(cfg.steps_per_epoch or task.batches("train"))
+        search.architectures = search.supernet_architectures(cfg.steps_per_epoch or task.batches("train"))
     steps = len(search.architectures)
     lr = learning_rate(cfg, progress.epoch)
     set_learning_rate(search.supernet_optimizer, lr)
@@ -187,13 +211,13 @@ def controller_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
 def controller_step(search: Search) -> UpdateStats | None:
     """One REINFORCE update; None, with the controller and the baseline untouched, when a reward is
     not finite."""
-    state = search.state
+    state, cfg = search.state, search.config.controller
     search.controller.train()
-    samples = search.controller(search.config.controller.aggregate, search.sampler)
+    samples = search.controller(cfg.aggregate, search.sampler)
     rewards = []
     for arch in samples.architectures:   # the rewards stop at the first that is not finite
-        rewards.append(search.task.reward(search.bind(arch), state.reward_index))
-        state.reward_index += 1
+        rewards.append(search.task.reward(search.bind(arch), state.reward_index, cfg.reward_batches))
+        state.reward_index += cfg.reward_batches
         if not math.isfinite(rewards[-1]):
             return None
     state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer, samples,
@@ -204,7 +228,7 @@ def controller_step(search: Search) -> UpdateStats | None:
 def evaluate(search: Search, session: Session, reporter: Reporter) -> None:
     """Score the controller's most likely architecture on the validation split (under random_ws's
     uniform policy, ties go to the first option: one fixed architecture that shows the supernet
-    learning)."""
+    learning); log what the policy samples (watch.py)."""
     search.controller.eval()
     with torch.no_grad():
         arch = search.controller(1, greedy=True).architectures[0]
@@ -212,7 +236,10 @@ def evaluate(search: Search, session: Session, reporter: Reporter) -> None:
     task = search.task
     task.calibrate(search.bind(arch))  # e.g. batch-norm statistics of this architecture
     value = task.evaluate(search.bind(arch), "valid", search.config.search.eval_batches)
-    session.metrics.write("eval", search.progress.epoch, search.state.controller_updates,
-                          **{f"valid_{task.metric}": value}, arch=official(arch))
+    epoch, config = search.progress.epoch, search.config
+    policy, search.state.warned = watch(search.controller, config.seed + 1000 * (epoch + 1), epoch,
+                                        config.search.epochs, search.state.warned, reporter.warn)
+    session.metrics.write("eval", epoch, search.state.controller_updates, **{f"valid_{task.metric}": value},
+                          arch=official(arch), search_s=round(session.elapsed, 2), **policy)
     reporter.print(f"epoch {search.progress.epoch + 1}: valid {task.metric} {value:.4g} of the most likely "
                    f"architecture [{official(arch)}]")

@@ -44,6 +44,7 @@ from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.strategies import UNIFORM
 from enas.strategies.controller import Controller, build_optimizer, reinforce_update
+from enas.strategies.watch import watch
 from enas.tasks import Task, build_task
 
 CHILDREN = "children"   # the one phase of an update: training its children
@@ -62,6 +63,7 @@ class UpdateState:
     drawn_from: torch.Tensor | None = None
     rewards: list[float] = field(default_factory=list)
     trials: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical form -> trial, for the cache
+    warned: bool = False   # the collapse warning is given once a run
 
 
 class NasRL:
@@ -157,17 +159,17 @@ def update(search: NasRL, runner: Steps, reporter: Reporter) -> None:
             done = max(progress.step, 1)
             bar(completed=progress.step, best=max(t["reward"] for t in state.trials.values()),
                 s_per_child=(time.time() - started) / done)
-    controller_update(search, runner.session)
+    controller_update(search, runner.session, reporter)
 
 
-def controller_update(search: NasRL, session: Session) -> None:
+def controller_update(search: NasRL, session: Session, reporter: Reporter) -> None:
     """REINFORCE from the update's rewards: the architectures drawn again, now with gradients.
-    The random baseline only logs the update's rewards."""
-    state = search.state
+    The random baseline only logs the update's rewards. Either logs what the policy samples."""
+    state, epoch, config = search.state, search.progress.epoch, search.config
     best = max(t["reward"] for t in state.trials.values())
-    if search.config.strategy in UNIFORM:
-        session.metrics.write("random", search.progress.epoch, state.controller_updates,
-                              reward=sum(state.rewards) / len(state.rewards), best_reward=best)
+    if config.strategy in UNIFORM:
+        session.metrics.write("random", epoch, state.controller_updates, reward=sum(state.rewards) / len(state.rewards),
+                              best_reward=best, search_s=round(session.elapsed, 2))
     else:
         search.controller.train()
         generator = torch.Generator().set_state(state.drawn_from)
@@ -176,8 +178,11 @@ def controller_update(search: NasRL, session: Session) -> None:
         state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer, samples,
                                                  state.rewards, state.baseline)
         state.controller_updates += 1
-        session.metrics.write("controller", search.progress.epoch, state.controller_updates, reward=stats.reward,
-                              baseline=stats.baseline, entropy=stats.entropy, loss=stats.loss, best_reward=best)
+        policy, state.warned = watch(search.controller, config.seed + 1000 * (epoch + 1), epoch,
+                                     config.nas_rl.updates, state.warned, reporter.warn)
+        session.metrics.write("controller", epoch, state.controller_updates, reward=stats.reward,
+                              baseline=stats.baseline, entropy=stats.entropy, loss=stats.loss, best_reward=best,
+                              search_s=round(session.elapsed, 2), **policy)
     state.architectures, state.rewards, state.drawn_from = [], [], None
     search.mark_boundary()
 

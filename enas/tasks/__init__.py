@@ -34,8 +34,8 @@ class Task(Protocol):
     def train_loss(self, model: Model, index: int) -> torch.Tensor:
         """The training loss of step `index` (counted from the start of training; it wraps)."""
 
-    def reward(self, model: Model, index: int) -> float:
-        """The controller's reward of `model` on validation batch `index`."""
+    def reward(self, model: Model, index: int, batches: int = 1) -> float:
+        """The controller's reward of `model` on validation batches index .. index + batches - 1."""
 
     def calibrate(self, model: Model) -> None:
         """Prepare `model`'s normalisation statistics before it is scored."""

@@ -35,6 +35,7 @@ class ImageTask:
         """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain)."""
         data = data if data is not None else load_images(config.data)
         self.train_cfg, self.bn_batches = train, config.derive.bn_batches
+        self.calibrate_rewards = config.controller.calibrate_rewards
         # of the batches, as training.place lays out the weights
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         held = round(len(data.train) * config.data.valid_fraction) if hold_out else 0
@@ -103,21 +104,32 @@ class ImageTask:
         return loss
 
     @torch.no_grad()
-    def reward(self, model: Model, index: int) -> float:
-        """ENAS image reward: accuracy on validation batch `index` with the shared weights.
+    def reward(self, model: Model, index: int, batches: int = 1) -> float:
+        """ENAS image reward: accuracy on validation batches index .. index + batches - 1 with the
+        shared weights.
 
         The search loop puts the supernet in eval mode for the controller phase, but its running
         batch-norm statistics mix every architecture trained so far and fit none of them. Like the
-        official code (micro_child.py forces is_training=True), batch norm here normalises with the
+        official code (micro_child.py forces is_training=True), batch norm here normalises with each
         batch's own statistics; dropout stays off, so the reward is not noisier than it must be.
+        With `controller.calibrate_rewards` the architecture's own statistics are recomputed first
+        (`calibrate`) and the batches run in eval mode, as derive scores a candidate.
         """
         size = self.train_cfg.batch_size
         full_batches = max(1, len(self.images["valid"]) // size)  # a partial batch is a poorer statistic
-        start = (index % full_batches) * size
-        images, labels = self._batch("valid", slice(start, start + size))
-        with batch_statistics(model.module, momentum=0.0):  # momentum 0: running stats untouched
-            logits, _ = model(images)
-        return (logits.argmax(1) == labels).float().mean().item()
+        if self.calibrate_rewards:
+            self.calibrate(model)
+        correct = 0.0
+        for batch in range(index, index + batches):
+            start = (batch % full_batches) * size
+            images, labels = self._batch("valid", slice(start, start + size))
+            if self.calibrate_rewards:
+                logits, _ = model(images)
+            else:
+                with batch_statistics(model.module, momentum=0.0):  # momentum 0: running stats untouched
+                    logits, _ = model(images)
+            correct += (logits.argmax(1) == labels).float().mean().item()
+        return correct / batches
 
     @torch.no_grad()
     def calibrate(self, model: Model) -> None:

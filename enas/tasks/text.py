@@ -83,11 +83,14 @@ class TextTask:
         return loss
 
     @torch.no_grad()
-    def reward(self, model: Model, index: int) -> float:
-        """ENAS text reward: c / perplexity on validation window `index`, from a zero state."""
-        inputs, targets = self._window("valid", index)
-        loss = model(inputs, None, targets)[0].item()
-        return self.reward_constant / math.exp(min(loss, 50.0))
+    def reward(self, model: Model, index: int, batches: int = 1) -> float:
+        """ENAS text reward: c / perplexity on validation windows index .. index + batches - 1, each
+        from a zero state (their mean loss makes the perplexity)."""
+        losses = []
+        for window in range(index, index + batches):
+            inputs, targets = self._window("valid", window)
+            losses.append(model(inputs, None, targets)[0].item())
+        return self.reward_constant / math.exp(min(sum(losses) / batches, 50.0))
 
     @torch.no_grad()
     def evaluate(self, model: Model, split: str, max_batches: int = 0) -> float:

@@ -1,0 +1,97 @@
+"""`python -m benchmarks.quality [-c PRESET] [--seeds 0,1,2] [--panel 20] [--random 20] [--epochs N]
+[--out DIR] [OVERRIDES...]`: does the search beat random architectures, and do its shared weights
+rank architectures as training them alone does?
+
+For each seed: a search of the preset (with the overrides), derive, `enas rank` over a panel of
+--panel architectures (Kendall tau, Spearman rho, top-5 overlap) and `enas compare` against
+--random uniform architectures (the derived one's percentile), every architecture trained alone
+for --epochs retrain epochs with one training seed. The uniform draws are the same for every
+seed, and the architectures trained alone are kept in one cache (OUT/standalone), so they are
+trained once for all seeds. Prints a row per seed, then the mean and spread, and writes
+OUT/quality.json. Run again with the same --out, it reuses every finished part.
+
+Targets (issue 14): tau >= 0.5 over a 20-architecture panel, and the derived cell at or above
+the 90th percentile of 20 random cells, for each of 3 seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from enas.commands.compare import COMPARE_FILE, run_compare
+from enas.commands.derive import run_derive
+from enas.commands.rank import RANK_FILE, run_rank
+from enas.commands.search import run_search
+from enas.commands.standalone import Budget
+from enas.config import load_config, preset_path
+from enas.run.folder import ARCH_FILE, has_checkpoint, saved_config
+from enas.run.metrics import read_metrics
+from enas.run.reporter import Reporter
+
+QUIET = Reporter(quiet=True)
+
+
+def one_seed(layers: list[Path], overrides: list[str], seed: int, out: Path, args: argparse.Namespace) -> dict:
+    run_dir = out / f"seed-{seed}"
+    config = load_config(layers, [*overrides, f"seed={seed}"])
+    run_search(config, run_dir, has_checkpoint(run_dir), QUIET)   # a finished search has nothing left to run
+    config = saved_config(run_dir)
+    if not (run_dir / ARCH_FILE).is_file():
+        run_derive(config, run_dir, QUIET)
+    budget = Budget(args.epochs or config.retrain.epochs, seed=0)
+    cache, rerun = out / "standalone", "python -m benchmarks.quality (the same arguments)"
+    started = time.perf_counter()
+    rank = run_rank(config, run_dir, args.panel, args.samples, budget, cache, 5, rerun, QUIET) \
+        if args.panel else json.loads((run_dir / RANK_FILE).read_text()) if (run_dir / RANK_FILE).is_file() else {}
+    compare = run_compare(config, run_dir, args.random, budget, cache, rerun, QUIET)
+    search_s = max(m.get("search_s", 0.0) for m in read_metrics(run_dir / "metrics.jsonl"))
+    return {"seed": seed, "kendall_tau": rank.get("kendall_tau"), "spearman_rho": rank.get("spearman_rho"),
+            "top5_overlap": rank.get("top_k_overlap"), "percentile": compare["percentile"],
+            "beaten": compare["beaten"], "random": compare["random"], "metric": compare["metric"],
+            "derived": compare["derived"][compare["metric"]], "derived_arch": compare["derived"]["arch"],
+            "random_median": statistics.median(r[compare["metric"]] for r in compare["random_panel"]),
+            "search_s": search_s, "quality_s": round(time.perf_counter() - started, 1),
+            "files": [str(run_dir / RANK_FILE), str(run_dir / COMPARE_FILE)]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", default="default", help="preset (default: default)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--panel", type=int, default=20, help="rank panel size; 0 skips rank")
+    parser.add_argument("--samples", type=int, default=5, help="controller samples in the panel")
+    parser.add_argument("--random", type=int, default=20, help="random architectures compare trains")
+    parser.add_argument("--epochs", type=int, default=0, help="retrain epochs of each training alone "
+                        "(default: the preset's retrain.epochs)")
+    parser.add_argument("--out", type=Path, default=Path("runs") / "quality")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+    args = parser.parse_args()
+
+    layers = [preset_path(args.config)]
+    rows = [one_seed(layers, args.overrides, int(s), args.out / args.config, args) for s in args.seeds.split(",")]
+    columns = ("seed", "kendall_tau", "spearman_rho", "top5_overlap", "derived", "random_median", "percentile",
+               "search_s", "quality_s")
+    print(f"preset {args.config} {' '.join(args.overrides)}; each architecture trained alone for "
+          f"{args.epochs or 'the preset'} epochs; metric {rows[0]['metric']}")
+    print("  ".join(f"{c:>13}" for c in columns))
+    for row in rows:
+        print("  ".join(f"{row[c]:>13.4g}" if isinstance(row[c], float) else f"{str(row[c]):>13}" for c in columns))
+    summary = {}
+    for name in ("kendall_tau", "spearman_rho", "percentile", "derived", "search_s"):
+        values = [row[name] for row in rows if row[name] is not None]
+        if values:
+            summary[name] = {"mean": statistics.fmean(values),
+                             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            print(f"{name:>13}: {summary[name]['mean']:.4g} ± {summary[name]['std']:.2g}")
+    report = {"preset": args.config, "overrides": args.overrides, "epochs": args.epochs, "rows": rows,
+              "summary": summary}
+    (args.out / args.config / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

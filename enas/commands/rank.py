@@ -1,0 +1,105 @@
+"""`enas rank`: does the supernet order architectures the way training them alone does?
+
+A panel of architectures (the controller's most likely one, some of its samples, and uniform
+draws from the space) is scored twice: through the search's final shared weights on the
+validation split, as derive scores candidates, and by training each alone at a named budget
+(standalone.py), on the test split. Kendall's tau, Spearman's rho and the top-k overlap of the
+two orderings say how faithful a proxy the shared weights are. Writes RUN_DIR/rank.json and
+RUN_DIR/plots/rank.png.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from enas.commands.panel import uniform_architectures
+from enas.commands.shared_weights import SharedWeights
+from enas.commands.standalone import Budget, train_alone
+from enas.config import Config
+from enas.errors import UserError
+from enas.ranking import kendall_tau, spearman_rho, top_k_overlap
+from enas.report.plots import scatter
+from enas.run.folder import write_file
+from enas.run.reporter import Reporter
+from enas.spaces import official, space_type
+from enas.spaces.architecture import Architecture
+
+RANK_FILE = "rank.json"
+RANK_PLOT = Path("plots") / "rank.png"
+
+
+@dataclass(frozen=True)
+class Member:
+    arch: Architecture
+    source: str   # "most likely", "sampled" (from the controller) or "uniform"
+
+
+def panel_members(shared: SharedWeights, size: int, samples: int, seed: int) -> list[Member]:
+    """`size` distinct networks: the most likely, up to `samples` sampled, the rest uniform."""
+    canonical = space_type(shared.task.space.name).canonical
+    sources = (("most likely", shared.sample(1, seed, greedy=True)), ("sampled", shared.sample(samples, seed + 1)),
+               ("uniform", uniform_architectures(shared.task.space, size, seed)))
+    members: list[Member] = []
+    seen: set = set()
+    for source, architectures in sources:
+        for arch in architectures:
+            if len(members) < size and canonical(arch) not in seen:
+                seen.add(canonical(arch))
+                members.append(Member(arch, source))
+    return members
+
+
+def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Budget, cache: Path, top: int,
+             rerun: str, reporter: Reporter) -> dict[str, Any]:
+    shared = SharedWeights(config, run_dir, reporter.print)
+    task = shared.task
+    members = panel_members(shared, size, samples, budget.seed)
+    if len(members) < 2:
+        raise UserError(f"the {config.space} space of this run has fewer than 2 distinct networks; nothing to rank")
+    with reporter.phase("rank: shared-weight scores", len(members)) as update:
+        shared_scores = []
+        for member in members:
+            shared_scores.append(shared.score(member.arch))
+            update()
+    alone = []
+    train_config = budget.config(config)
+    with reporter.phase(f"rank: training alone ({budget.epochs} epochs each)", len(members)) as update:
+        for member in members:
+            alone.append(train_alone(train_config, member.arch, cache, rerun))
+            update(**{member.source.replace(" ", "_"): round(alone[-1]["value"], 4)})
+    metric, sign = task.metric, -1.0 if task.lower_is_better else 1.0
+    x = [sign * s for s in shared_scores]
+    y = [sign * result["value"] for result in alone]
+    k = min(top, len(members))
+    report = {"metric": metric, "lower_is_better": task.lower_is_better, "budget": vars(budget) | {"cache": str(cache)},
+              "kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y), "top_k": k,
+              "top_k_overlap": top_k_overlap(x, y, k),
+              "panel": [{"arch": official(m.arch), "choices": m.arch.to_json()["choices"], "source": m.source,
+                         f"shared_valid_{metric}": s, f"alone_{result['metric']}": result["value"],
+                         "alone_params": result["params"]}
+                        for m, s, result in zip(members, shared_scores, alone)]}
+    text = (json.dumps(report, indent=2) + "\n").encode()
+    write_file(run_dir / RANK_FILE, lambda handle: handle.write(text))
+    scatter(run_dir / RANK_PLOT, shared_scores, [r["value"] for r in alone], [m.source for m in members],
+            f"{run_dir.name}: shared weights against training alone", f"shared-weight validation {metric}",
+            f"{alone[0]['metric'].replace('_', ' ')} trained alone ({budget.epochs} epochs)",
+            f"Kendall tau {report['kendall_tau']:.2f}, Spearman rho {report['spearman_rho']:.2f}")
+    reporter.print(_table(report, metric, alone[0]["metric"]))
+    return report
+
+
+def _table(report: dict[str, Any], metric: str, alone_metric: str) -> Table:
+    table = Table(title=f"rank: Kendall tau {report['kendall_tau']:.3f}, Spearman rho {report['spearman_rho']:.3f}, "
+                        f"top-{report['top_k']} overlap {report['top_k_overlap']:.2f}")
+    for column in ("source", f"shared valid {metric}", f"alone {alone_metric.replace('_', ' ')}", "architecture"):
+        table.add_column(column, justify="left" if column in ("source", "architecture") else "right")
+    rows = sorted(report["panel"], key=lambda row: row[f"alone_{alone_metric}"], reverse=not report["lower_is_better"])
+    for row in rows:
+        table.add_row(row["source"], f"{row[f'shared_valid_{metric}']:.4g}", f"{row[f'alone_{alone_metric}']:.4g}",
+                      row["arch"])
+    return table

@@ -1,0 +1,53 @@
+"""A finished weight-sharing search, read back from its checkpoint to score architectures.
+
+Derive and rank both score architectures the same way: bound to the search's final supernet, with
+batch-norm statistics recomputed for each one (conv spaces), over the whole validation split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from enas.config import Config
+from enas.errors import UserError
+from enas.run import state as key
+from enas.run.checkpoint import load_checkpoint
+from enas.run.folder import CHECKPOINTS
+from enas.run.training import model_of, place, setup_runtime
+from enas.spaces.architecture import Architecture
+from enas.strategies import WITH_SUPERNET
+from enas.strategies.controller import Controller
+from enas.tasks import Task, build_task
+
+
+class SharedWeights:
+    """The supernet and controller of the search in `run_dir` (nothing else of its state)."""
+
+    def __init__(self, config: Config, run_dir: Path, warn: Callable[[str], None]):
+        if config.strategy not in WITH_SUPERNET:
+            raise UserError(f"{run_dir} is a strategy={config.strategy} search, which trains no shared weights; "
+                            f"shared-weight scores need one of: {', '.join(WITH_SUPERNET)}")
+        saved = load_checkpoint(run_dir / CHECKPOINTS, warn=warn)
+        self.config = config
+        self.device = setup_runtime(config)
+        self.task: Task = build_task(config, config.search).to(self.device)
+        self.supernet = place(self.task.space.supernet(), config, self.device)
+        self.supernet.load_state_dict(saved[key.SUPERNET])
+        self.supernet.eval()
+        self.controller = Controller.for_space(self.task.space, config.controller)
+        self.controller.load_state_dict(saved[key.CONTROLLER])
+        self.controller.eval()
+
+    def sample(self, n: int, seed: int, greedy: bool = False) -> list[Architecture]:
+        """n architectures from the controller (the most likely one n times if `greedy`)."""
+        with torch.no_grad():
+            return self.controller(n, torch.Generator().manual_seed(seed), greedy=greedy).architectures
+
+    def score(self, arch: Architecture) -> float:
+        """`arch`'s validation metric through the shared weights, its normalisation recomputed first."""
+        candidate = model_of(self.supernet, self.config, self.device, arch)
+        self.task.calibrate(candidate)
+        return self.task.evaluate(candidate, "valid")

@@ -1,0 +1,66 @@
+"""Architectures trained alone, from scratch, at a named budget: the measure that rank and compare
+hold a search against.
+
+Each architecture is retrained (retrain.py, the run's final recipe with `epochs` epochs and the
+panel's seed) in a folder of its own, named by a digest of what decides its result: the network
+(its canonical form), the recipe, the data, the space's sizes and the seed. A panel already
+trained is read back, not trained again, and a training that was stopped resumes; folders of
+several runs can share one cache when their data and recipe agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from enas.commands.retrain import RESULT_FILE, run_retrain
+from enas.config import Config
+from enas.errors import Stopped
+from enas.run.folder import has_checkpoint
+from enas.run.reporter import Reporter
+from enas.spaces import space_type
+from enas.spaces.architecture import Architecture
+
+STANDALONE_DIR = "standalone"   # the default cache, inside the run folder
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How every architecture of a panel is trained alone."""
+
+    epochs: int   # retrain epochs
+    seed: int     # the training's seed (the same for every architecture of a panel)
+
+    def config(self, run_config: Config) -> Config:
+        """The run's config with this budget's retrain epochs and seed."""
+        return dataclasses.replace(run_config, seed=self.seed,
+                                   retrain=dataclasses.replace(run_config.retrain, epochs=self.epochs))
+
+
+def result_folder(config: Config, arch: Architecture, cache: Path) -> Path:
+    recipe = {"network": repr(space_type(arch.space).canonical(arch)), "retrain": dataclasses.asdict(config.retrain),
+              "data": dataclasses.asdict(config.data), "space": dataclasses.asdict(getattr(config, config.space)),
+              "seed": config.seed}
+    digest = hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return cache / f"{arch.space}-{digest}"
+
+
+def train_alone(config: Config, arch: Architecture, cache: Path, rerun: str) -> dict[str, Any]:
+    """`arch` retrained with `config` (a `Budget.config`); its result.json, trained once.
+    `rerun`: the command that continues the panel after a stop."""
+    folder = result_folder(config, arch, cache)
+    if (folder / RESULT_FILE).is_file():
+        return json.loads((folder / RESULT_FILE).read_text())
+    resume = has_checkpoint(folder)
+    if folder.exists() and not resume:
+        shutil.rmtree(folder)   # a start that did not reach its first checkpoint
+    try:
+        return run_retrain(config, arch, folder, resume, Reporter(quiet=True))
+    except Stopped as stop:
+        raise Stopped(f"{str(stop).splitlines()[0]}\nthe trained architectures are kept; continue with: {rerun}",
+                      stop.exit_code - 128) from None

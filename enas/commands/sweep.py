@@ -1,0 +1,81 @@
+"""`enas search --seeds 0,1,2`: search, derive and retrain once per seed, one run folder each
+(OUT/seed-N), and the mean and spread of what they reach, in OUT/seeds.json.
+
+A sweep stopped anywhere continues where it stood when it is run again: a seed with a result is
+read back, a search with a checkpoint resumes, a derive or a retrain not yet written runs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from enas.commands.derive import run_derive
+from enas.commands.retrain import RESULT_FILE, run_retrain
+from enas.commands.search import run_search
+from enas.config import Config, load_config
+from enas.run.folder import (ARCH_FILE, METRICS_FILE, check_resume_config, check_run_dir, has_checkpoint, saved_config,
+                             write_file)
+from enas.run.metrics import read_metrics
+from enas.run.reporter import Reporter
+from enas.spaces import from_json
+
+SEEDS_FILE = "seeds.json"
+
+
+def seed_folder(out_dir: Path, seed: int) -> Path:
+    return out_dir / f"seed-{seed}"
+
+
+def run_sweep(layers: list[Path], overrides: list[str], seeds: list[int], out_dir: Path,
+              reporter: Reporter) -> dict[str, Any]:
+    rows = []
+    for seed in seeds:
+        run_dir = seed_folder(out_dir, seed)
+        reporter.print(f"seed {seed}: {run_dir}")
+        rows.append(run_one(load_config(layers, [*overrides, f"seed={seed}"]), run_dir, reporter) | {"seed": seed})
+    metric = rows[0]["metric"]
+    summary = {"metric": metric, "seeds": seeds, "runs": rows,
+               **{f"{name}_mean": statistics.fmean(r[name] for r in rows) for name in ("value", "search_s")},
+               **{f"{name}_std": statistics.stdev(r[name] for r in rows) if len(rows) > 1 else 0.0
+                  for name in ("value", "search_s")}}
+    text = (json.dumps(summary, indent=2) + "\n").encode()
+    write_file(out_dir / SEEDS_FILE, lambda handle: handle.write(text))
+    reporter.print(_table(summary))
+    return summary
+
+
+def run_one(config: Config, run_dir: Path, reporter: Reporter) -> dict[str, Any]:
+    """Search, derive and retrain of one seed, each skipped where its output exists."""
+    retrain_dir = run_dir / "retrain"
+    if not (retrain_dir / RESULT_FILE).is_file():
+        resume = has_checkpoint(run_dir)
+        check_run_dir(run_dir, resume)
+        if resume:
+            check_resume_config(saved_config(run_dir), config)
+        run_search(config, run_dir, resume, reporter)   # a finished search has no epoch left to run
+        if not (run_dir / ARCH_FILE).is_file():
+            run_derive(saved_config(run_dir), run_dir, reporter)
+        arch = from_json(json.loads((run_dir / ARCH_FILE).read_text()))
+        run_retrain(saved_config(run_dir), arch, retrain_dir, has_checkpoint(retrain_dir), reporter)
+    result = json.loads((retrain_dir / RESULT_FILE).read_text())
+    search_s = max((m.get("search_s", 0.0) for m in read_metrics(run_dir / METRICS_FILE)), default=0.0)
+    return {"run_dir": str(run_dir), "arch": result["arch"], "metric": result["metric"], "value": result["value"],
+            "search_s": search_s, "retrain_s": result["time_s"]}
+
+
+def _table(summary: dict[str, Any]) -> Table:
+    metric = summary["metric"].replace("_", " ")
+    table = Table(title=f"{len(summary['seeds'])} seeds: {metric} {summary['value_mean']:.4g} ± "
+                        f"{summary['value_std']:.2g}, search {summary['search_s_mean']:.0f} ± "
+                        f"{summary['search_s_std']:.0f} s")
+    for column in ("seed", metric, "search s", "retrain s", "derived architecture"):
+        table.add_column(column, justify="left" if column == "derived architecture" else "right")
+    for row in summary["runs"]:
+        table.add_row(str(row["seed"]), f"{row['value']:.4g}", f"{row['search_s']:.0f}", f"{row['retrain_s']:.0f}",
+                      row["arch"])
+    return table

@@ -1,0 +1,1 @@
+"""What a run shows its users beyond metrics.jsonl: plots."""

@@ -1,0 +1,93 @@
+"""Watching a controller's policy: what it samples, and a warning when it collapses too early.
+
+Once an epoch the search draws a fixed number of architectures with a generator of its own (so
+watching changes nothing the search draws) and logs the entropy of each decision, how often each
+op is chosen, and the share of the most frequent architecture. A controller whose entropy falls
+low in the first half of the search, or that gives one op almost every choice of a decision,
+has stopped exploring before the shared weights could rank what it left out: that is worth one
+warning.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from enas.strategies.controller import Controller
+
+WATCH_SAMPLES = 100    # architectures drawn to watch the policy once an epoch
+LOW_ENTROPY = 0.25     # warn below this share of the maximum entropy ...
+EARLY = 0.5            # ... within this share of the epochs
+DOMINANT_OP = 0.9      # warn when one op takes more than this share of a decision
+
+
+@dataclass(frozen=True)
+class PolicyFigures:
+    decision_entropy: list[float]         # mean entropy of each decision, nats
+    entropy_share: float                  # the policy's mean entropy over its maximum (uniform): 0..1
+    op_frequency: dict[str, float]        # share of op choices per op name, over every op decision
+    top_op_share: tuple[str, str, float]  # (decision, op, share): the most dominant op of any decision
+    top_arch_share: float                 # share of the samples that are the most frequent architecture
+
+    def as_metrics(self) -> dict:
+        decision, op, share = self.top_op_share
+        return {"decision_entropy": [round(e, 4) for e in self.decision_entropy],
+                "entropy_share": round(self.entropy_share, 4),
+                "op_frequency": {k: round(v, 4) for k, v in self.op_frequency.items()},
+                "top_op": {"decision": decision, "op": op, "share": round(share, 4)},
+                "top_arch_share": round(self.top_arch_share, 4)}
+
+
+def watch_policy(controller: Controller, seed: int) -> PolicyFigures:
+    """The figures of WATCH_SAMPLES architectures drawn from `controller` with generator `seed`."""
+    controller.eval()
+    with torch.no_grad():
+        samples = controller(WATCH_SAMPLES, torch.Generator().manual_seed(seed))
+    decisions = controller.decisions
+    entropy = samples.decision_entropy.mean(0).tolist()
+    uniform = controller.max_entropy
+    ops: Counter[str] = Counter()
+    top: tuple[str, str, float] = ("", "", 0.0)
+    for position, decision in enumerate(decisions):
+        if decision.kind != "op":
+            continue
+        chosen = Counter(decision.options[arch.choices[position]] for arch in samples.architectures)
+        ops.update(chosen)
+        op, count = chosen.most_common(1)[0]
+        if count / WATCH_SAMPLES > top[2]:
+            top = (decision.name, op, count / WATCH_SAMPLES)
+    total = sum(ops.values())
+    frequency = {op: ops[op] / total for op in sorted(ops)} if total else {}
+    most_frequent = Counter(samples.architectures).most_common(1)[0][1]
+    return PolicyFigures(entropy, sum(entropy) / uniform if uniform else 0.0, frequency, top,
+                         most_frequent / WATCH_SAMPLES)
+
+
+def collapse_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | None:
+    """A one-line warning when the policy has collapsed too early, else None."""
+    decision, op, share = figures.top_op_share
+    if share > DOMINANT_OP:
+        return (f"warning: the controller gives op {op} {share:.0%} of decision {decision} in epoch {epoch + 1}; "
+                "it may stop exploring before the shared weights can rank the rest (raise "
+                "controller.entropy_weight or controller.temperature, or add search.warmup_epochs)")
+    if figures.entropy_share < LOW_ENTROPY and epoch + 1 <= EARLY * epochs:
+        return (f"warning: the controller's entropy fell to {figures.entropy_share:.0%} of its maximum in epoch "
+                f"{epoch + 1} of {epochs}; it may have collapsed early (raise controller.entropy_weight or "
+                "controller.temperature, or add search.warmup_epochs)")
+    return None
+
+
+def watch(controller: Controller, seed: int, epoch: int, epochs: int, warned: bool,
+          warn: Callable[[str], None]) -> tuple[dict, bool]:
+    """The policy's figures as metrics, and whether a collapse warning has been given by now (it is
+    given once a run: `warned` says whether an earlier epoch gave it)."""
+    figures = watch_policy(controller, seed)
+    metrics = figures.as_metrics()
+    message = None if warned else collapse_warning(figures, epoch, epochs)
+    if message:
+        warn(message)
+        metrics["warning"] = message
+    return metrics, warned or message is not None
