@@ -1,5 +1,5 @@
-"""`python -m benchmarks.quality [-c PRESET] [--seeds 0,1,2] [--panel 20] [--random 20] [--epochs N]
-[--out DIR] [OVERRIDES...]`: does the search beat random architectures, and do its shared weights
+"""`python -m benchmarks.quality [-c PRESET] [--name NAME] [--seeds 0,1,2] [--panel 20] [--random 20]
+[--epochs N] [--out DIR] [OVERRIDES...]`: does the search beat random architectures, and do its shared weights
 rank architectures as training them alone does?
 
 For each seed: a search of the preset (with the overrides), derive, `enas rank` over a panel of
@@ -7,8 +7,10 @@ For each seed: a search of the preset (with the overrides), derive, `enas rank` 
 --random uniform architectures (the derived one's percentile), every architecture trained alone
 for --epochs retrain epochs with one training seed. The uniform draws are the same for every
 seed, and the architectures trained alone are kept in one cache (OUT/standalone), so they are
-trained once for all seeds. Prints a row per seed, then the mean and spread, and writes
-OUT/quality.json. Run again with the same --out, it reuses every finished part.
+trained once for all seeds and for every variant (--name, e.g. the preset with other overrides)
+measured under the same OUT. Runs go to OUT/NAME/seed-N; prints a row per seed, then the mean
+and spread, and writes OUT/NAME/quality.json. Run again with the same arguments, it reuses every
+finished part.
 
 Targets (issue 14): tau >= 0.5 over a 20-architecture panel, and the derived cell at or above
 the 90th percentile of 20 random cells, for each of 3 seeds.
@@ -35,21 +37,22 @@ from enas.run.reporter import Reporter
 QUIET = Reporter(quiet=True)
 
 
-def one_seed(layers: list[Path], overrides: list[str], seed: int, out: Path, args: argparse.Namespace) -> dict:
-    run_dir = out / f"seed-{seed}"
+def one_seed(layers: list[Path], overrides: list[str], seed: int, args: argparse.Namespace) -> dict:
+    run_dir = args.out / (args.name or args.config) / f"seed-{seed}"
     config = load_config(layers, [*overrides, f"seed={seed}"])
     run_search(config, run_dir, has_checkpoint(run_dir), QUIET)   # a finished search has nothing left to run
     config = saved_config(run_dir)
     if not (run_dir / ARCH_FILE).is_file():
         run_derive(config, run_dir, QUIET)
     budget = Budget(args.epochs or config.retrain.epochs, seed=0)
-    cache, rerun = out / "standalone", "python -m benchmarks.quality (the same arguments)"
+    cache, rerun = args.out / "standalone", "python -m benchmarks.quality (the same arguments)"
     started = time.perf_counter()
     rank = run_rank(config, run_dir, args.panel, args.samples, budget, cache, 5, rerun, QUIET) \
         if args.panel else json.loads((run_dir / RANK_FILE).read_text()) if (run_dir / RANK_FILE).is_file() else {}
     compare = run_compare(config, run_dir, args.random, budget, cache, rerun, QUIET)
     search_s = max(m.get("search_s", 0.0) for m in read_metrics(run_dir / "metrics.jsonl"))
-    return {"seed": seed, "kendall_tau": rank.get("kendall_tau"), "spearman_rho": rank.get("spearman_rho"),
+    return {"seed": seed, "kendall_tau": rank.get("kendall_tau"), "tau_uniform": rank.get("kendall_tau_uniform"),
+            "spearman_rho": rank.get("spearman_rho"),
             "top5_overlap": rank.get("top_k_overlap"), "percentile": compare["percentile"],
             "beaten": compare["beaten"], "random": compare["random"], "metric": compare["metric"],
             "derived": compare["derived"][compare["metric"]], "derived_arch": compare["derived"]["arch"],
@@ -61,6 +64,7 @@ def one_seed(layers: list[Path], overrides: list[str], seed: int, out: Path, arg
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default="default", help="preset (default: default)")
+    parser.add_argument("--name", help="the variant's folder under --out (default: the preset's name)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--panel", type=int, default=20, help="rank panel size; 0 skips rank")
     parser.add_argument("--samples", type=int, default=5, help="controller samples in the panel")
@@ -72,8 +76,8 @@ def main() -> None:
     args = parser.parse_args()
 
     layers = [preset_path(args.config)]
-    rows = [one_seed(layers, args.overrides, int(s), args.out / args.config, args) for s in args.seeds.split(",")]
-    columns = ("seed", "kendall_tau", "spearman_rho", "top5_overlap", "derived", "random_median", "percentile",
+    rows = [one_seed(layers, args.overrides, int(s), args) for s in args.seeds.split(",")]
+    columns = ("seed", "kendall_tau", "tau_uniform", "spearman_rho", "top5_overlap", "derived", "random_median", "percentile",
                "search_s", "quality_s")
     print(f"preset {args.config} {' '.join(args.overrides)}; each architecture trained alone for "
           f"{args.epochs or 'the preset'} epochs; metric {rows[0]['metric']}")
@@ -81,7 +85,7 @@ def main() -> None:
     for row in rows:
         print("  ".join(f"{row[c]:>13.4g}" if isinstance(row[c], float) else f"{str(row[c]):>13}" for c in columns))
     summary = {}
-    for name in ("kendall_tau", "spearman_rho", "percentile", "derived", "search_s"):
+    for name in ("kendall_tau", "tau_uniform", "spearman_rho", "percentile", "derived", "search_s"):
         values = [row[name] for row in rows if row[name] is not None]
         if values:
             summary[name] = {"mean": statistics.fmean(values),
@@ -89,7 +93,7 @@ def main() -> None:
             print(f"{name:>13}: {summary[name]['mean']:.4g} ± {summary[name]['std']:.2g}")
     report = {"preset": args.config, "overrides": args.overrides, "epochs": args.epochs, "rows": rows,
               "summary": summary}
-    (args.out / args.config / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / (args.name or args.config) / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(summary))
 
 

@@ -1,6 +1,9 @@
 """The benchmarks run at toy sizes and report what they promise. Nothing here is timed."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,3 +187,20 @@ def test_json_output_names_the_image_figures(capsys, keep_threads):
     assert figures["configs"]["micro/default"]["layers"] == 2
     with pytest.raises(SystemExit):
         main(["--only", "micro", "--image-sizes", "huge"])
+
+
+def test_the_quality_benchmark_reports_tau_and_percentile_per_seed(tmp_path):
+    from test_quality import TINY
+
+    command = [sys.executable, "-m", "benchmarks.quality", "--seeds", "0,1", "--panel", "3", "--samples", "1",
+               "--random", "2", "--epochs", "1", "--out", str(tmp_path), *TINY]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "default" / "quality.json").read_text())
+    assert [row["seed"] for row in report["rows"]] == [0, 1]
+    for row in report["rows"]:
+        assert -1.0 <= row["kendall_tau"] <= 1.0 and 0.0 <= row["percentile"] <= 100.0
+    assert set(report["summary"]) >= {"kendall_tau", "percentile", "derived", "search_s"}
+    # the uniform architectures are shared by the seeds: 2 of them, plus per seed at most 3 more
+    assert len(list((tmp_path / "standalone").iterdir())) <= 2 + 2 * 3
+    assert "kendall_tau" in result.stdout

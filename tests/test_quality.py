@@ -73,23 +73,27 @@ def enas(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_rank_scores_a_panel_twice_and_reuses_what_it_trained(searched):
-    result = enas("rank", str(searched), "--panel", "5", "--samples", "2", "--top", "2")
+    result = enas("rank", str(searched), "--panel", "6", "--samples", "2", "--top", "2")
     assert result.returncode == 0, result.stderr
     assert "Kendall tau" in result.stdout
     report = json.loads((searched / "rank.json").read_text())
     panel = report["panel"]
-    assert len(panel) == 5 and len({row["arch"] for row in panel}) == 5
+    assert len(panel) == 6 and len({row["arch"] for row in panel}) == 6
     assert panel[0]["source"] == "most likely" and {row["source"] for row in panel} <= {"most likely", "sampled",
                                                                                         "uniform"}
     shared = [-row["shared_valid_ppl"] for row in panel]
     alone = [-row["alone_test_ppl"] for row in panel]
     assert report["kendall_tau"] == pytest.approx(kendall_tau(shared, alone))
     assert report["spearman_rho"] == pytest.approx(spearman_rho(shared, alone))
+    uniform = [i for i, row in enumerate(panel) if row["source"] == "uniform"]
+    assert len(uniform) >= 3                                             # 6 less the most likely and 2 samples
+    assert report["kendall_tau_uniform"] == pytest.approx(kendall_tau([shared[i] for i in uniform],
+                                                                      [alone[i] for i in uniform]))
     assert all(1.0 < row["alone_test_ppl"] < 16.0 for row in panel)     # trained: below the uniform 16
     assert (searched / "plots" / "rank.png").read_bytes()[:4] == b"\x89PNG"
     trained = sorted((searched / "standalone").iterdir())
     stamps = [(folder / "result.json").stat().st_mtime_ns for folder in trained]
-    again = enas("rank", str(searched), "--panel", "5", "--samples", "2", "--top", "2")
+    again = enas("rank", str(searched), "--panel", "6", "--samples", "2", "--top", "2")
     assert again.returncode == 0, again.stderr
     assert sorted((searched / "standalone").iterdir()) == trained        # nothing trained again
     assert [(folder / "result.json").stat().st_mtime_ns for folder in trained] == stamps

@@ -356,7 +356,7 @@ def test_a_skipped_first_step_leaves_the_momentum_as_a_fresh_optimiser_has_it():
 def test_a_non_finite_reward_leaves_the_controller_and_the_baseline_untouched(space):
     search = Search(tiny_config(space), torch.device("cpu"))
     search.state.baseline = 5.0
-    search.task.reward = lambda forward, index: float("nan")
+    search.task.reward = lambda forward, index, batches=1: float("nan")
     before = copy.deepcopy((search.controller.state_dict(), search.controller_optimizer.state_dict()))
     assert controller_step(search) is None
     assert_same_state((search.controller.state_dict(), search.controller_optimizer.state_dict()), before)

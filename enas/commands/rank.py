@@ -76,9 +76,13 @@ def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Bud
     x = [sign * s for s in shared_scores]
     y = [sign * result["value"] for result in alone]
     k = min(top, len(members))
+    # The controller's own samples are where the shared weights were trained most: the uniform
+    # part alone says how well they rank the space at large.
+    uniform = [i for i, m in enumerate(members) if m.source == "uniform"]
+    tau_uniform = kendall_tau([x[i] for i in uniform], [y[i] for i in uniform]) if len(uniform) > 2 else None
     report = {"metric": metric, "lower_is_better": task.lower_is_better, "budget": vars(budget) | {"cache": str(cache)},
               "kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y), "top_k": k,
-              "top_k_overlap": top_k_overlap(x, y, k),
+              "top_k_overlap": top_k_overlap(x, y, k), "kendall_tau_uniform": tau_uniform,
               "panel": [{"arch": official(m.arch), "choices": m.arch.to_json()["choices"], "source": m.source,
                          f"shared_valid_{metric}": s, f"alone_{result['metric']}": result["value"],
                          "alone_params": result["params"]}
