@@ -67,6 +67,8 @@ class ControllerConfig:
     aggregate: int = option(10, "sampled architectures whose gradients make one update", min=1)
     skip_target: float = option(0.4, "skip decisions: target probability of a skip connection", min=0.01, max=0.99)
     skip_weight: float = option(0.8, "skip decisions: weight of the KL penalty toward skip_target", min=0.0)
+    position_prior: bool = option(False, "index decisions: subtract (distance)^2 / 6 from the clipped logits and "
+                                  "divide the chosen anchor by 0.1 + distance (both official PTB controllers)")
     reward_batches: int = option(1, "validation batches whose mean loss (text) or accuracy (images) makes one "
                                  "reward (the official code: 1)", min=1)
     calibrate_rewards: bool = option(False, "images: recompute each architecture's batch-norm statistics "

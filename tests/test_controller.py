@@ -1,5 +1,9 @@
 """The controller alone: sampling is valid and seeded, and REINFORCE learns from a synthetic reward."""
 
+import math
+from collections import Counter
+
+import pytest
 import torch
 
 from enas.spaces.architecture import Architecture
@@ -95,3 +99,19 @@ def test_entropy_bonus_keeps_the_policy_broader():
         return sum(entropies[-20:]) / 20
 
     assert final_entropy(1.0) > final_entropy(0.0) + 0.5
+
+
+def test_the_position_prior_favours_recent_nodes_as_the_official_ptb_controllers_do():
+    space = RecurrentSpace(RecurrentConfig(nodes=4), TextShape(5))
+    n = 6000
+
+    def last_input_shares(prior: bool) -> list[float]:
+        controller = Controller.for_space(space, ControllerConfig(position_prior=prior)).make_uniform()
+        archs = controller(n, torch.Generator().manual_seed(0)).architectures
+        counts = Counter(arch.choices[5] for arch in archs)    # node 4 reads node 1, 2 or 3
+        return [counts[j] / n for j in range(3)]
+
+    weights = [math.exp(-d * d / 6) for d in (3, 2, 1)]           # distances back from node 4
+    expected = [w / sum(weights) for w in weights]
+    assert last_input_shares(True) == pytest.approx(expected, abs=0.02)
+    assert last_input_shares(False) == pytest.approx([1 / 3] * 3, abs=0.02)

@@ -1,7 +1,9 @@
 """The LSTM controller (ENAS section 2.2), one implementation for every search space.
 
 The controller walks the space's decision list, one LSTM step per decision, and samples a whole
-batch of architectures at once. Op decisions use a softmax over a linear head; index and skip
+batch of architectures at once. With `position_prior` (the official PTB controllers) an index
+decision's logits lose (distance)^2 / 6 after the clipping, distance counted back from the node
+being decided, and the chosen anchor enters the next step divided by 0.1 + its distance. Op decisions use a softmax over a linear head; index and skip
 decisions use anchor attention over the nodes decided so far:
     logits_i = v^T tanh(W_prev h_i + W_curr h_current)
 (a softmax for an index, an independent sigmoid per anchor for skips). All logits are divided by
@@ -102,9 +104,14 @@ class Controller(nn.Module):
                 scores = torch.tanh(torch.stack([keys[p] for p in positions], dim=1) + self.attn_curr(h)[:, None])
                 logits = self._clip(self.attn_v(scores).squeeze(-1), cfg.tanh_constant)  # (n, k)
                 if decision.kind == "index":
+                    if cfg.position_prior:   # the official PTB controllers' prior toward recent nodes
+                        distance = torch.arange(len(positions), 0, -1, dtype=logits.dtype)
+                        logits = logits - distance ** 2 / 6
                     choice = _draw_categorical(logits, generator, greedy)
                     drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
                     inputs = stacked[rows, choice]
+                    if cfg.position_prior:
+                        inputs = inputs / (0.1 + distance[choice])[:, None]
                 else:
                     choice = _draw_bernoulli(logits, generator, greedy)
                     skips.append((position, logits, choice))
