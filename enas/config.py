@@ -46,8 +46,8 @@ class DataConfig:
                                  "(CIFAR-10: the last 5,000 of 50,000); retrain trains on all of it",
                                  min=0.0, max=0.5)
     image_size: int = option(16, "builtin_images: height and width in pixels", min=8, max=64)
-    classes: int = option(4, "builtin_images: number of classes (patterns: stripes, columns, checker, solid, "
-                        "ring, ...)", min=2, max=8)
+    classes: int = option(4, "builtin_images: number of classes (patterns: stripes, columns, checker, dots, "
+                        "ring, ...)", min=2, max=10)
     train_images: int = option(2000, "builtin_images: images in the train split (search holds out valid_fraction)",
                              min=20)
     test_images: int = option(500, "builtin_images: images in the test split", min=10)

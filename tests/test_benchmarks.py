@@ -174,7 +174,7 @@ def test_image_sizes_take_the_presets_shapes():
             final.micro.aux_weight) == (15, 36, 144, 0.4)
     assert macro["paper"].retrain_config().macro.layers == 24
     assert macro["default"].search_config().space == "macro"
-    assert image_shape(macro["default"].search_config()) == ImageShape(3, 16, 16, 4)
+    assert image_shape(macro["default"].search_config()) == ImageShape(3, 16, 16, 8)
 
 
 def test_json_output_names_the_image_figures(capsys, keep_threads):

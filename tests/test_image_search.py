@@ -105,13 +105,15 @@ def test_calibrate_gives_the_supernet_the_statistics_a_calibrated_child_has():
 
 
 def test_a_tiny_search_raises_validation_accuracy_above_chance(tmp_path):
-    overrides = ["threads=1", "data.train_images=1500", "search.epochs=6", "controller.steps=3",
+    # Two classes (stripes and columns at random sizes, strokes and colours, some over clutter): the
+    # preset's 8 need its full 840 supernet steps, more than a test can take; these 126 steps suffice.
+    overrides = ["threads=1", "data.classes=2", "data.train_images=1500", "search.epochs=6", "controller.steps=3",
                  "controller.aggregate=5"]
     config = load_config([Path(__file__).resolve().parents[1] / "conf" / "shapes.yaml"], overrides)
     run_search(config, tmp_path, resume=False, reporter=Reporter(quiet=True))
     evals = [m["valid_acc"] for m in read_metrics(tmp_path / "metrics.jsonl") if m["phase"] == "eval"]
-    # chance is 0.25; 150 validation images put 0.35 three standard errors above it
-    assert evals[-1] > 0.35 and evals[-1] > evals[0] + 0.1, evals
+    # chance is 0.5; 150 validation images put 0.65 more than three standard errors above it
+    assert evals[-1] > 0.65 and evals[-1] > evals[0] + 0.1, evals
 
 
 # --------------------------------------------------------------------------- the three commands
@@ -129,7 +131,7 @@ def test_search_derive_retrain_on_builtin_images(tmp_path, space):
     enas("retrain", str(run), cwd=tmp_path)
     result = json.loads((run / "retrain" / "result.json").read_text())
     assert result["metric"] == "test_acc" and 0.0 <= result["value"] <= 1.0
-    assert result["arch"] == chosen["official"] and result["chance_acc"] == 0.25 and result["params"] > 0
+    assert result["arch"] == chosen["official"] and result["chance_acc"] == 0.125 and result["params"] > 0
 
 
 @needs_cifar

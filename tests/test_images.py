@@ -158,12 +158,13 @@ def test_builtin_images_are_deterministic_and_balanced():
     other = builtin_images(16, 4, 400, 100, seed=8)
     assert torch.equal(data.train, again.train) and torch.equal(data.test_labels, again.test_labels)
     assert not torch.equal(data.train, other.train)
-    assert data.train.shape == (400, 3, 16, 16) and data.classes == ("stripes", "columns", "checker", "solid")
+    assert data.train.shape == (400, 3, 16, 16) and data.classes == ("stripes", "columns", "checker", "dots")
     assert torch.bincount(torch.cat([data.train_labels, data.test_labels])).tolist() == [125] * 4
     assert load_images(DataConfig(name="builtin_images", image_size=16, classes=4, train_images=400,
                                   test_images=100, seed=7)).train.equal(data.train)
-    with pytest.raises(UserError, match="2..8 classes"):
-        builtin_images(16, 9, 10, 10, 0)
+    assert builtin_images(16, 10, 400, 100, seed=7).classes[-2:] == ("triangle", "solid")
+    with pytest.raises(UserError, match="2..10 classes"):
+        builtin_images(16, 11, 10, 10, 0)
 
 
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> None:
@@ -183,18 +184,20 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def test_builtin_images_defeat_a_linear_model_but_not_a_small_convolution():
     torch.manual_seed(0)
-    data = builtin_images(16, 4, 1500, 500, seed=1234)
+    data = builtin_images(16, 8, 1500, 500, seed=1234)
     mean, std = channel_stats(data.train)
     x_train, x_test = normalise(data.train, mean, std), normalise(data.test, mean, std)
-    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
-    _fit(linear, x_train, data.train_labels, epochs=30, lr=1e-3)
-    conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(16, 4))
-    _fit(conv, x_train, data.train_labels, epochs=8, lr=3e-3)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 8))
+    _fit(linear, x_train, data.train_labels, epochs=20, lr=1e-3)
+    conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1, stride=2),
+                         nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(32, 8))
+    _fit(conv, x_train, data.train_labels, epochs=6, lr=3e-3)
     linear_acc, conv_acc = _accuracy(linear, x_test, data.test_labels), _accuracy(conv, x_test, data.test_labels)
     assert _accuracy(linear, x_train, data.train_labels) > 0.5     # it fits the training set...
-    assert linear_acc < 0.35                                       # ...but stays near chance (0.25) on the test
-    assert conv_acc > 0.85, (linear_acc, conv_acc)
+    assert linear_acc < 0.25                                       # ...but stays near chance (0.125) on the test
+    # 6 epochs of 1,500 images: 0.76-0.84 over seeds, far above chance but short of the ceiling
+    assert conv_acc > 0.6, (linear_acc, conv_acc)
 
 
 # --------------------------------------------------------------------------- preprocessing
