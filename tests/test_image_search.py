@@ -61,6 +61,28 @@ def test_search_holds_out_validation_images_and_retrain_trains_on_all():
     assert search.describe() == {"chance_acc": 0.25}
 
 
+def test_calibrated_rewards_use_the_architectures_own_statistics_over_several_batches():
+    torch.manual_seed(0)
+    config = load_config([], ["space=micro", "data.name=builtin_images", *TINY, "controller.calibrate_rewards=true"])
+    task = ImageTask(config, config.search, hold_out=True)
+    supernet = task.space.supernet().eval()
+    arch = Controller.for_space(task.space, config.controller)(1).architectures[0]
+    model = Model(supernet, arch)
+    reward = task.reward(model, 0, batches=2)
+    # what it must equal: the statistics recomputed for this architecture, then eval-mode accuracy
+    # over validation batches 0 and 1
+    for norm in (m for m in supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.reset_running_stats()
+    task.calibrate(model)
+    size, accuracies = config.search.batch_size, []
+    with torch.no_grad():
+        for batch in (0, 1):
+            images, labels = task._batch("valid", slice(batch * size, (batch + 1) * size))
+            accuracies.append((model(images)[0].argmax(1) == labels).float().mean().item())
+    assert reward == pytest.approx(sum(accuracies) / 2)
+    assert not supernet.training
+
+
 @pytest.mark.parametrize("space", ["micro", "macro"])
 def test_reward_normalises_with_batch_statistics_and_leaves_the_supernet_as_it_was(space):
     torch.manual_seed(0)
