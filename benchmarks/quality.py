@@ -25,13 +25,10 @@ import time
 from pathlib import Path
 
 from enas.commands.compare import COMPARE_FILE, run_compare
-from enas.commands.derive import run_derive
 from enas.commands.rank import RANK_FILE, run_rank
-from enas.commands.search import run_search
 from enas.commands.standalone import Budget
+from enas.commands.sweep import search_and_derive, search_seconds
 from enas.config import load_config, preset_path
-from enas.run.folder import ARCH_FILE, has_checkpoint, saved_config
-from enas.run.metrics import read_metrics
 from enas.run.reporter import Reporter
 
 QUIET = Reporter(quiet=True)
@@ -39,25 +36,20 @@ QUIET = Reporter(quiet=True)
 
 def one_seed(layers: list[Path], overrides: list[str], seed: int, args: argparse.Namespace) -> dict:
     run_dir = args.out / (args.name or args.config) / f"seed-{seed}"
-    config = load_config(layers, [*overrides, f"seed={seed}"])
-    run_search(config, run_dir, has_checkpoint(run_dir), QUIET)   # a finished search has nothing left to run
-    config = saved_config(run_dir)
-    if not (run_dir / ARCH_FILE).is_file():
-        run_derive(config, run_dir, QUIET)
+    config = search_and_derive(load_config(layers, [*overrides, f"seed={seed}"]), run_dir, QUIET)
     budget = Budget(args.epochs or config.retrain.epochs, seed=0)
     cache, rerun = args.out / "standalone", "python -m benchmarks.quality (the same arguments)"
     started = time.perf_counter()
     rank = run_rank(config, run_dir, args.panel, args.samples, budget, cache, 5, rerun, QUIET) \
         if args.panel else json.loads((run_dir / RANK_FILE).read_text()) if (run_dir / RANK_FILE).is_file() else {}
     compare = run_compare(config, run_dir, args.random, budget, cache, rerun, QUIET)
-    search_s = max(m.get("search_s", 0.0) for m in read_metrics(run_dir / "metrics.jsonl"))
     return {"seed": seed, "kendall_tau": rank.get("kendall_tau"), "tau_uniform": rank.get("kendall_tau_uniform"),
             "spearman_rho": rank.get("spearman_rho"),
             "top5_overlap": rank.get("top_k_overlap"), "percentile": compare["percentile"],
             "beaten": compare["beaten"], "random": compare["random"], "metric": compare["metric"],
             "derived": compare["derived"][compare["metric"]], "derived_arch": compare["derived"]["arch"],
             "random_median": statistics.median(r[compare["metric"]] for r in compare["random_panel"]),
-            "search_s": search_s, "quality_s": round(time.perf_counter() - started, 1),
+            "search_s": search_seconds(run_dir), "quality_s": round(time.perf_counter() - started, 1),
             "files": [str(run_dir / RANK_FILE), str(run_dir / COMPARE_FILE)]}
 
 

@@ -207,7 +207,7 @@ def test_an_entropy_floor_keeps_a_rewarded_controller_from_collapsing():
     assert entropy_share_after_training(0.7) > 0.6
 
 
-def test_watching_the_policy_logs_each_decision_and_warns_once_of_a_collapse():
+def test_watching_the_policy_logs_each_decision_and_warns_once_of_a_collapse(capsys):
     space = RecurrentSpace(RecurrentConfig(nodes=3), TextShape(8))
     controller = Controller.for_space(space, ControllerConfig(temperature=1.0, tanh_constant=0))
     figures = watch_policy(controller, seed=0)
@@ -216,12 +216,13 @@ def test_watching_the_policy_logs_each_decision_and_warns_once_of_a_collapse():
     assert figures.entropy_share > 0.95 and collapse_warning(figures, 0, 10) is None
     with torch.no_grad():
         controller.op_heads[0].bias.copy_(torch.tensor([50.0, -50.0, -50.0, -50.0]))
-    messages: list[str] = []
-    metrics, warned = watch(controller, 0, 1, 10, False, messages.append)
+    capsys.readouterr()
+    metrics, warned = watch(controller, 0, 1, 10, False)
+    messages = capsys.readouterr().err.splitlines()                    # the warning goes to stderr
     assert warned and len(messages) == 1 and "op tanh" in messages[0] and metrics["warning"] == messages[0]
     assert metrics["top_op"]["share"] == 1.0 and metrics["top_arch_share"] > 0.0
-    _, still = watch(controller, 0, 2, 10, True, messages.append)
-    assert still and len(messages) == 1                                 # once a run
+    _, still = watch(controller, 0, 2, 10, True)
+    assert still and capsys.readouterr().err == ""                      # once a run
     drawn = Counter(watch_policy(controller, seed=0).op_frequency)
     assert drawn["tanh"] == 1.0
 

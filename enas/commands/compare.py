@@ -12,11 +12,11 @@ from typing import Any
 from rich.table import Table
 
 from enas.commands.panel import uniform_architectures
-from enas.commands.standalone import Budget, train_alone
+from enas.commands.standalone import Budget, train_panel
 from enas.config import Config
 from enas.errors import UserError
 from enas.ranking import percentile
-from enas.run.folder import ARCH_FILE, write_file
+from enas.run.folder import ARCH_FILE, write_json
 from enas.run.reporter import Reporter
 from enas.spaces import from_json, official
 from enas.tasks import build_task
@@ -31,14 +31,7 @@ def run_compare(config: Config, run_dir: Path, random: int, budget: Budget, cach
     derived = from_json(json.loads((run_dir / ARCH_FILE).read_text()))
     task = build_task(config, config.retrain)
     others = uniform_architectures(task.space, random, budget.seed)
-    train_config = budget.config(config)
-    with reporter.phase(f"compare: training alone ({budget.epochs} epochs each)", 1 + len(others)) as update:
-        mine = train_alone(train_config, derived, cache, rerun)
-        update(derived=round(mine["value"], 4))
-        results = []
-        for arch in others:
-            results.append(train_alone(train_config, arch, cache, rerun))
-            update(last=round(results[-1]["value"], 4))
+    mine, *results = train_panel(config, [derived, *others], budget, cache, rerun, reporter, "compare")
     sign = -1.0 if task.lower_is_better else 1.0
     metric = mine["metric"]
     values = [r["value"] for r in results]
@@ -49,8 +42,7 @@ def run_compare(config: Config, run_dir: Path, random: int, budget: Budget, cach
               "random_panel": [{"arch": official(a), "choices": a.to_json()["choices"], metric: r["value"],
                                 "params": r["params"]} for a, r in zip(others, results)],
               **task.describe()}
-    text = (json.dumps(report, indent=2) + "\n").encode()
-    write_file(run_dir / COMPARE_FILE, lambda handle: handle.write(text))
+    write_json(run_dir / COMPARE_FILE, report)
     reporter.print(_table(report))
     return report
 

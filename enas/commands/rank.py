@@ -10,7 +10,6 @@ RUN_DIR/plots/rank.png.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,12 @@ from rich.table import Table
 
 from enas.commands.panel import uniform_architectures
 from enas.commands.shared_weights import SharedWeights
-from enas.commands.standalone import Budget, train_alone
+from enas.commands.standalone import Budget, train_panel
 from enas.config import Config
 from enas.errors import UserError
 from enas.ranking import kendall_tau, spearman_rho, top_k_overlap
 from enas.report.plots import scatter
-from enas.run.folder import write_file
+from enas.run.folder import write_json
 from enas.run.reporter import Reporter
 from enas.spaces import official, space_type
 from enas.spaces.architecture import Architecture
@@ -66,12 +65,7 @@ def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Bud
         for member in members:
             shared_scores.append(shared.score(member.arch))
             update()
-    alone = []
-    train_config = budget.config(config)
-    with reporter.phase(f"rank: training alone ({budget.epochs} epochs each)", len(members)) as update:
-        for member in members:
-            alone.append(train_alone(train_config, member.arch, cache, rerun))
-            update(**{member.source.replace(" ", "_"): round(alone[-1]["value"], 4)})
+    alone = train_panel(config, [m.arch for m in members], budget, cache, rerun, reporter, "rank")
     metric, sign = task.metric, -1.0 if task.lower_is_better else 1.0
     x = [sign * s for s in shared_scores]
     y = [sign * result["value"] for result in alone]
@@ -87,8 +81,7 @@ def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Bud
                          f"shared_valid_{metric}": s, f"alone_{result['metric']}": result["value"],
                          "alone_params": result["params"]}
                         for m, s, result in zip(members, shared_scores, alone)]}
-    text = (json.dumps(report, indent=2) + "\n").encode()
-    write_file(run_dir / RANK_FILE, lambda handle: handle.write(text))
+    write_json(run_dir / RANK_FILE, report)
     scatter(run_dir / RANK_PLOT, shared_scores, [r["value"] for r in alone], [m.source for m in members],
             f"{run_dir.name}: shared weights against training alone", f"shared-weight validation {metric}",
             f"{alone[0]['metric'].replace('_', ' ')} trained alone ({budget.epochs} epochs)",

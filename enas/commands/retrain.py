@@ -10,7 +10,6 @@ from any step boundary, skips non-finite steps and rolls back.
 from __future__ import annotations
 
 import copy
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 from enas.config import Config, to_dict
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
-from enas.run.folder import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file
+from enas.run.folder import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file, write_json
 from enas.run.progress import Figures, Progress
 from enas.run.reporter import Reporter
 from enas.run.session import Session
@@ -81,8 +80,7 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
     retrain = Retrain(config, arch, device)
     write_config(out_dir, config)  # on a resume too: a later resume starts from its overrides
     if not resume:
-        text = (json.dumps(arch.to_json(), indent=2) + "\n").encode()
-        write_file(out_dir / ARCH_FILE, lambda handle: handle.write(text))
+        write_json(out_dir / ARCH_FILE, arch.to_json())
     with Session(out_dir, retrain, saved) as session:
         session.drive(config.retrain.epochs, RETRAIN, partial(retrain_epoch, retrain, Steps(session), reporter))
     return finish(retrain, out_dir, session.elapsed)
@@ -129,6 +127,5 @@ def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
               **task.describe()}
     weights = model.state_dict()
     write_file(out_dir / MODEL_FILE, lambda handle: torch.save(weights, handle))
-    text = (json.dumps(result, indent=2) + "\n").encode()
-    write_file(out_dir / RESULT_FILE, lambda handle: handle.write(text))
+    write_json(out_dir / RESULT_FILE, result)
     return result

@@ -50,6 +50,18 @@ def result_folder(config: Config, arch: Architecture, cache: Path) -> Path:
     return cache / f"{arch.space}-{digest}"
 
 
+def train_panel(config: Config, architectures: list[Architecture], budget: Budget, cache: Path, rerun: str,
+                reporter: Reporter, command: str) -> list[dict[str, Any]]:
+    """The result.json of each architecture trained alone at `budget`, behind one progress bar."""
+    train_config = budget.config(config)
+    results: list[dict[str, Any]] = []
+    with reporter.phase(f"{command}: training alone ({budget.epochs} epochs each)", len(architectures)) as update:
+        for arch in architectures:
+            results.append(train_alone(train_config, arch, cache, rerun))
+            update(last=round(results[-1]["value"], 4))
+    return results
+
+
 def train_alone(config: Config, arch: Architecture, cache: Path, rerun: str) -> dict[str, Any]:
     """`arch` retrained with `config` (a `Budget.config`); its result.json, trained once.
     `rerun`: the command that continues the panel after a stop."""

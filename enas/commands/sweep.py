@@ -19,7 +19,7 @@ from enas.commands.retrain import RESULT_FILE, run_retrain
 from enas.commands.search import run_search
 from enas.config import Config, load_config
 from enas.run.folder import (ARCH_FILE, METRICS_FILE, check_resume_config, check_run_dir, has_checkpoint, saved_config,
-                             write_file)
+                             write_json)
 from enas.run.metrics import read_metrics
 from enas.run.reporter import Reporter
 from enas.spaces import from_json
@@ -43,8 +43,7 @@ def run_sweep(layers: list[Path], overrides: list[str], seeds: list[int], out_di
                **{f"{name}_mean": statistics.fmean(r[name] for r in rows) for name in ("value", "search_s")},
                **{f"{name}_std": statistics.stdev(r[name] for r in rows) if len(rows) > 1 else 0.0
                   for name in ("value", "search_s")}}
-    text = (json.dumps(summary, indent=2) + "\n").encode()
-    write_file(out_dir / SEEDS_FILE, lambda handle: handle.write(text))
+    write_json(out_dir / SEEDS_FILE, summary)
     reporter.print(_table(summary))
     return summary
 
@@ -53,19 +52,31 @@ def run_one(config: Config, run_dir: Path, reporter: Reporter) -> dict[str, Any]
     """Search, derive and retrain of one seed, each skipped where its output exists."""
     retrain_dir = run_dir / "retrain"
     if not (retrain_dir / RESULT_FILE).is_file():
-        resume = has_checkpoint(run_dir)
-        check_run_dir(run_dir, resume)
-        if resume:
-            check_resume_config(saved_config(run_dir), config)
-        run_search(config, run_dir, resume, reporter)   # a finished search has no epoch left to run
-        if not (run_dir / ARCH_FILE).is_file():
-            run_derive(saved_config(run_dir), run_dir, reporter)
+        search_and_derive(config, run_dir, reporter)
         arch = from_json(json.loads((run_dir / ARCH_FILE).read_text()))
         run_retrain(saved_config(run_dir), arch, retrain_dir, has_checkpoint(retrain_dir), reporter)
     result = json.loads((retrain_dir / RESULT_FILE).read_text())
-    search_s = max((m.get("search_s", 0.0) for m in read_metrics(run_dir / METRICS_FILE)), default=0.0)
     return {"run_dir": str(run_dir), "arch": result["arch"], "metric": result["metric"], "value": result["value"],
-            "search_s": search_s, "retrain_s": result["time_s"]}
+            "search_s": search_seconds(run_dir), "retrain_s": result["time_s"]}
+
+
+def search_and_derive(config: Config, run_dir: Path, reporter: Reporter) -> Config:
+    """The search in `run_dir` (resumed where it has a checkpoint; a finished one has no epoch left
+    to run) and its derive unless arch.json exists; returns the run's saved config."""
+    resume = has_checkpoint(run_dir)
+    check_run_dir(run_dir, resume)
+    if resume:
+        check_resume_config(saved_config(run_dir), config)
+    run_search(config, run_dir, resume, reporter)
+    saved = saved_config(run_dir)
+    if not (run_dir / ARCH_FILE).is_file():
+        run_derive(saved, run_dir, reporter)
+    return saved
+
+
+def search_seconds(run_dir: Path) -> float:
+    """The seconds the search in `run_dir` ran, as its last metrics line with them says."""
+    return max((m.get("search_s", 0.0) for m in read_metrics(run_dir / METRICS_FILE)), default=0.0)
 
 
 def _table(summary: dict[str, Any]) -> Table:

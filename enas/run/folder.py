@@ -3,6 +3,7 @@ a file in them is replaced without ever leaving a half-written one behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -78,6 +79,12 @@ def check_resume_position(saved: dict[str, Any], requested: Config, first_phase:
 def write_config(run_dir: Path, config: Config) -> None:
     text = to_yaml(config).encode()
     write_file(run_dir / CONFIG_FILE, lambda handle: handle.write(text))
+
+
+def write_json(path: Path, value: Any) -> None:
+    """`value` as indented JSON, replacing `path` atomically."""
+    text = (json.dumps(value, indent=2) + "\n").encode()
+    write_file(path, lambda handle: handle.write(text))
 
 
 def write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -38,10 +38,6 @@ class Reporter:
     def print(self, *objects: Any) -> None:
         self.console.print(*objects)
 
-    def warn(self, message: str) -> None:
-        """A one-line warning on stderr, shown in quiet mode too."""
-        Console(stderr=True).print(message, style="yellow", soft_wrap=True)
-
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):

@@ -1,14 +1,15 @@
 """The LSTM controller (ENAS section 2.2), one implementation for every search space.
 
 The controller walks the space's decision list, one LSTM step per decision, and samples a whole
-batch of architectures at once. With `position_prior` (the official PTB controllers) an index
-decision's logits lose (distance)^2 / 6 after the clipping, distance counted back from the node
-being decided, and the chosen anchor enters the next step divided by 0.1 + its distance. Op decisions use a softmax over a linear head; index and skip
+batch of architectures at once. Op decisions use a softmax over a linear head; index and skip
 decisions use anchor attention over the nodes decided so far:
     logits_i = v^T tanh(W_prev h_i + W_curr h_current)
 (a softmax for an index, an independent sigmoid per anchor for skips). All logits are divided by
-the temperature and clipped with C * tanh(.). Training is REINFORCE with a moving-average
-baseline; the entropy bonus is added to the reward as in the official code.
+the temperature and clipped with C * tanh(.). With `position_prior` (the official PTB
+controllers) an index decision's logits then lose distance^2 / 6, the distance counted back from
+the node being decided, and the chosen anchor enters the next step divided by 0.1 + its distance.
+Training is REINFORCE with a moving-average baseline; the entropy bonus is added to the reward as
+in the official code.
 """
 
 from __future__ import annotations

@@ -5,9 +5,8 @@ architecture (uniform ones through `search.warmup_epochs`, and a `search.uniform
 them after); then `controller.steps` REINFORCE updates whose rewards come from validation batches
 run through the supernet's shared weights; then the controller's most likely architecture is
 evaluated, a line is logged with what the policy samples (watch.py) and the whole state is
-checkpointed. The loop runs inside a `Session`,
-which saves at any step boundary on SIGINT/SIGTERM and rolls back (session.py); its steps run
-through `Steps`, which skips non-finite ones (steps.py).
+checkpointed. The loop runs inside a `Session`, which saves at any step boundary on SIGINT/SIGTERM
+and rolls back (session.py); its steps run through `Steps`, which skips non-finite ones (steps.py).
 """
 
 from __future__ import annotations
@@ -237,8 +236,8 @@ def evaluate(search: Search, session: Session, reporter: Reporter) -> None:
     task.calibrate(search.bind(arch))  # e.g. batch-norm statistics of this architecture
     value = task.evaluate(search.bind(arch), "valid", search.config.search.eval_batches)
     epoch, config = search.progress.epoch, search.config
-    policy, search.state.warned = watch(search.controller, config.seed + 1000 * (epoch + 1), epoch,
-                                        config.search.epochs, search.state.warned, reporter.warn)
+    policy, search.state.warned = watch(search.controller, config.seed, epoch, config.search.epochs,
+                                        search.state.warned)
     session.metrics.write("eval", epoch, search.state.controller_updates, **{f"valid_{task.metric}": value},
                           arch=official(arch), search_s=round(session.elapsed, 2), **policy)
     reporter.print(f"epoch {search.progress.epoch + 1}: valid {task.metric} {value:.4g} of the most likely "

@@ -159,10 +159,10 @@ def update(search: NasRL, runner: Steps, reporter: Reporter) -> None:
             done = max(progress.step, 1)
             bar(completed=progress.step, best=max(t["reward"] for t in state.trials.values()),
                 s_per_child=(time.time() - started) / done)
-    controller_update(search, runner.session, reporter)
+    controller_update(search, runner.session)
 
 
-def controller_update(search: NasRL, session: Session, reporter: Reporter) -> None:
+def controller_update(search: NasRL, session: Session) -> None:
     """REINFORCE from the update's rewards: the architectures drawn again, now with gradients.
     The random baseline only logs the update's rewards. Either logs what the policy samples."""
     state, epoch, config = search.state, search.progress.epoch, search.config
@@ -178,8 +178,7 @@ def controller_update(search: NasRL, session: Session, reporter: Reporter) -> No
         state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer, samples,
                                                  state.rewards, state.baseline)
         state.controller_updates += 1
-        policy, state.warned = watch(search.controller, config.seed + 1000 * (epoch + 1), epoch,
-                                     config.nas_rl.updates, state.warned, reporter.warn)
+        policy, state.warned = watch(search.controller, config.seed, epoch, config.nas_rl.updates, state.warned)
         session.metrics.write("controller", epoch, state.controller_updates, reward=stats.reward,
                               baseline=stats.baseline, entropy=stats.entropy, loss=stats.loss, best_reward=best,
                               search_s=round(session.elapsed, 2), **policy)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
+from enas.run.session import warn
 from enas.strategies.controller import Controller
 
 WATCH_SAMPLES = 100    # architectures drawn to watch the policy once an epoch
@@ -80,11 +80,11 @@ def collapse_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | N
     return None
 
 
-def watch(controller: Controller, seed: int, epoch: int, epochs: int, warned: bool,
-          warn: Callable[[str], None]) -> tuple[dict, bool]:
-    """The policy's figures as metrics, and whether a collapse warning has been given by now (it is
-    given once a run: `warned` says whether an earlier epoch gave it)."""
-    figures = watch_policy(controller, seed)
+def watch(controller: Controller, run_seed: int, epoch: int, epochs: int, warned: bool) -> tuple[dict, bool]:
+    """The policy's figures after `epoch` as metrics, and whether a collapse warning has been given
+    by now (it is given once a run: `warned` says whether an earlier epoch gave it). The draws'
+    generator is seeded from the run's seed and the epoch, apart from every generator of the search."""
+    figures = watch_policy(controller, run_seed + 1000 * (epoch + 1))
     metrics = figures.as_metrics()
     message = None if warned else collapse_warning(figures, epoch, epochs)
     if message:

@@ -11,7 +11,7 @@ of it, and its validation split is the test set.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
@@ -119,16 +119,15 @@ class ImageTask:
         full_batches = max(1, len(self.images["valid"]) // size)  # a partial batch is a poorer statistic
         if self.calibrate_rewards:
             self.calibrate(model)
+        # momentum 0: the running statistics stay untouched
+        normalisation = nullcontext() if self.calibrate_rewards else batch_statistics(model.module, momentum=0.0)
         correct = 0.0
-        for batch in range(index, index + batches):
-            start = (batch % full_batches) * size
-            images, labels = self._batch("valid", slice(start, start + size))
-            if self.calibrate_rewards:
+        with normalisation:
+            for batch in range(index, index + batches):
+                start = (batch % full_batches) * size
+                images, labels = self._batch("valid", slice(start, start + size))
                 logits, _ = model(images)
-            else:
-                with batch_statistics(model.module, momentum=0.0):  # momentum 0: running stats untouched
-                    logits, _ = model(images)
-            correct += (logits.argmax(1) == labels).float().mean().item()
+                correct += (logits.argmax(1) == labels).float().mean().item()
         return correct / batches
 
     @torch.no_grad()
