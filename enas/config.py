@@ -67,6 +67,18 @@ class ControllerConfig:
     aggregate: int = option(10, "sampled architectures whose gradients make one update", min=1)
     skip_target: float = option(0.4, "skip decisions: target probability of a skip connection", min=0.01, max=0.99)
     skip_weight: float = option(0.8, "skip decisions: weight of the KL penalty toward skip_target", min=0.0)
+    skip_form: str = option("enas", "skip decisions: enas (the official general_controller.py: a bit is drawn from a "
+                            "softmax over [-q, q], so P(skip) = sigmoid(2q), while the KL penalty reads sigmoid(q)) "
+                            "or sigmoid (P(skip) = sigmoid(q), NAS-RL); either way the penalty sums a layer's bits "
+                            "and averages over layers", choices=("enas", "sigmoid"))
+    entropy_form: str = option("full", "the entropy in the reward's bonus: full (every option's -p log p, the "
+                               "official micro controller) or sampled (only the chosen option's -p(a) log p(a), the "
+                               "official macro and PTB controllers)", choices=("full", "sampled"))
+    node_step: bool = option(False, "one more LSTM step, on the embedding of a node's last choice, makes the node's "
+                             "anchor, and the next node starts from the start embedding (official micro controller)")
+    separable_bias: bool = option(False, "op decisions: start the op head's bias at 10 for separable convolutions "
+                                  "and 0 for the rest, and add a fixed +0.25 / -0.25 after the clipping in the normal "
+                                  "cell (official micro controller's b_soft and b_soft_no_learn)")
     position_prior: bool = option(False, "index decisions: subtract (distance)^2 / 6 from the clipped logits and "
                                   "divide the chosen anchor by 0.1 + distance (both official PTB controllers)")
     reward_batches: int = option(1, "validation batches whose mean loss (text) or accuracy (images) makes one "

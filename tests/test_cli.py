@@ -50,7 +50,7 @@ def test_derive_then_retrain_beats_the_unigram_model(searched):
     result = enas("derive", str(searched))
     assert f"enas retrain {searched}" in result.stdout
     arch = json.loads((searched / "arch.json").read_text())
-    assert arch["space"] == "recurrent" and arch["format_version"] == 1
+    assert arch["space"] == "recurrent" and arch["format_version"] == 2
     candidates = [json.loads(line) for line in (searched / "candidates.jsonl").read_text().splitlines()]
     assert len(candidates) == 6
     assert arch["valid_ppl"] == min(c["valid_ppl"] for c in candidates)

@@ -80,7 +80,7 @@ def test_supernet_and_child_compute_the_same_with_the_same_weights():
 def test_reduction_cells_halve_the_size_and_double_the_width():
     space = MicroSpace(MicroConfig(layers=3, filters=4, nodes=2), ImageShape(3, 16, 16, 10))
     assert reduction_cells(3) == (1, 3)
-    child = space.child(Architecture("micro", (0, 4, 1, 4, 0, 2, 2, 0) * 2))
+    child = space.child(from_official("0 4 1 4 0 2 2 0 " * 2, "micro"))
     sizes = []
     child.cells[1].register_forward_hook(lambda m, i, out: sizes.append(tuple(out.shape[1:])))
     child.cells[3].register_forward_hook(lambda m, i, out: sizes.append(tuple(out.shape[1:])))

@@ -56,12 +56,15 @@ def from_json(data: Any) -> Architecture:
         raise UserError("an architecture JSON needs the keys 'space' and 'choices' "
                         "(as written by `enas derive` in arch.json)")
     version = data.get("format_version", FORMAT_VERSION)
-    if version != FORMAT_VERSION:
+    if version not in (1, FORMAT_VERSION):
         raise UserError(f"architecture format_version {version} is not supported "
-                        f"(this enas reads version {FORMAT_VERSION})")
+                        f"(this enas reads versions 1 and {FORMAT_VERSION})")
     if not isinstance(data["choices"], list):
         raise UserError("an architecture JSON's 'choices' must be a list")
-    return architecture(str(data["space"]), data["choices"])
+    space, choices = str(data["space"]), data["choices"]
+    if version == 1 and space == MicroSpace.name:   # version 1 kept the official string's order
+        choices = MicroSpace.from_official(" ".join(map(str, choices)), None)
+    return architecture(space, choices)
 
 
 def from_official(text: str, space: str, style: str | None = None) -> Architecture:

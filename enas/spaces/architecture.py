@@ -13,7 +13,7 @@ from typing import Any, Sequence, Union
 
 from enas.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: micro choices in the controller's order (1: the official string's)
 Choice = Union[int, tuple[int, ...]]
 
 

@@ -7,9 +7,10 @@ and is their sum. The cell output concatenates the loose ends (nodes that no nod
 doubles the width and applies its ops with stride 2 where they read the cell inputs. The normal
 and the reduction cell are searched together.
 
-Choices, in controller order: (x input, x op, y input, y op) per node of the normal cell, then the
-same for the reduction cell. That is the official string `idx1 op1 idx2 op2 ...` (ops: 0 sep3,
-1 sep5, 2 avg, 3 max, 4 identity).
+Choices, in controller order: (x input, y input, x op, y op) per node of the normal cell, then the
+same for the reduction cell: the official micro controller picks both inputs of a node before its
+ops. The official string lists them `idx1 op1 idx2 op2 ...` (ops: 0 sep3, 1 sep5, 2 avg, 3 max,
+4 identity); `to_official` and `from_official` reorder.
 
 Shared weights are kept per node, input slot (x or y) and op; in a reduction cell, the ops that
 read the cell inputs (with stride 2) have their own, apart from those that read its nodes. (The
@@ -82,7 +83,7 @@ class MicroPlan:
 
     @classmethod
     def of(cls, arch: Architecture) -> MicroPlan:
-        quads = [tuple(arch.choices[k:k + 4]) for k in range(0, len(arch.choices), 4)]
+        quads = [(x, x_op, y, y_op) for x, y, x_op, y_op in _nodes(arch.choices)]
         half = len(quads) // 2
         return cls(CellPlan(tuple(quads[:half])), CellPlan(tuple(quads[half:])))
 
@@ -247,26 +248,25 @@ class MicroSpace:
 
     @classmethod
     def check(cls, choices: Sequence[Choice]) -> None:
-        if not choices or len(choices) % 8:
-            raise UserError(f"a micro architecture has 4 numbers per node for B nodes in each of two cells "
-                            f"(8B in all), got {len(choices)}")
+        _check_count(len(choices))
         check_choices(cls.name, _decisions(len(choices) // 8), choices)
 
     @classmethod
     def to_official(cls, choices: Sequence[Choice], style: str | None) -> str:
         check_style(cls.name, style, STYLES)
-        return " ".join(str(c) for c in choices)
+        return " ".join(str(c) for x, y, x_op, y_op in _nodes(choices) for c in (x, x_op, y, y_op))
 
     @classmethod
     def from_official(cls, text: str, style: str | None) -> tuple[int, ...]:
         check_style(cls.name, style, STYLES)
-        return tuple(parse_ints(text, "a micro architecture string"))
+        numbers = parse_ints(text, "a micro architecture string")
+        _check_count(len(numbers))
+        return tuple(c for x, x_op, y, y_op in _nodes(numbers) for c in (x, y, x_op, y_op))
 
     @classmethod
     def canonical(cls, arch: Architecture) -> tuple[Choice, ...]:
         """A node is the sum of its two (input, op) terms, in either order: each node's pair sorted."""
-        quads = [arch.choices[k:k + 4] for k in range(0, len(arch.choices), 4)]
-        return tuple(c for x_in, x_op, y_in, y_op in quads for c in sorted([(x_in, x_op), (y_in, y_op)]))
+        return tuple(c for x, y, x_op, y_op in _nodes(arch.choices) for c in sorted([(x, x_op), (y, y_op)]))
 
     @classmethod
     def render(cls, arch: Architecture) -> tuple[str, str]:
@@ -295,8 +295,20 @@ def _source(position: int) -> str:
     return f"input {position}" if position < 2 else f"node {position}"
 
 
+def _check_count(count: int) -> None:
+    if not count or count % 8:
+        raise UserError(f"a micro architecture has 4 numbers per node for B nodes in each of two cells "
+                        f"(8B in all), got {count}")
+
+
+def _nodes(choices: Sequence) -> list[tuple]:
+    """Choices (or an official string's numbers) four by four: one tuple per node."""
+    return [tuple(choices[k:k + 4]) for k in range(0, len(choices), 4)]
+
+
 def _decisions(nodes: int) -> list[Decision]:
-    """Per node of the normal then the reduction cell: x input, x op, y input, y op.
+    """Per node of the normal then the reduction cell: x input, y input, x op, y op (the official
+    micro controller's order).
 
     The controller stores an anchor for the two cell inputs, then one per node. A node of the
     reduction cell chooses among the inputs and the reduction cell's own earlier nodes, whose
@@ -307,7 +319,8 @@ def _decisions(nodes: int) -> list[Decision]:
         for k in range(nodes):
             position = k + 2
             anchors = (0, 1, *range(first_node_anchor, first_node_anchor + k))
-            for slot in ("x", "y"):
-                decisions += [index(f"{cell}.node{position}.{slot}_input", position, anchors=anchors),
-                              op(f"{cell}.node{position}.{slot}_op", MICRO_OPS, ends_node=slot == "y")]
+            decisions += [index(f"{cell}.node{position}.{slot}_input", position, anchors=anchors)
+                          for slot in ("x", "y")]
+            decisions += [op(f"{cell}.node{position}.{slot}_op", MICRO_OPS, ends_node=slot == "y")
+                          for slot in ("x", "y")]
     return decisions

@@ -4,10 +4,22 @@ The controller walks the space's decision list, one LSTM step per decision, and 
 batch of architectures at once. Op decisions use a softmax over a linear head; index and skip
 decisions use anchor attention over the nodes decided so far:
     logits_i = v^T tanh(W_prev h_i + W_curr h_current)
-(a softmax for an index, an independent sigmoid per anchor for skips). All logits are divided by
-the temperature and clipped with C * tanh(.). With `position_prior` (the official PTB
-controllers) an index decision's logits then lose distance^2 / 6, the distance counted back from
-the node being decided, and the chosen anchor enters the next step divided by 0.1 + its distance.
+(a softmax for an index, an independent bit per anchor for skips). All logits are divided by
+the temperature and clipped with C * tanh(.). The inputs a space has before any decision (a
+cell's two inputs) are anchors whose attention keys come from the LSTM and whose values, fed on
+when one is chosen, are zeros, as in the official micro controller.
+
+Switches that follow one official controller or another (ControllerConfig says which preset
+uses which):
+- `skip_form`: a skip bit is drawn with P = sigmoid(2q) (the official general_controller.py's
+  softmax over [-q, q]) or sigmoid(q); the KL penalty toward the target rate reads sigmoid(q),
+  summed over a layer's bits and averaged over layers.
+- `entropy_form`: the entropy bonus counts every option (full) or only the chosen one (sampled).
+- `node_step`: one more LSTM step makes each node's anchor; the next node starts afresh.
+- `separable_bias`: op heads start biased toward separable convolutions (official micro).
+- `position_prior` (the official PTB controllers): an index decision's logits lose distance^2 / 6,
+  the distance counted back from the node being decided, and the chosen anchor enters the next
+  step divided by 0.1 + its distance.
 Training is REINFORCE with a moving-average baseline; the entropy bonus is added to the reward as
 in the official code.
 """
@@ -31,14 +43,24 @@ class Samples:
     """A batch of n sampled architectures with the differentiable terms REINFORCE needs."""
 
     architectures: list[Architecture]
-    log_prob: torch.Tensor       # (n,) sum over decisions of log p(choice)
-    decision_entropy: torch.Tensor  # (n, D) the entropy of each decision's distribution (a skip set's: its bits')
-    skip_penalty: torch.Tensor   # (n,) KL(skip probability || target rate), summed over skips
+    decision_log_prob: torch.Tensor  # (n, D) log p(choice) of each decision (a skip set's: its bits' sum)
+    decision_entropy: torch.Tensor   # (n, D) the entropy of each decision's distribution (a skip set's: its bits')
+    sampled_entropy: torch.Tensor    # (n,) -p(a) log p(a) of each chosen option (each skip bit), summed
+    skip_penalty: torch.Tensor       # (n,) KL(skip probability || target rate): a layer's sum, averaged over layers
+
+    @property
+    def log_prob(self) -> torch.Tensor:
+        """(n,) log p(architecture): the sum over its decisions."""
+        return self.decision_log_prob.sum(1)
 
     @property
     def entropy(self) -> torch.Tensor:
         """(n,) the entropy of each sample's whole policy: the sum over its decisions."""
         return self.decision_entropy.sum(1)
+
+    def bonus_entropy(self, form: str) -> torch.Tensor:
+        """(n,) the entropy the reward's bonus counts: `full` or `sampled` (ControllerConfig.entropy_form)."""
+        return self.entropy if form == "full" else self.sampled_entropy
 
 
 class Controller(nn.Module):
@@ -63,6 +85,10 @@ class Controller(nn.Module):
         self.attn_v = nn.Linear(hidden, 1, bias=False)
         for p in self.parameters():
             nn.init.uniform_(p, -0.1, 0.1)
+        if cfg.separable_bias:
+            with torch.no_grad():
+                for options, vocab in self._vocabulary.items():
+                    self.op_heads[vocab].bias.copy_(10.0 * _separable(options))
 
     @classmethod
     def for_space(cls, space: SearchSpace, cfg: ControllerConfig) -> Controller:
@@ -89,13 +115,15 @@ class Controller(nn.Module):
 
         for _ in range(self.initial_anchors):
             h, c = self._lstm(inputs, h, c)
-            anchors.append(h)
+            anchors.append(torch.zeros_like(h))   # an input's key is the LSTM's, its value zeros
             keys.append(self.attn_prev(h))
         for position, decision in enumerate(self.decisions):
             h, c = self._lstm(inputs, h, c)
             if decision.kind == "op":
                 vocab = self._vocabulary[decision.options]
                 logits = self._clip(self.op_heads[vocab](h), cfg.tanh_constant / cfg.op_tanh_reduce)
+                if cfg.separable_bias and decision.name.startswith("normal."):   # official: the first cell's sampler
+                    logits = logits + 0.25 * (2 * _separable(decision.options) - 1)
                 choice = _draw_categorical(logits, generator, greedy)
                 drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
                 inputs = self.op_embeddings[vocab](choice)
@@ -114,33 +142,48 @@ class Controller(nn.Module):
                     if cfg.position_prior:
                         inputs = inputs / (0.1 + distance[choice])[:, None]
                 else:
-                    choice = _draw_bernoulli(logits, generator, greedy)
-                    skips.append((position, logits, choice))
+                    # the official ENAS code draws a bit from a softmax over [-q, q]: P(skip) = sigmoid(2q)
+                    bit_logits = 2 * logits if cfg.skip_form == "enas" else logits
+                    choice = _draw_bernoulli(bit_logits, generator, greedy)
+                    skips.append((position, bit_logits, logits, choice))
                     inputs = (choice[:, :, None] * stacked).sum(1) / (1 + choice.sum(1, keepdim=True))
             columns.append(choice)
             if decision.ends_node:
+                if cfg.node_step:   # the official micro controller: one more step makes the node's anchor
+                    h, c = self._lstm(inputs, h, c)
+                    inputs = self.start.expand(n, hidden_size)
                 anchors.append(h)
                 keys.append(self.attn_prev(h))
 
-        log_prob, skip_penalty = self.start.new_zeros(2, n).unbind(0)
-        entropies: dict[int, torch.Tensor] = {}   # position -> (n,) entropy of that decision
+        # position -> (n,) log p(choice), entropy, and sampled entropy of that decision
+        log_probs: dict[int, torch.Tensor] = {}
+        entropies: dict[int, torch.Tensor] = {}
+        sampled: dict[int, torch.Tensor] = {}
         for group in drawn.values():
+            positions = [p for p, _, _ in group]
             lp, ent = _categorical_terms(torch.stack([lg for _, lg, _ in group], 1),
                                          torch.stack([ch for _, _, ch in group], 1))
-            log_prob = log_prob + lp
-            entropies.update(zip((p for p, _, _ in group), ent.unbind(1)))
+            log_probs.update(zip(positions, lp.unbind(1)))
+            entropies.update(zip(positions, ent.unbind(1)))
+            sampled.update(zip(positions, (-lp.exp() * lp).unbind(1)))
+        skip_penalty = self.start.new_zeros(n)
         if skips:
-            lp, ent, skip_penalty = _bernoulli_terms(torch.cat([lg for _, lg, _ in skips], 1),
-                                                     torch.cat([bits for _, _, bits in skips], 1), cfg.skip_target)
-            log_prob = log_prob + lp
-            per_set = ent.split([lg.shape[1] for _, lg, _ in skips], 1)
-            entropies.update((p, e.sum(1)) for (p, _, _), e in zip(skips, per_set))
-        decision_entropy = torch.stack([entropies[p] for p in range(len(self.decisions))], 1)
+            lp, ent, kl = _bernoulli_terms(torch.cat([lg for _, lg, _, _ in skips], 1),
+                                           torch.cat([q for _, _, q, _ in skips], 1),
+                                           torch.cat([bits for *_, bits in skips], 1), cfg.skip_target)
+            widths = [q.shape[1] for _, _, q, _ in skips]
+            positions = [p for p, *_ in skips]
+            for table, terms in ((log_probs, lp), (entropies, ent), (sampled, -lp.exp() * lp)):
+                table.update((p, t.sum(1)) for p, t in zip(positions, terms.split(widths, 1)))
+            skip_penalty = torch.stack([t.sum(1) for t in kl.split(widths, 1)], 1).mean(1)
+        order = range(len(self.decisions))
         values = [col.long().tolist() for col in columns]   # one conversion per decision, not per sample
         architectures = [Architecture(self.space_name, tuple(
             tuple(column[i]) if isinstance(column[i], list) else column[i] for column in values))
             for i in range(n)]
-        return Samples(architectures, log_prob, decision_entropy, skip_penalty)
+        return Samples(architectures, torch.stack([log_probs[p] for p in order], 1),
+                       torch.stack([entropies[p] for p in order], 1),
+                       torch.stack([sampled[p] for p in order], 1).sum(1), skip_penalty)
 
     @property
     def max_entropy(self) -> float:
@@ -196,25 +239,31 @@ def _draw_bernoulli(logits: torch.Tensor, generator: torch.Generator | None, gre
     return (torch.sigmoid(logits) > threshold).float()
 
 
+def _separable(options: tuple[str, ...]) -> torch.Tensor:
+    """1.0 for each separable convolution among op `options`, else 0.0."""
+    return torch.tensor([float(name.startswith("sep_conv")) for name in options])
+
+
 def _categorical_terms(logits: torch.Tensor, choices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits (n, D, k) of D decisions, choices (n, D) -> their summed log p(choice) (n,) and the
-    entropy of each decision (n, D)."""
+    """logits (n, D, k) of D decisions, choices (n, D) -> log p(choice) (n, D) and the entropy of
+    each decision (n, D)."""
     log_p = torch.log_softmax(logits, dim=-1)
-    chosen = log_p.gather(-1, choices[..., None]).sum((1, 2))
+    chosen = log_p.gather(-1, choices[..., None]).squeeze(-1)
     entropy = -(log_p.exp() * log_p).sum(2)
     return chosen, entropy
 
 
-def _bernoulli_terms(logits: torch.Tensor, bits: torch.Tensor, target: float
+def _bernoulli_terms(logits: torch.Tensor, kl_logits: torch.Tensor, bits: torch.Tensor, target: float
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """logits and bits (n, m) of m independent skips -> summed log p(bits) (n,), the entropy of each
-    bit (n, m), and the summed KL(p || target) (n,)."""
-    p = torch.sigmoid(logits)
+    """logits and bits (n, m) of m independent skips -> per bit log p(bit), its entropy, and
+    KL(sigmoid(kl_logits) || target), each (n, m)."""
     log_p1, log_p0 = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
-    chosen = (bits * log_p1 + (1 - bits) * log_p0).sum(-1)
-    entropy = -(p * log_p1 + (1 - p) * log_p0)
-    # KL(p || target) pulls the skip rate toward the target (ENAS macro space)
-    kl = (p * (log_p1 - math.log(target)) + (1 - p) * (log_p0 - math.log(1 - target))).sum(-1)
+    chosen = bits * log_p1 + (1 - bits) * log_p0
+    entropy = -(log_p1.exp() * log_p1 + log_p0.exp() * log_p0)
+    # KL(q || target) pulls the skip rate toward the target (ENAS macro space); the official code
+    # takes q = sigmoid of the clipped logit, not the probability it draws with
+    q1, q0 = nn.functional.logsigmoid(kl_logits), nn.functional.logsigmoid(-kl_logits)
+    kl = q1.exp() * (q1 - math.log(target)) + q0.exp() * (q0 - math.log(1 - target))
     return chosen, entropy, kl
 
 
@@ -246,7 +295,7 @@ def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer, s
     """
     cfg = controller.cfg
     raw = torch.tensor(rewards)
-    bonus_rewards = raw + cfg.entropy_weight * samples.entropy.detach()
+    bonus_rewards = raw + cfg.entropy_weight * samples.bonus_entropy(cfg.entropy_form).detach()
     advantages = torch.empty_like(bonus_rewards)
     for i, reward in enumerate(bonus_rewards.tolist()):
         baseline = reward if baseline is None else baseline  # start from the first reward
