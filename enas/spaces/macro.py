@@ -101,7 +101,8 @@ class MacroLayer(nn.Module):
 
 class MacroNetwork(nn.Module):
     """Stem, layers, classifier. The supernet (plan None) runs any architecture given to `forward`;
-    a child (plan given) holds only its own ops and reductions and runs the same code."""
+    a child (plan given) holds only its own ops and reductions, and its layers are the official
+    fixed layers (module docstring)."""
 
     def __init__(self, cfg: MacroConfig, shape: ImageShape, plan: MacroPlan | None = None):
         super().__init__()

@@ -202,7 +202,8 @@ class AuxHead(nn.Sequential):
 
 class MicroNetwork(nn.Module):
     """Stem, cells, classifier. The supernet (plan None) runs any architecture given to `forward`;
-    a child (plan given) holds only its own edges and runs the same code."""
+    a child (plan given) holds only its own edges and joins its cells as the official fixed cells
+    do (module docstring), so each cell's width is that of the one before's loose ends."""
 
     def __init__(self, cfg: MicroConfig, shape: ImageShape, plan: MicroPlan | None = None,
                  drop_path_steps: int = 0):
