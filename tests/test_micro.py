@@ -1,4 +1,4 @@
-"""Tests for the micro (cell) space: codecs, the supernet/child equivalence, the cells' shapes,
+"""Tests for the micro (cell) space: codecs, the ops a child shares with the supernet, the cells' shapes,
 the controller's decisions, drop path, and the published cell at the paper's final size."""
 
 import pytest
@@ -11,7 +11,6 @@ from enas.spaces import from_json, from_official, official
 from enas.spaces.base import ImageShape
 from enas.spaces.conv_ops import drop_path
 from enas.spaces.micro import MicroConfig, MicroNetwork, MicroPlan, MicroSpace, reduction_cells
-from weights import copy_supernet_weights
 
 PAPER_NORMAL = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1"
 PAPER_REDUCE = "1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
@@ -55,26 +54,62 @@ def test_the_controller_samples_valid_cells_whose_reduction_nodes_read_their_own
     assert all(len(a.choices) == 8 * TINY.nodes for a in archs)
 
 
-def test_supernet_and_child_compute_the_same_with_the_same_weights():
+def test_a_childs_ops_are_the_supernets_and_compute_the_same_nodes_with_its_weights():
+    """The child's cells join their nodes as the official fixed cells do and the supernet's as the
+    searched ones do (module docstring), so the networks differ around the nodes; the ops, the
+    shared weights, are the same modules under the same names."""
     torch.manual_seed(0)
     space = MicroSpace(TINY, SHAPE)
-    supernet = space.supernet()
-    images = torch.randn(6, 3, 12, 12)
-    archs = draw_architectures(space, 4) + [from_official("0 4 1 4 0 4 2 4 0 4 1 4 " * 2, "micro")]
-    supernet.train()
+    supernet = space.supernet().eval()
+    shared = supernet.state_dict()
+    for arch in draw_architectures(space, 3) + [from_official("0 4 1 4 0 4 2 4 0 4 1 4 " * 2, "micro")]:
+        child = space.child(arch).eval()
+        ops = {name: shared[name] for name in child.state_dict() if ".edges." in name}
+        assert ops and all(shared[name].shape == child.state_dict()[name].shape for name in ops)
+        child.load_state_dict(ops, strict=False)
+        plan = MicroPlan.of(arch)
+        for child_cell, supernet_cell in zip(child.cells, supernet.cells):
+            cell_plan = plan.reduce if child_cell.reduction else plan.normal
+            c = child_cell.width // len(cell_plan.loose_ends)
+            inputs = list(torch.randn(2, 3, c, 6, 6))
+            with torch.no_grad():
+                expected = supernet_cell.nodes(inputs, cell_plan)
+                got = child_cell.nodes(inputs, cell_plan)
+            assert all(torch.allclose(e, g, atol=1e-5) for e, g in zip(expected, got)), official(arch)
+
+
+def test_a_child_cell_passes_on_all_its_loose_ends_and_the_next_cell_shrinks_them():
+    # normal cell: no node reads input 1, so it is a loose end (official `used` counts the inputs)
+    arch = from_official("0 4 0 4 0 4 0 4 0 4 2 4 " + "0 0 1 1 2 4 2 4 0 4 2 4", "micro")
+    plan = MicroPlan.of(arch)
+    assert plan.normal.loose_ends == (1, 3, 4) and plan.reduce.loose_ends == (3, 4)
+    cfg = MicroConfig(layers=3, filters=4, nodes=3)
+    child = MicroSpace(cfg, SHAPE).child(arch)
+    widths = []
+    for cell in child.cells:
+        cell.register_forward_hook(lambda m, i, out: widths.append(out.shape[1]))
+    child.eval()
     with torch.no_grad():
-        for arch in archs:  # gives the batch norms of these architectures real running statistics
-            supernet(images, arch)
-    supernet.eval()
-    for arch in archs:
-        child = space.child(arch)
-        copy_supernet_weights(child, supernet)
-        child.eval()
-        with torch.no_grad():
-            expected, _ = supernet(images, arch)
-            got, _ = child(images)
-        assert torch.allclose(expected, got, atol=1e-5), official(arch)
-        assert sum(p.numel() for p in child.parameters()) < sum(p.numel() for p in supernet.parameters())
+        child(torch.randn(2, 3, 12, 12))
+    # normal (width 4), reduction (8), normal (8), reduction (16), normal (16): 3, 2, 3, 2, 3 loose ends
+    assert widths == [c.width for c in child.cells] == [12, 16, 24, 32, 48]
+    after = child.cells[2]   # reads the normal cell (12 channels, full size) and the reduction cell (16)
+    assert after.pre0[1].even.in_channels == 12 and after.pre1[1].in_channels == 16
+    assert after.base[1].in_channels == after.base[1].out_channels == 8     # official `layer_base`
+    assert child.classifier.in_features == 48
+    # this reduction cell reads both inputs; the supernet's keeps a reduction for each, used when unread
+    assert not child.cells[1].calibrate and set(MicroSpace(cfg, SHAPE).supernet().cells[1].calibrate) == \
+        {"input0", "input1"}
+
+
+def test_the_supernet_mixes_in_an_unused_cell_input_as_the_official_enas_layer_does():
+    arch = from_official("0 4 0 4 2 4 2 4 3 4 3 4 " * 2, "micro")   # input 1 unused in both cells
+    supernet = MicroSpace(MicroConfig(layers=1, filters=4, nodes=3), SHAPE).supernet()
+    logits, _ = supernet(torch.randn(2, 3, 12, 12), arch)
+    logits.sum().backward()
+    for cell in supernet.cells:
+        assert cell.combine["input1"].grad is not None and cell.combine["node2"].grad is None
+    assert supernet.cells[1].calibrate["input1"].even.weight.grad is not None   # halved first
 
 
 def test_reduction_cells_halve_the_size_and_double_the_width():
@@ -87,6 +122,7 @@ def test_reduction_cells_halve_the_size_and_double_the_width():
     child.eval()
     with torch.no_grad():
         logits, aux = child(torch.randn(2, 3, 16, 16))
+    # loose ends: normal cell 2 and 3, reduction cell 3: the child passes 2 x 4 and 1 x 16 channels on
     assert sizes == [(8, 8, 8), (16, 4, 4)] and logits.shape == (2, 10) and aux is None
 
 
@@ -129,26 +165,76 @@ def test_drop_path_zeroes_whole_examples_and_keeps_the_expectation(keep):
 def test_render_names_every_node_and_the_loose_ends():
     text, dot = MicroSpace.render(from_official(PAPER_CELLS, "micro"))
     assert "node 4 = sep_conv_5x5(input 1) + sep_conv_5x5(node 3)" in text
-    assert "output = 1x1 conv of concat(node 2, node 4, node 5, node 6)" in text
+    assert "output = concat(node 2, node 4, node 5, node 6)" in text
     assert dot.startswith("digraph") and "reduction_3 -> reduction_4" in dot
 
 
-def test_the_published_cells_build_at_the_final_size(capsys):
-    """Paper: 4.6M parameters at 15 layers of width 36 (section 3.2). Ours is smaller because every
-    cell's loose ends are mixed back to the cell width by a 1x1 convolution (the official fixed
-    cells pass the 4-5x wider concatenation to the next cell, whose input convolutions are then
-    4-5x larger)."""
+def official_micro_parameters(arch: tuple[int, ...], layers: int, filters: int, nodes: int,
+                              classes: int = 10, size: int = 32) -> tuple[int, int]:
+    """(network, auxiliary head): the trainable variables of melodyguan/enas micro_child.py's fixed
+    model, tallied from its code; its batch norms hold a trainable scale and offset, its linear
+    layers no bias. Its own count (`_build_train`) leaves the auxiliary head out."""
+    def bn(c): return 2 * c
+    def conv1x1(c_in, c_out): return c_in * c_out + bn(c_out)        # ReLU-1x1 conv-BN
+    def reduction(c_in, c_out): return c_in * c_out + bn(c_out)      # _factorized_reduction: 2 halves
+    def sep_stack(k, c): return 2 * (k * k * c + c * c + bn(c))      # _fixed_conv: 2 x (depthwise, pointwise, BN)
+    cells = (arch[:4 * nodes], arch[4 * nodes:])
+    total, head = 3 * 3 * 3 * 3 * filters + bn(3 * filters), 0
+    inputs, c, pools = [(size, 3 * filters)] * 2, filters, (layers // 3, 2 * (layers // 3) + 1)
+    for i in range(layers + 2):
+        stride = 2 if i in pools else 1
+        c *= stride
+        (hw0, c0), (hw1, c1) = inputs
+        total += reduction(c0, c) if hw0 != hw1 else conv1x1(c0, c) if c0 != c else 0   # pool_x
+        total += (conv1x1(c1, c) if c1 != c else 0) + conv1x1(c, c)                     # pool_y, layer_base
+        used = [0] * (nodes + 2)
+        for k in range(2 * nodes):
+            source, op_id = cells[stride - 1][2 * k:2 * k + 2]
+            used[source] += 1
+            total += sep_stack((3, 5)[op_id], c) if op_id < 2 else \
+                reduction(c, c) if op_id == 4 and source < 2 and stride == 2 else 0
+        loose = [p for p in range(nodes + 2) if not used[p]]
+        total += sum(reduction(c, c) for p in loose if p < 2 and stride == 2)   # _fixed_combine
+        inputs = [inputs[1], (hw1 // stride, len(loose) * c)]
+        if i == pools[1] + 1:
+            pooled = (inputs[1][0] - 5) // 3 + 1
+            head = conv1x1(inputs[1][1], 128) + pooled * pooled * 128 * 768 + bn(768) + 768 * classes
+    return total + inputs[1][1] * classes, head
+
+
+def test_the_published_cells_at_the_final_size_have_the_official_parameters(capsys):
+    """The official code builds 3.89M parameters for the published cells at 15 layers of width 36,
+    4.39M with the auxiliary head; the paper reports 4.6M (section 3.2). Ours are the same
+    variables plus the two classifiers' biases."""
+    arch = from_official(PAPER_CELLS, "micro")
     cfg = MicroConfig(layers=15, filters=36, nodes=5, dropout=0.2, drop_path=0.4, aux_weight=0.4)
-    child = MicroSpace(cfg, ImageShape(3, 32, 32, 10)).child(from_official(PAPER_CELLS, "micro"))
-    total = sum(p.numel() for p in child.parameters())
+    child = MicroSpace(cfg, ImageShape(3, 32, 32, 10)).child(arch)
     head = sum(p.numel() for p in child.aux_head.parameters())
+    network = sum(p.numel() for p in child.parameters()) - head
+    official_network, official_head = official_micro_parameters(arch.choices, 15, 36, 5)
     with capsys.disabled():
-        print(f"\npublished micro cells, 15 layers x 36 filters: {total / 1e6:.2f}M parameters "
-              f"({(total - head) / 1e6:.2f}M without the auxiliary head); paper 4.6M")
-    assert 3.0e6 < total < 4.6e6
+        print(f"\npublished micro cells, 15 layers x 36 filters: {network / 1e6:.3f}M parameters, auxiliary "
+              f"head {head / 1e6:.3f}M (official code {official_network / 1e6:.3f}M + {official_head / 1e6:.3f}M; "
+              f"paper 4.6M)")
+    assert (network, head) == (official_network + 10, official_head + 10)
+    assert official_network == 3_894_372 and official_head == 494_848
     child.eval()
     with torch.no_grad():
         assert child(torch.randn(1, 3, 32, 32))[0].shape == (1, 10)
+
+
+def test_a_small_child_trains_forward_and_backward():
+    torch.manual_seed(0)
+    cfg = MicroConfig(layers=3, filters=4, nodes=5, drop_path=0.4, aux_weight=0.4)
+    arch = from_official(PAPER_CELLS, "micro")
+    child = MicroSpace(cfg, ImageShape(3, 16, 16, 10), train_steps=10).child(arch)
+    head = sum(p.numel() for p in child.aux_head.parameters())   # pools a 4x4 map whole, unlike the official
+    assert sum(p.numel() for p in child.parameters()) - head == \
+        official_micro_parameters(arch.choices, 3, 4, 5, size=16)[0] + 10
+    child.train()
+    logits, aux = child(torch.randn(4, 3, 16, 16))
+    (logits.logsumexp(1).sum() + 0.4 * aux.logsumexp(1).sum()).backward()
+    assert all(p.grad is not None for p in child.parameters())
 
 
 def test_a_child_refuses_an_architecture_of_another_space():

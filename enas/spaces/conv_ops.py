@@ -25,12 +25,6 @@ def relu_conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1) -> nn.
                          nn.BatchNorm2d(c_out))
 
 
-def conv_bn_relu(c_in: int, c_out: int, kernel: int = 1) -> nn.Sequential:
-    """Convolution -> batch norm -> ReLU: the order of the official macro branches."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, 1, kernel // 2, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU())
-
-
 def separable(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
     """Depthwise k x k then pointwise 1x1 (tf.nn.separable_conv2d), no activation in between."""
     return nn.Sequential(nn.Conv2d(c_in, c_in, kernel, stride, kernel // 2, groups=c_in, bias=False),
@@ -88,23 +82,35 @@ def micro_op(name: str, channels: int, stride: int) -> nn.Module:
     return pool(name[:3], stride)
 
 
-class MacroBranch(nn.Sequential):
-    """One macro op: a 1x1 input convolution, then the op (official `_conv_branch`, `_pool_branch`).
+class MacroBranch(nn.Module):
+    """One macro op: a 1x1 input convolution, then the op (official `_conv_branch`, `_pool_branch`,
+    `_fixed_layer`). The searched and the fixed layers order the same modules differently:
 
-    conv / sep_conv: conv1x1-BN-ReLU -> k x k (dense or separable) -> BN -> ReLU.
-    pooling:         conv1x1-BN-ReLU -> 3x3 pooling.
+    supernet (`_conv_branch`): conv1x1-BN-ReLU -> k x k (dense or separable)-BN-ReLU;
+    child (`_fixed_layer`):    ReLU-conv1x1-BN -> ReLU-k x k (dense or separable)-BN.
+    A pooling op replaces the k x k convolution and what follows it by 3x3 pooling.
     """
 
-    def __init__(self, name: str, channels: int):
+    def __init__(self, name: str, channels: int, fixed: bool):
+        super().__init__()
         kind, kernel = name.rsplit("_", 1)[0], int(name[-1])
-        layers: list[nn.Module] = [conv_bn_relu(channels, channels, 1)]
+        self.fixed = fixed
+        self.inp_conv = nn.Conv2d(channels, channels, 1, bias=False)
+        self.inp_bn = nn.BatchNorm2d(channels)
         if kind in ("avg_pool", "max_pool"):
-            layers.append(pool(kind[:3]))
+            self.op, self.out_bn = pool(kind[:3]), None
         else:
-            op = separable(channels, channels, kernel) if kind == "sep_conv" else \
+            self.op = separable(channels, channels, kernel) if kind == "sep_conv" else \
                 nn.Conv2d(channels, channels, kernel, 1, kernel // 2, bias=False)
-            layers += [op, nn.BatchNorm2d(channels), nn.ReLU()]
-        super().__init__(*layers)
+            self.out_bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) -> (B, C, H, W)."""
+        if self.fixed:
+            x = self.inp_bn(self.inp_conv(F.relu(x)))
+            return self.op(x) if self.out_bn is None else self.out_bn(self.op(F.relu(x)))
+        x = F.relu(self.inp_bn(self.inp_conv(x)))
+        return self.op(x) if self.out_bn is None else F.relu(self.out_bn(self.op(x)))
 
 
 def drop_path(x: torch.Tensor, keep: float | torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,19 @@
 """The macro (whole network) search space of ENAS (paper section 2.3).
 
-The network is a stem and L layers. Layer i applies an op to the output before it, adds a chosen
-set of earlier outputs to the result (skip connections) and, from the second layer on, applies
-batch norm to the sum (official `_enas_layer`). Skip bits are read as the official code reads
-them: bit j of layer i (0-based, j < i) adds entry j of [stem, layer 0, layer 1, ...], so a layer
-may skip from the stem and from every layer but the one it reads anyway.
+The network is a stem and L layers. Layer i applies an op to the output before it and joins a
+chosen set of earlier outputs to the result (skip connections). Skip bits are read as the
+official code reads them: bit j of layer i (0-based, j < i) joins entry j of [stem, layer 0,
+layer 1, ...], so a layer may skip from the stem and from every layer but the one it reads anyway.
+
+Child and supernet differ where the official fixed and searched layers differ:
+- a child's layer (official `_fixed_layer`): the op is ReLU-1x1 conv-BN then ReLU-k x k conv-BN;
+  from the second layer on, the skipped outputs and the op's output are concatenated and mixed
+  back to the width by ReLU-1x1 conv-BN;
+- the supernet's layer (official `_enas_layer`, `_conv_branch`): the op is 1x1 conv-BN-ReLU then
+  k x k conv-BN-ReLU; from the second layer on, batch norm of the sum of the op's output and the
+  skipped outputs.
+The op modules are the same under the same names in both. Unlike the official fixed layers,
+separable ops are separable and pooling ops work (ReLU-1x1 conv-BN, then 3x3 pooling).
 
 After layers L//3-1 and 2(L//3)-1 a factorized reduction halves every earlier output that is
 still to be read and doubles the width (official `pool_layers`).
@@ -27,7 +36,7 @@ from enas.errors import UserError
 from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
 from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, op, skip
-from enas.spaces.conv_ops import MACRO_OPS, FactorizedReduction, MacroBranch, global_pool, init_weights
+from enas.spaces.conv_ops import MACRO_OPS, FactorizedReduction, MacroBranch, global_pool, init_weights, relu_conv_bn
 
 STYLES = ("enas",)  # melodyguan/enas: per layer an op id, then one skip bit per earlier output but the input
 
@@ -69,21 +78,31 @@ def pool_layers(layers: int) -> tuple[int, ...]:
 
 
 class MacroLayer(nn.Module):
-    """One layer: its op branches (all of them in the supernet) and the batch norm after the skips."""
+    """One layer: its op branches (all of them in the supernet) and how it joins its skips.
 
-    def __init__(self, channels: int, op_ids: Iterable[int], first: bool):
+    supernet (official `_enas_layer`): BN of the sum of the op's output and the skipped outputs;
+    child (official `_fixed_layer`): ReLU-1x1 conv-BN of the concatenated skipped outputs and the
+    op's output, (skips + 1) x C channels back to C. The first layer has no skips, and neither."""
+
+    def __init__(self, channels: int, op_ids: Iterable[int], first: bool, skips: int | None = None):
         super().__init__()
-        self.branches = nn.ModuleDict({MACRO_OPS[i]: MacroBranch(MACRO_OPS[i], channels) for i in op_ids})
-        self.bn = None if first else nn.BatchNorm2d(channels)  # the official first layer has no skip sum
+        fixed = skips is not None
+        self.branches = nn.ModuleDict({MACRO_OPS[i]: MacroBranch(MACRO_OPS[i], channels, fixed) for i in op_ids})
+        self.bn = None if first or fixed else nn.BatchNorm2d(channels)
+        self.skip = None if first or not fixed else relu_conv_bn((skips + 1) * channels, channels)
 
     def forward(self, x: torch.Tensor, op_id: int, skips: list[torch.Tensor]) -> torch.Tensor:
+        """x and skips (B, C, H, W) -> (B, C, H, W)."""
         out = self.branches[MACRO_OPS[op_id]](x)
+        if self.skip is not None:
+            return self.skip(torch.cat(skips + [out], dim=1))
         return out if self.bn is None else self.bn(sum(skips, out))
 
 
 class MacroNetwork(nn.Module):
     """Stem, layers, classifier. The supernet (plan None) runs any architecture given to `forward`;
-    a child (plan given) holds only its own ops and reductions and runs the same code."""
+    a child (plan given) holds only its own ops and reductions, and its layers are the official
+    fixed layers (module docstring)."""
 
     def __init__(self, cfg: MacroConfig, shape: ImageShape, plan: MacroPlan | None = None):
         super().__init__()
@@ -94,7 +113,10 @@ class MacroNetwork(nn.Module):
         self.layers = nn.ModuleList()
         self.reductions = nn.ModuleDict()
         for i in range(layers):
-            self.layers.append(MacroLayer(c, [plan.ops[i]] if plan is not None else range(cfg.ops), i == 0))
+            if plan is None:
+                self.layers.append(MacroLayer(c, range(cfg.ops), i == 0))
+            else:
+                self.layers.append(MacroLayer(c, [plan.ops[i]], i == 0, len(plan.skips[i])))
             if i in pool_layers(layers):
                 kept = [k for k in range(i + 2) if plan is None or plan.last_reader(k) > i]
                 self.reductions[f"after{i}"] = nn.ModuleDict(

@@ -2,23 +2,34 @@
 
 A cell has two inputs, the outputs of the two cells before it (positions 0 and 1), and B nodes
 (positions 2..B+1). Node j picks two inputs among the positions before it and an op for each,
-and is their sum. The cell output concatenates the loose ends (nodes that no node reads) and a
-1x1 convolution brings it back to the cell width. A normal cell keeps the size; a reduction cell
-doubles the width and applies its ops with stride 2 where they read the cell inputs. The normal
-and the reduction cell are searched together.
+and is their sum. The cell's loose ends are the positions no node reads, unused cell inputs
+included (official `used` counts all B+2 positions). A normal cell keeps the size; a reduction
+cell doubles the width and applies its ops with stride 2 where they read the cell inputs (an
+unused input in it is halved by a factorized reduction before it joins the loose ends). The
+normal and the reduction cell are searched together.
 
 Choices, in controller order: (x input, y input, x op, y op) per node of the normal cell, then the
 same for the reduction cell: the official micro controller picks both inputs of a node before its
 ops. The official string lists them `idx1 op1 idx2 op2 ...` (ops: 0 sep3, 1 sep5, 2 avg, 3 max,
 4 identity); `to_official` and `from_official` reorder.
 
+Child and supernet differ where the official fixed and searched layers differ:
+- a child's cell (official `_fixed_layer`) passes on the concatenation of its loose ends, k x C
+  channels for k loose ends; the next cell brings each input to its width C with a ReLU-1x1
+  conv-BN where the width differs (a factorized reduction for input 0 after a reduction cell:
+  `_maybe_calibrate_size`) and always mixes input 1 once more with a ReLU-1x1 conv-BN
+  (`layer_base`);
+- the supernet's cell (official `_enas_layer`) mixes the concatenated loose ends back to C with
+  ReLU, a 1x1 convolution and BN (`final_conv`), and has no `layer_base`.
+The ops themselves are the same modules under the same names in both.
+
 Shared weights are kept per node, input slot (x or y) and op; in a reduction cell, the ops that
 read the cell inputs (with stride 2) have their own, apart from those that read its nodes. (The
 official `_enas_conv` also keeps them per input position: `Cell._name` is where that would go.)
 
-Network (official micro_child.py): a 3x3 stem to 3F channels, L+2 cells with the reduction cells
-at L//3 and 2(L//3)+1, then ReLU, global average pooling, dropout and a linear classifier. The
-auxiliary head reads the cell after the second reduction cell.
+Network (official micro_child.py `_model`): a 3x3 stem to 3F channels, L+2 cells with the
+reduction cells at L//3 and 2(L//3)+1, then ReLU, global average pooling, dropout and a linear
+classifier. The auxiliary head reads the cell after the second reduction cell.
 """
 
 from __future__ import annotations
@@ -68,8 +79,9 @@ class CellPlan:
 
     @property
     def loose_ends(self) -> tuple[int, ...]:
+        """The positions no node reads, the cell inputs included (official `used == 0`)."""
         read = {node[0] for node in self.nodes} | {node[2] for node in self.nodes}
-        return tuple(p for p in range(2, 2 + len(self.nodes)) if p not in read)
+        return tuple(p for p in range(2 + len(self.nodes)) if p not in read)
 
     def edges(self) -> list[Edge]:
         return [edge for position, (x, x_op, y, y_op) in enumerate(self.nodes, start=2)
@@ -102,39 +114,60 @@ def all_edges(nodes: int) -> Iterator[Edge]:
 
 
 class Cell(nn.Module):
-    """A normal or reduction cell; the supernet's holds every edge, a child's only its own."""
+    """A normal or reduction cell; the supernet's holds every edge, a child's only its own.
+
+    A child's cell outputs the concatenated loose ends (`width` = k x C channels); the supernet's
+    mixes them back to C (see the module docstring)."""
 
     def __init__(self, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, nodes: int,
                  plan: CellPlan | None):
         super().__init__()
-        self.reduction = reduction
+        self.reduction, self.fixed = reduction, plan is not None
         # Inputs are brought to the cell width, and input 0 to input 1's size after a reduction
-        # (official `_maybe_calibrate_size`).
+        # (official `_maybe_calibrate_size`: pool_x, pool_y).
         self.pre0 = nn.Sequential(nn.ReLU(), FactorizedReduction(c_pp, c)) if reduction_prev else \
             relu_conv_bn(c_pp, c) if c_pp != c else nn.Identity()
         self.pre1 = relu_conv_bn(c_p, c) if c_p != c else nn.Identity()
+        # official `layer_base`: the fixed cell mixes input 1 once more, whatever its width
+        self.base = relu_conv_bn(c, c) if self.fixed else nn.Identity()
         self.edges = nn.ModuleDict()
         for edge in plan.edges() if plan is not None else all_edges(nodes):
             if self._name(edge) not in self.edges:
                 self.edges[self._name(edge)] = micro_op(MICRO_OPS[edge[3]], c, self._stride(edge[2]))
-        # The 1x1 convolution over the concatenated loose ends is a sum of one c x c block per
-        # loose end, so the supernet keeps a block per node and uses those of the loose ends.
-        outputs = plan.loose_ends if plan is not None else range(2, 2 + nodes)
-        self.combine = nn.ParameterDict({f"node{p}": nn.Parameter(torch.empty(c, c, 1, 1)) for p in outputs})
-        for weight in self.combine.values():
-            nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
-        self.combine_bn = nn.BatchNorm2d(c)
+        outputs = plan.loose_ends if plan is not None else range(2 + nodes)
+        # An unused input of a reduction cell is still at full size (official `_fixed_combine`).
+        self.calibrate = nn.ModuleDict({_position(p): FactorizedReduction(c, c)
+                                        for p in outputs if p < 2 and reduction})
+        self.width = len(outputs) * c if self.fixed else c
+        if not self.fixed:
+            # The 1x1 convolution over the concatenated loose ends is a sum of one c x c block per
+            # loose end, so the supernet keeps a block per position and uses those of the loose
+            # ends (official `final_conv`, gathered by `indices`).
+            self.combine = nn.ParameterDict({_position(p): nn.Parameter(torch.empty(c, c, 1, 1)) for p in outputs})
+            for weight in self.combine.values():
+                nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
+            self.combine_bn = nn.BatchNorm2d(c)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, plan: CellPlan, keep: float | torch.Tensor
                 ) -> torch.Tensor:
-        """s0, s1: outputs of the two cells before (B, C', H', W') -> (B, C, H, W)."""
-        states = [self.pre0(s0), self.pre1(s1)]
+        """s0, s1: outputs of the two cells before (B, C', H', W') -> (B, width, H, W)."""
+        states = self.nodes([self.pre0(s0), self.base(self.pre1(s1))], plan, keep)
+        loose = plan.loose_ends
+        out = torch.cat([self.calibrate[_position(p)](states[p]) if _position(p) in self.calibrate else states[p]
+                         for p in loose], dim=1)
+        if self.fixed:
+            return out
+        weight = torch.cat([self.combine[_position(p)] for p in loose], dim=1)
+        return self.combine_bn(F.conv2d(F.relu(out), weight))
+
+    def nodes(self, inputs: list[torch.Tensor], plan: CellPlan, keep: float | torch.Tensor = 1.0
+              ) -> list[torch.Tensor]:
+        """The two cell inputs at the cell width -> the states of all B+2 positions."""
+        states = list(inputs)
         for position, (x, x_op, y, y_op) in enumerate(plan.nodes, start=2):
             states.append(self._edge((position, "x", x, x_op), states, keep) +
                           self._edge((position, "y", y, y_op), states, keep))
-        loose = plan.loose_ends
-        weight = torch.cat([self.combine[f"node{p}"] for p in loose], dim=1)
-        return self.combine_bn(F.conv2d(F.relu(torch.cat([states[p] for p in loose], dim=1)), weight))
+        return states
 
     def _stride(self, source: int) -> int:
         return 2 if self.reduction and source < 2 else 1
@@ -148,6 +181,11 @@ class Cell(nn.Module):
         out = self.edges[self._name(edge)](states[edge[2]])
         # The official fixed cells drop every op's path but identity's.
         return out if MICRO_OPS[edge[3]] == "identity" else drop_path(out, keep)
+
+
+def _position(p: int) -> str:
+    """A position's name in module dicts: input0, input1, node2, ..."""
+    return f"input{p}" if p < 2 else f"node{p}"
 
 
 class AuxHead(nn.Sequential):
@@ -165,7 +203,8 @@ class AuxHead(nn.Sequential):
 
 class MicroNetwork(nn.Module):
     """Stem, cells, classifier. The supernet (plan None) runs any architecture given to `forward`;
-    a child (plan given) holds only its own edges and runs the same code."""
+    a child (plan given) holds only its own edges and joins its cells as the official fixed cells
+    do (module docstring), so each cell's width is that of the one before's loose ends."""
 
     def __init__(self, cfg: MicroConfig, shape: ImageShape, plan: MicroPlan | None = None,
                  drop_path_steps: int = 0):
@@ -185,10 +224,11 @@ class MicroNetwork(nn.Module):
             if reduction:
                 c, height, width = 2 * c, math.ceil(height / 2), math.ceil(width / 2)
             cell_plan = None if plan is None else plan.reduce if reduction else plan.normal
-            self.cells.append(Cell(c_pp, c_p, c, reduction, reduction_prev, nodes, cell_plan))
+            cell = Cell(c_pp, c_p, c, reduction, reduction_prev, nodes, cell_plan)
+            self.cells.append(cell)
             if i == self.aux_at:
-                self.aux_head = AuxHead(c, height, width, shape.classes)
-            c_pp, c_p, reduction_prev = c_p, c, reduction
+                self.aux_head = AuxHead(cell.width, height, width, shape.classes)
+            c_pp, c_p, reduction_prev = c_p, cell.width, reduction
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(c_p, shape.classes)
         # Training steps taken, for the drop-path schedule; a buffer, so checkpoints keep it.
@@ -283,7 +323,7 @@ class MicroSpace:
                 dot.append(f'    {title}_{position} [label="node {position}"];')
                 dot += [f'    {title}_{src} -> {title}_{position} [label="{MICRO_OPS[o]}"];'
                         for src, o in ((x, x_op), (y, y_op))]
-            lines.append("  output = 1x1 conv of concat(" + ", ".join(f"node {p}" for p in cell.loose_ends) + ")")
+            lines.append("  output = concat(" + ", ".join(_source(p) for p in cell.loose_ends) + ")")
             dot.append(f'    {title}_out [label="output", shape=box];')
             dot += [f"    {title}_{p} -> {title}_out;" for p in cell.loose_ends]
             dot.append("  }")
