@@ -169,6 +169,11 @@ def test_render_names_every_node_and_the_loose_ends():
     assert dot.startswith("digraph") and "reduction_3 -> reduction_4" in dot
 
 
+def official_numbers(arch: Architecture) -> tuple[int, ...]:
+    """The official string's numbers: per node idx1 op1 idx2 op2."""
+    return tuple(int(t) for t in official(arch).split())
+
+
 def official_micro_parameters(arch: tuple[int, ...], layers: int, filters: int, nodes: int,
                               classes: int = 10, size: int = 32) -> tuple[int, int]:
     """(network, auxiliary head): the trainable variables of melodyguan/enas micro_child.py's fixed
@@ -211,7 +216,7 @@ def test_the_published_cells_at_the_final_size_have_the_official_parameters(caps
     child = MicroSpace(cfg, ImageShape(3, 32, 32, 10)).child(arch)
     head = sum(p.numel() for p in child.aux_head.parameters())
     network = sum(p.numel() for p in child.parameters()) - head
-    official_network, official_head = official_micro_parameters(arch.choices, 15, 36, 5)
+    official_network, official_head = official_micro_parameters(official_numbers(arch), 15, 36, 5)
     with capsys.disabled():
         print(f"\npublished micro cells, 15 layers x 36 filters: {network / 1e6:.3f}M parameters, auxiliary "
               f"head {head / 1e6:.3f}M (official code {official_network / 1e6:.3f}M + {official_head / 1e6:.3f}M; "
@@ -230,7 +235,7 @@ def test_a_small_child_trains_forward_and_backward():
     child = MicroSpace(cfg, ImageShape(3, 16, 16, 10), train_steps=10).child(arch)
     head = sum(p.numel() for p in child.aux_head.parameters())   # pools a 4x4 map whole, unlike the official
     assert sum(p.numel() for p in child.parameters()) - head == \
-        official_micro_parameters(arch.choices, 3, 4, 5, size=16)[0] + 10
+        official_micro_parameters(official_numbers(arch), 3, 4, 5, size=16)[0] + 10
     child.train()
     logits, aux = child(torch.randn(4, 3, 16, 16))
     (logits.logsumexp(1).sum() + 0.4 * aux.logsumexp(1).sum()).backward()
