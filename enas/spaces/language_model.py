@@ -4,7 +4,8 @@ of the embedding, the hidden size and the dropouts, and the tied embedding and d
 A model holds `embedding` (V, H), `decoder_bias` (V,) and `cfg`, and runs
     x = embed(tokens) -> its cell over time -> decode(outputs, targets)
 with these dropouts in training: whole words of the embedding, locked (one mask per sequence)
-on the embedded input and on the cell output, and a variational mask on the recurrent state.
+on the embedded input and on the cell output, and a variational mask on the recurrent state
+(the recurrent space also puts it on every node's input: recurrent.dropout_every_node).
 """
 
 from __future__ import annotations
