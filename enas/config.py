@@ -103,7 +103,11 @@ class TrainConfig:
     lr: float = option(10.0, "SGD learning rate", min=0.0)
     momentum: float = option(0.0, "SGD momentum", min=0.0, max=1.0)
     nesterov: bool = option(False, "Nesterov momentum (needs momentum > 0)")
-    weight_decay: float = option(1e-6, "L2 weight decay", min=0.0)
+    weight_decay: float = option(1e-6, "L2 weight decay: SGD adds weight_decay * w to the gradient (the official "
+                                 "loss term l2 * sum(w^2) is weight_decay = 2 * l2)", min=0.0)
+    decay_unused: bool = option(False, "weight decay and momentum also move the parameters a step did not use "
+                                "(supernet weights off the sampled architecture), as the official code's L2 over "
+                                "every variable does; off: they stay exactly as they were")
     grad_clip: float = option(0.25, "clip the global gradient norm to this; 0 disables", min=0.0)
     lr_decay: float = option(1.0, "learning rate multiplied by this every epoch from lr_decay_start", min=0.0, max=1.0)
     lr_decay_start: int = option(0, "first epoch (0-based) at which lr_decay applies", min=0)

@@ -52,12 +52,12 @@ class Steps:
             raise NonFiniteError(f"non-finite {nonfinite} in {in_a_row} steps in a row at {progress}")
 
     def train_on(self, task: Task, model: Model, index: int, params: Iterable[nn.Parameter],
-                 optimizer: torch.optim.SGD, grad_clip: float) -> None:
+                 optimizer: torch.optim.SGD, grad_clip: float, decay_unused: bool = False) -> None:
         """Train on the task's window or batch `index`. A skipped step also leaves the task's carried
         state (e.g. a recurrent hidden state) as it was, so that no NaN outlives its step; like the
         skip itself, that is decided on the device."""
         carried = task.state_dict()
-        outcome = train_step(partial(task.train_loss, model, index), params, optimizer, grad_clip)
+        outcome = train_step(partial(task.train_loss, model, index), params, optimizer, grad_clip, decay_unused)
         task.load_state_dict(unless_skipped(outcome.skipped, carried, task.state_dict()))
         self.progress.step += 1
         self.progress.record(outcome.loss, outcome.skipped)
@@ -76,7 +76,7 @@ class Steps:
         def step() -> None:
             # a global window index, so that short epochs (steps_per_epoch) walk on through the data
             self.train_on(task, model, progress.epoch * steps + progress.step, model.module.parameters(), optimizer,
-                          cfg.grad_clip)
+                          cfg.grad_clip, cfg.decay_unused)
 
         return self.run_steps(reporter, title, steps, step)
 
