@@ -142,6 +142,13 @@ class SearchConfig(TrainConfig):
 class RetrainConfig(TrainConfig):
     """From-scratch training of the derived architecture (the final recipe)."""
 
+    eval_batch_size: int = option(0, "text: batch size of the final scores (test, and validation beside it) of the "
+                                  "kept weights; the per-epoch validation keeps batch_size, as the official code's "
+                                  "(the paper's test: 1, both official codes); 0 means batch_size", min=0)
+    eval_bptt: int = option(0, "text: window length of the final scores (the official test: 1); with the state "
+                            "carried it changes only the speed and the rounding, not the perplexity; 0 means bptt",
+                            min=0)
+
 
 @dataclass
 class DeriveConfig:

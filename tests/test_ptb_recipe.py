@@ -44,3 +44,40 @@ def test_ptb_presets_decay_with_the_gradient_of_the_official_l2_term(preset, sec
 @pytest.mark.parametrize("preset", ["ptb", "ptb_enas_lm", "cifar10_micro", "cifar10_macro"])
 def test_presets_of_official_searches_decay_unused_weights(preset):
     assert load_config([preset_path(preset)], ["data.root=/nowhere"]).search.decay_unused
+
+
+def text_task(*overrides):
+    from enas.tasks.text import TextTask
+
+    config = load_config([], ["data.vocab_size=12", "data.train_tokens=2000", "data.valid_tokens=400",
+                              "data.test_tokens=403", "recurrent.nodes=3", "recurrent.hidden=8", "recurrent.init_range=1.0",
+                              "retrain.batch_size=4", "retrain.bptt=5", *overrides])
+    return config, TextTask(config, config.retrain)
+
+
+def test_the_final_test_score_reads_the_whole_split_as_one_sequence_at_eval_batch_size_1():
+    from enas.spaces.base import Model
+
+    config, task = text_task("retrain.eval_batch_size=1", "retrain.eval_bptt=1")
+    torch.manual_seed(0)
+    model = task.space.child(Architecture("recurrent", (0, 0, 1, 1, 2))).eval()
+    tokens = task.corpus.test
+    with torch.no_grad():   # by hand: every token after the first, from one state carried from the start
+        loss = model(tokens[:-1, None], None, tokens[1:, None])[0].item()
+    final = task.evaluate(Model(model, None), "test", final=True)
+    assert final == pytest.approx(torch.tensor(loss).exp().item(), rel=1e-5)
+    assert task.final_layout_differs
+    assert abs(task.evaluate(Model(model, None), "test") - final) > 1e-3   # the training layout (4 x 5) differs
+    _, long_windows = text_task("retrain.eval_batch_size=1", "retrain.eval_bptt=35")
+    assert long_windows.evaluate(Model(model, None), "test", final=True) == pytest.approx(final, rel=1e-5)
+
+
+def test_final_scores_default_to_the_training_layout():
+    _, task = text_task()
+    assert not task.final_layout_differs and task.final_streams is task.streams and task.eval_bptt == 5
+
+
+def test_ptb_final_presets_score_the_test_split_at_batch_1_bptt_1_as_the_official_code():
+    for preset in ("ptb_final", "ptb_enas_lm"):
+        retrain = load_config([preset_path(preset)], ["data.root=/nowhere"]).retrain
+        assert (retrain.eval_batch_size, retrain.eval_bptt) == (1, 1)

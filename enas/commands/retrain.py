@@ -121,10 +121,12 @@ def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
     model, task = retrain.model, retrain.task
     model.load_state_dict(retrain.best_weights)
     model.eval()
-    result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.child, "test"),
+    result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.child, "test", final=True),
               f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
               "time_s": round(elapsed, 1), "arch": official(retrain.arch),
               **task.describe()}
+    if task.final_layout_differs:   # e.g. the paper's batch 1, BPTT 1 test: the training layout's score beside it
+        result[f"test_{task.metric}_training_layout"] = task.evaluate(retrain.child, "test")
     weights = model.state_dict()
     write_file(out_dir / MODEL_FILE, lambda handle: torch.save(weights, handle))
     write_json(out_dir / RESULT_FILE, result)

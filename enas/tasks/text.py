@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from enas.config import Config, TrainConfig
+from enas.config import Config, RetrainConfig, TrainConfig
 from enas.data.text import Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
 from enas.spaces import build_space
 from enas.spaces.base import Model, TextShape
@@ -39,21 +39,27 @@ class TextTask:
         self.reward_constant = config.controller.reward_constant
         self.streams = {split: batchify(getattr(self.corpus, split), train.batch_size, split)
                         for split in ("train", "valid", "test")}
+        # the final scores' layout (retrain's eval_batch_size, eval_bptt; the paper's test: 1 and 1)
+        eval_batch = train.eval_batch_size if isinstance(train, RetrainConfig) else 0
+        self.eval_bptt = (train.eval_bptt if isinstance(train, RetrainConfig) else 0) or train.bptt
+        self.final_streams = self.streams if eval_batch in (0, train.batch_size) else {
+            split: batchify(getattr(self.corpus, split), eval_batch, split) for split in ("valid", "test")}
+        self.final_layout_differs = self.final_streams is not self.streams or self.eval_bptt != train.bptt
         self._hidden: torch.Tensor | None = None
         self.space = build_space(config, TextShape(self.corpus.vocab_size))
 
     def to(self, device: torch.device) -> TextTask:
+        same = self.final_streams is self.streams
         self.streams = {split: stream.to(device) for split, stream in self.streams.items()}
+        self.final_streams = self.streams if same else {
+            split: stream.to(device) for split, stream in self.final_streams.items()}
         return self
 
     def batches(self, split: str) -> int:
-        return math.ceil((self.streams[split].shape[0] - 1) / self.train_cfg.bptt)
+        return _windows(self.streams[split], self.train_cfg.bptt)
 
     def _window(self, split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        stream, bptt = self.streams[split], self.train_cfg.bptt
-        start = (index % self.batches(split)) * bptt
-        length = min(bptt, stream.shape[0] - 1 - start)
-        return stream[start:start + length], stream[start + 1:start + 1 + length]
+        return _window(self.streams[split], self.train_cfg.bptt, index)
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """Text is read in order, so an epoch only resets the carried hidden state."""
@@ -93,16 +99,21 @@ class TextTask:
         return self.reward_constant / math.exp(min(sum(losses) / batches, 50.0))
 
     @torch.no_grad()
-    def evaluate(self, model: Model, split: str, max_batches: int = 0) -> float:
-        """Perplexity over the split (or its first `max_batches` windows), state carried throughout."""
-        total, count, hidden = 0.0, 0, None
-        limit = self.batches(split) if max_batches == 0 else min(max_batches, self.batches(split))
+    def evaluate(self, model: Model, split: str, max_batches: int = 0, final: bool = False) -> float:
+        """Perplexity over the split (or its first `max_batches` windows), state carried throughout;
+        `final`: in the final scores' layout (eval_batch_size sequences, eval_bptt windows)."""
+        stream = (self.final_streams if final else self.streams)[split]
+        bptt = self.eval_bptt if final else self.train_cfg.bptt
+        windows = _windows(stream, bptt)
+        limit = windows if max_batches == 0 else min(max_batches, windows)
+        # Summed on the device: with one-token windows, a host read per window would cost more than the window.
+        total, hidden = stream.new_zeros((), dtype=torch.float64), None
         for index in range(limit):
-            inputs, targets = self._window(split, index)
+            inputs, targets = _window(stream, bptt, index)
             loss, hidden, _ = model(inputs, hidden, targets)
-            total += loss.item() * targets.numel()
-            count += targets.numel()
-        return math.exp(min(total / count, 50.0))
+            total += loss * targets.numel()
+        count = min(limit * bptt, stream.shape[0] - 1) * stream.shape[1]
+        return math.exp(min(total.item() / count, 50.0))
 
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's perplexity."""
@@ -110,3 +121,15 @@ class TextTask:
         if self.corpus.floor_ppl is not None:
             figures["floor"] = self.corpus.floor_ppl  # the best perplexity the source allows
         return figures
+
+
+def _windows(stream: torch.Tensor, bptt: int) -> int:
+    """Windows of `bptt` rows in a (T, B) stream (the last one shorter), each with its target row."""
+    return math.ceil((stream.shape[0] - 1) / bptt)
+
+
+def _window(stream: torch.Tensor, bptt: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets (L, B) of window `index` (it wraps around the stream)."""
+    start = (index % _windows(stream, bptt)) * bptt
+    length = min(bptt, stream.shape[0] - 1 - start)
+    return stream[start:start + length], stream[start + 1:start + 1 + length]
