@@ -142,6 +142,10 @@ class SearchConfig(TrainConfig):
 class RetrainConfig(TrainConfig):
     """From-scratch training of the derived architecture (the final recipe)."""
 
+    average_after: int = option(0, "parameter averaging (NT-ASGD, enas_lm fixed_lib.py): once validation has not "
+                                "improved for this many epochs, average the weights over every step from then on; "
+                                "validation, the kept weights, model.pt and the test score use the average; 0 disables",
+                                min=0)
     eval_batch_size: int = option(0, "text: batch size of the final scores (test, and validation beside it) of the "
                                   "kept weights; the per-epoch validation keeps batch_size, as the official code's "
                                   "(the paper's test: 1, both official codes); 0 means batch_size", min=0)

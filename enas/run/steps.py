@@ -63,9 +63,11 @@ class Steps:
         self.progress.record(outcome.loss, outcome.skipped)
 
     def train_epoch(self, reporter: Reporter, title: str, task: Task, model: Model, optimizer: torch.optim.SGD,
-                    cfg: TrainConfig, shuffler: torch.Generator) -> Figures:
+                    cfg: TrainConfig, shuffler: torch.Generator,
+                    after_step: Callable[[], None] | None = None) -> Figures:
         """Train `model` for the rest of the progress's epoch (cfg.steps_per_epoch steps, or a pass
-        over the training split) at the epoch's learning rate: a retrain's epoch, or a NAS-RL child's."""
+        over the training split) at the epoch's learning rate: a retrain's epoch, or a NAS-RL child's.
+        `after_step` runs after every step, before the step boundary (e.g. parameter averaging)."""
         progress = self.progress
         steps = cfg.steps_per_epoch or task.batches("train")
         if progress.step == 0:
@@ -77,6 +79,8 @@ class Steps:
             # a global window index, so that short epochs (steps_per_epoch) walk on through the data
             self.train_on(task, model, progress.epoch * steps + progress.step, model.module.parameters(), optimizer,
                           cfg.grad_clip, cfg.decay_unused)
+            if after_step is not None:
+                after_step()
 
         return self.run_steps(reporter, title, steps, step)
 
