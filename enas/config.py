@@ -123,6 +123,10 @@ class TrainConfig:
     cutout: int = option(0, "images: side of the square cut out of each training image (16 in the paper's "
                        "final training); 0 disables", min=0)
     steps_per_epoch: int = option(0, "training steps per epoch; 0 means one full pass over the train split", min=0)
+    random_bptt: bool = option(False, "text: random-length BPTT (AWD-LSTM, enas_lm): each training window is "
+                               "N(bptt, 5) tokens long with probability 0.95, else N(bptt/2, 5), at least 5, and "
+                               "its learning rate is scaled by length/bptt; the lengths follow from the seed and the "
+                               "step, the windows walk contiguously through the train split")
     ar_alpha: float = option(0.0, "activation regularisation: alpha * mean(h_t^2) of the cell outputs", min=0.0)
     tar_beta: float = option(0.0, "temporal activation regularisation (slowness): beta * mean((h_t - h_(t-1))^2)",
                            min=0.0)

@@ -140,14 +140,18 @@ def retrain_run(folder, *overrides, resume=False):
     return run_retrain(config, Architecture("recurrent", (0, 0, 1, 1, 2)), folder, resume, Reporter(quiet=True))
 
 
-def test_an_averaging_retrain_resumed_at_an_epoch_ends_as_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("random_bptt, averaged", [
+    ("false", [None, None, None, 4, 7]),      # validation stalled at epoch 3
+    ("true", [None, None, 4, 7, 10])])        # at epoch 2
+def test_an_averaging_retrain_resumed_at_an_epoch_ends_as_an_uninterrupted_one(tmp_path, random_bptt, averaged):
     from enas.run.metrics import read_metrics
 
-    straight = retrain_run(tmp_path / "straight", "retrain.epochs=5", "retrain.average_after=1")
-    retrain_run(tmp_path / "run", "retrain.epochs=4", "retrain.average_after=1")   # stops while averaging
-    resumed = retrain_run(tmp_path / "run", "retrain.epochs=5", "retrain.average_after=1", resume=True)
+    common = ("retrain.average_after=1", f"retrain.random_bptt={random_bptt}")
+    straight = retrain_run(tmp_path / "straight", "retrain.epochs=5", *common)
+    retrain_run(tmp_path / "run", "retrain.epochs=4", *common)   # stops while averaging
+    resumed = retrain_run(tmp_path / "run", "retrain.epochs=5", *common, resume=True)
     lines = [m for m in read_metrics(tmp_path / "straight" / "metrics.jsonl") if m["phase"] == "retrain"]
-    assert [m.get("averaged") for m in lines] == [None, None, None, 4, 7]   # validation stalled at epoch 3
+    assert [m.get("averaged") for m in lines] == averaged
     assert resumed["value"] == straight["value"]
     a, b = (torch.load(tmp_path / r / "model.pt", weights_only=True) for r in ("straight", "run"))
     assert all(torch.equal(a[name], b[name]) for name in a)
@@ -156,3 +160,52 @@ def test_an_averaging_retrain_resumed_at_an_epoch_ends_as_an_uninterrupted_one(t
 def test_the_enas_lm_retrains_average_once_validation_stalls_for_10_epochs():
     for preset in ("ptb_final", "ptb_enas_lm"):
         assert load_config([preset_path(preset)], ["data.root=/nowhere"]).retrain.average_after == 10
+
+
+def test_random_bptt_windows_tile_the_train_split_with_awd_lstm_lengths_from_the_seed_and_step():
+    from enas.tasks.text import RandomWindows
+
+    windows = RandomWindows(rows=20_000, bptt=35, seed=3)
+    first = [windows.window(i) for i in range(1200)]   # more than one pass
+    lengths = [length for _, length in first]
+    assert min(lengths) >= 5 and len(set(lengths)) > 10
+    in_pass = [(a, b) for a, b in zip(first, first[1:]) if b[0] != 0]
+    assert all(b[0] == a[0] + a[1] for a, b in in_pass)             # contiguous within a pass
+    assert 0 < sum(1 for w in first if w[0] == 0) - 1 < 3           # and a new pass from row 0
+    assert 32.5 < sum(lengths) / len(lengths) < 35.5                # 0.95 * 35 + 0.05 * 17.5 = 34.1
+    assert sum(1 for n in lengths if n < 24) > 20                   # the short windows N(17.5, 5)
+    fresh = RandomWindows(rows=20_000, bptt=35, seed=3)             # a resumed run: same windows, any order
+    assert [fresh.window(i) for i in (1100, 7, 600)] == [first[1100], first[7], first[600]]
+    assert [RandomWindows(20_000, 35, 4).window(i) for i in range(50)] != first[:50]
+
+
+def test_random_bptt_scales_each_steps_learning_rate_by_its_window_length():
+    import enas.run.steps
+    from enas.run.progress import Progress
+    from enas.spaces.base import Model
+
+    config, task = text_task("retrain.random_bptt=true", "retrain.bptt=12")
+    model = task.space.child(Architecture("recurrent", (0, 0, 1, 1, 2)))
+    optimizer = sgd(model, config.retrain)
+    seen = []
+    real_step = enas.run.steps.train_step
+
+    def recording_step(loss_of, params, optimizer, *args):
+        seen.append((optimizer.param_groups[0]["lr"], len(task._window("train", index)[0])))
+        return real_step(loss_of, params, optimizer, *args)
+
+    steps = enas.run.steps.Steps(None, lambda: Progress(phase="retrain"))
+    for index in range(30):
+        enas.run.steps.train_step = recording_step
+        try:
+            steps.train_on(task, Model(model, None), index, model.parameters(), optimizer, 0.25)
+        finally:
+            enas.run.steps.train_step = real_step
+        assert optimizer.param_groups[0]["lr"] == config.retrain.lr   # the epoch's rate is back
+    assert all(lr == pytest.approx(config.retrain.lr * length / 12) for lr, length in seen)
+    assert len({length for _, length in seen}) > 3
+
+
+def test_the_enas_lm_presets_draw_random_bptt_lengths():
+    for preset, section in (("ptb_enas_lm", "search"), ("ptb_enas_lm", "retrain"), ("ptb_final", "retrain")):
+        assert getattr(load_config([preset_path(preset)], ["data.root=/nowhere"]), section).random_bptt

@@ -57,7 +57,13 @@ class Steps:
         state (e.g. a recurrent hidden state) as it was, so that no NaN outlives its step; like the
         skip itself, that is decided on the device."""
         carried = task.state_dict()
+        scale = task.lr_scale(index)
+        epoch_lrs = [group["lr"] for group in optimizer.param_groups]
+        for group, lr in zip(optimizer.param_groups, epoch_lrs):
+            group["lr"] = lr * scale
         outcome = train_step(partial(task.train_loss, model, index), params, optimizer, grad_clip, decay_unused)
+        for group, lr in zip(optimizer.param_groups, epoch_lrs):   # set back, not divided: no drift
+            group["lr"] = lr
         task.load_state_dict(unless_skipped(outcome.skipped, carried, task.state_dict()))
         self.progress.step += 1
         self.progress.record(outcome.loss, outcome.skipped)

@@ -35,6 +35,9 @@ class Task(Protocol):
     def train_loss(self, model: Model, index: int) -> torch.Tensor:
         """The training loss of step `index` (counted from the start of training; it wraps)."""
 
+    def lr_scale(self, index: int) -> float:
+        """The learning rate of training step `index` relative to the epoch's (random-length BPTT)."""
+
     def reward(self, model: Model, index: int, batches: int = 1) -> float:
         """The controller's reward of `model` on validation batches index .. index + batches - 1."""
 

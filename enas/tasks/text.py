@@ -8,6 +8,7 @@ and the cell outputs (T, B, H), so the same code trains, rewards and scores both
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import torch
@@ -46,6 +47,8 @@ class TextTask:
             split: batchify(getattr(self.corpus, split), eval_batch, split) for split in ("valid", "test")}
         self.final_layout_differs = self.final_streams is not self.streams or self.eval_bptt != train.bptt
         self._hidden: torch.Tensor | None = None
+        self._random_windows = RandomWindows(self.streams["train"].shape[0], train.bptt, config.seed) \
+            if train.random_bptt else None
         self.space = build_space(config, TextShape(self.corpus.vocab_size))
 
     def to(self, device: torch.device) -> TextTask:
@@ -59,7 +62,18 @@ class TextTask:
         return _windows(self.streams[split], self.train_cfg.bptt)
 
     def _window(self, split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if split == "train" and self._random_windows is not None:
+            start, length = self._random_windows.window(index)
+            stream = self.streams[split]
+            return stream[start:start + length], stream[start + 1:start + 1 + length]
         return _window(self.streams[split], self.train_cfg.bptt, index)
+
+    def lr_scale(self, index: int) -> float:
+        """The learning rate of training step `index`, relative to the epoch's: length/bptt of its
+        window under random-length BPTT (a shorter window's gradient counts for less), else 1."""
+        if self._random_windows is None:
+            return 1.0
+        return self._random_windows.window(index)[1] / self.train_cfg.bptt
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """Text is read in order, so an epoch only resets the carried hidden state."""
@@ -133,3 +147,33 @@ def _window(stream: torch.Tensor, bptt: int, index: int) -> tuple[torch.Tensor, 
     start = (index % _windows(stream, bptt)) * bptt
     length = min(bptt, stream.shape[0] - 1 - start)
     return stream[start:start + length], stream[start + 1:start + 1 + length]
+
+
+class RandomWindows:
+    """Random-length BPTT windows (Merity et al. 2018, AWD-LSTM; enas_lm): each is N(bptt, 5) rows
+    long with probability 0.95, else N(bptt/2, 5), at least 5. They tile the stream pass after
+    pass, each pass drawn from a generator seeded by the run seed and the pass number, so that the
+    window of every step follows from its index: a resumed run draws exactly the same windows."""
+
+    def __init__(self, rows: int, bptt: int, seed: int):
+        self.rows, self.bptt, self.seed = rows, bptt, seed
+        self.firsts: list[int] = []                   # index of each pass's first window
+        self.windows: list[list[tuple[int, int]]] = []  # per pass: (start row, length) of its windows
+
+    def window(self, index: int) -> tuple[int, int]:
+        """(start row, length) of training window `index`."""
+        while not self.firsts or index >= self.firsts[-1] + len(self.windows[-1]):
+            self._draw_pass()
+        which = bisect.bisect_right(self.firsts, index) - 1
+        return self.windows[which][index - self.firsts[which]]
+
+    def _draw_pass(self) -> None:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.windows))
+        windows, start = [], 0
+        while start < self.rows - 1:
+            base = self.bptt if torch.rand((), generator=generator) < 0.95 else self.bptt / 2
+            length = max(5, int(base + 5 * torch.randn((), generator=generator)))
+            windows.append((start, min(length, self.rows - 1 - start)))
+            start += length
+        self.firsts.append(self.firsts[-1] + len(self.windows[-1]) if self.windows else 0)
+        self.windows.append(windows)
