@@ -209,3 +209,30 @@ def test_random_bptt_scales_each_steps_learning_rate_by_its_window_length():
 def test_the_enas_lm_presets_draw_random_bptt_lengths():
     for preset, section in (("ptb_enas_lm", "search"), ("ptb_enas_lm", "retrain"), ("ptb_final", "retrain")):
         assert getattr(load_config([preset_path(preset)], ["data.root=/nowhere"]), section).random_bptt
+
+
+def test_a_retrain_averaging_over_random_bptt_windows_stopped_mid_epoch_resumes_exactly(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from enas.run.signals import FAULT_HOOK
+
+    enas = str(Path(sys.executable).parent / "enas")
+    common = ["--arch", "0 0 1 1 2", *TINY_RETRAIN, "retrain.epochs=5", "retrain.average_after=1",
+              "retrain.random_bptt=true", "retrain.eval_batch_size=1", "retrain.eval_bptt=1", "--quiet"]
+
+    def retrain(*args, signal_at=""):
+        env = {**os.environ, FAULT_HOOK: signal_at} if signal_at else None
+        return subprocess.run([enas, "retrain", *args], capture_output=True, text=True, timeout=300, env=env)
+
+    assert retrain("-o", str(tmp_path / "straight"), *common).returncode == 0
+    # epoch 4, step 2: averaging since epoch 3 (validation stalled at epoch 2), windows of random length
+    assert retrain("-o", str(tmp_path / "run"), *common, signal_at="retrain:3:1 SIGTERM").returncode == 143
+    assert retrain("-o", str(tmp_path / "run"), "--resume", "--quiet").returncode == 0
+    results = [json.loads((tmp_path / r / "result.json").read_text()) for r in ("straight", "run")]
+    assert results[0]["averaged"] and results[0]["value"] == results[1]["value"]
+    a, b = (torch.load(tmp_path / r / "model.pt", weights_only=True) for r in ("straight", "run"))
+    assert all(torch.equal(a[name], b[name]) for name in a)
