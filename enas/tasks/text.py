@@ -4,6 +4,10 @@ A task hides what differs between data kinds from the search, derive and retrain
 A model (`Model`: the supernet bound to an architecture, or a child) maps tokens (T, B), a hidden
 state (B, H) or None and targets (T, B) to their mean cross-entropy, the last hidden state (B, H)
 and the cell outputs (T, B, H), so the same code trains, rewards and scores both.
+
+Training windows are `bptt` long, or of random length (`random_bptt`, AWD-LSTM style: the
+step's learning rate follows the length, `lr_scale`). A retrain's final scores may read the
+split in another layout (`eval_batch_size`, `eval_bptt`: the paper's test is batch 1, BPTT 1).
 """
 
 from __future__ import annotations
