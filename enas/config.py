@@ -150,10 +150,10 @@ class RetrainConfig(TrainConfig):
                                 "improved for this many epochs, average the weights over every step from then on; "
                                 "validation, the kept weights, model.pt and the test score use the average; 0 disables",
                                 min=0)
-    eval_batch_size: int = option(0, "text: batch size of the final scores (test, and validation beside it) of the "
-                                  "kept weights; the per-epoch validation keeps batch_size, as the official code's "
-                                  "(the paper's test: 1, both official codes); 0 means batch_size", min=0)
-    eval_bptt: int = option(0, "text: window length of the final scores (the official test: 1); with the state "
+    eval_batch_size: int = option(0, "text: batch size of the final test score of the kept weights (the paper's "
+                                  "test: 1, both official codes); the per-epoch validation keeps batch_size, as the "
+                                  "official code's; 0 means batch_size", min=0)
+    eval_bptt: int = option(0, "text: window length of the final test score (the official test: 1); with the state "
                             "carried it changes only the speed and the rounding, not the perplexity; 0 means bptt",
                             min=0)
 
