@@ -115,7 +115,11 @@ class TrainConfig:
     lr: float = option(10.0, "SGD learning rate", min=0.0)
     momentum: float = option(0.0, "SGD momentum", min=0.0, max=1.0)
     nesterov: bool = option(False, "Nesterov momentum (needs momentum > 0)")
-    weight_decay: float = option(1e-6, "L2 weight decay", min=0.0)
+    weight_decay: float = option(1e-6, "L2 weight decay: SGD adds weight_decay * w to the gradient (the official "
+                                 "loss term l2 * sum(w^2) is weight_decay = 2 * l2)", min=0.0)
+    decay_unused: bool = option(False, "weight decay and momentum also move the parameters a step did not use "
+                                "(supernet weights off the sampled architecture), as the official code's L2 over "
+                                "every variable does; off: they stay exactly as they were")
     grad_clip: float = option(0.25, "clip the global gradient norm to this; 0 disables", min=0.0)
     lr_decay: float = option(1.0, "learning rate multiplied by this every epoch from lr_decay_start", min=0.0, max=1.0)
     lr_decay_start: int = option(0, "first epoch (0-based) at which lr_decay applies", min=0)
@@ -131,6 +135,10 @@ class TrainConfig:
     cutout: int = option(0, "images: side of the square cut out of each training image (16 in the paper's "
                        "final training); 0 disables", min=0)
     steps_per_epoch: int = option(0, "training steps per epoch; 0 means one full pass over the train split", min=0)
+    random_bptt: bool = option(False, "text: random-length BPTT (AWD-LSTM, enas_lm): each training window is "
+                               "N(bptt, 5) tokens long with probability 0.95, else N(bptt/2, 5), at least 5, and "
+                               "its learning rate is scaled by length/bptt; the lengths follow from the seed and the "
+                               "step, the windows walk contiguously through the train split")
     ar_alpha: float = option(0.0, "activation regularisation: alpha * mean(h_t^2) of the cell outputs", min=0.0)
     tar_beta: float = option(0.0, "temporal activation regularisation (slowness): beta * mean((h_t - h_(t-1))^2)",
                            min=0.0)
@@ -149,6 +157,17 @@ class SearchConfig(TrainConfig):
 @dataclass
 class RetrainConfig(TrainConfig):
     """From-scratch training of the derived architecture (the final recipe)."""
+
+    average_after: int = option(0, "parameter averaging (NT-ASGD, enas_lm fixed_lib.py): once validation has not "
+                                "improved for this many epochs, average the weights over every step from then on; "
+                                "validation, the kept weights, model.pt and the test score use the average; 0 disables",
+                                min=0)
+    eval_batch_size: int = option(0, "text: batch size of the final test score of the kept weights (the paper's "
+                                  "test: 1, both official codes); the per-epoch validation keeps batch_size, as the "
+                                  "official code's; 0 means batch_size", min=0)
+    eval_bptt: int = option(0, "text: window length of the final test score (the official test: 1); with the state "
+                            "carried it changes only the speed and the rounding, not the perplexity; 0 means bptt",
+                            min=0)
 
 
 @dataclass

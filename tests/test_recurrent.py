@@ -129,7 +129,7 @@ CELLS = {  # choices: f_1, then (input, f) per node
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
-@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("masked", ["none", "hidden", "every node"])
 def test_the_cells_hand_written_backward_matches_numerical_gradients(masked, cell):
     # In double precision, every input's gradient against central differences.
     from enas.spaces.recurrent import run_cell
@@ -142,13 +142,14 @@ def test_the_cells_hand_written_backward_matches_numerical_gradients(masked, cel
     hidden = torch.randn(batch, size, dtype=torch.double, requires_grad=True)
     w_h = (0.5 * torch.randn(size, 2 * size, dtype=torch.double)).requires_grad_()
     weights = [(0.5 * torch.randn(size, 2 * size, dtype=torch.double)).requires_grad_() for _ in plan.inputs]
-    mask = torch.bernoulli(torch.full((batch, size), 0.7, dtype=torch.double)) / 0.7 if masked else None
+    mask = torch.bernoulli(torch.full((batch, size), 0.7, dtype=torch.double)) / 0.7 if masked != "none" else None
+    node_mask = mask if masked == "every node" else None
 
     inputs = (x_proj, hidden, w_h, *weights)
     projection = torch.randn(steps, batch, size, dtype=torch.double)
 
     def loss(x_proj, hidden, w_h, *weights):  # a random projection of the outputs: one backward checks every path
-        return (run_cell(x_proj, hidden, w_h, weights, plan, mask) * projection).sum()
+        return (run_cell(x_proj, hidden, w_h, weights, plan, mask, node_mask) * projection).sum()
 
     loss(*inputs).backward()  # the cell's backward runs once per graph, so check it by hand
     eps = 1e-6
@@ -213,3 +214,44 @@ def test_the_fused_decoder_loss_under_bf16_autocast_sums_its_gradients_in_float3
 def test_a_child_refuses_an_architecture_of_another_space():
     with pytest.raises(UserError, match="a micro architecture cannot be built in the recurrent space; set space=micro"):
         RecurrentSpace(RecurrentConfig(nodes=3, hidden=4), TextShape(5)).child(Architecture("micro", (0,) * 8))
+
+
+def reference_cell(x_proj, hidden, w_h, weights, plan, mask):
+    """ENAS eqs. 1-2 in plain autograd, masking h_(t-1) and every node's input before its product
+    with one mask, as both official PTB codes do; the highway carries the unmasked input."""
+    act = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda x: x, "sigmoid": torch.sigmoid}
+    outputs, h = [], hidden
+    for t in range(x_proj.shape[0]):
+        c, f = (x_proj[t] + (h * mask) @ w_h).chunk(2, dim=-1)
+        nodes = [h + torch.sigmoid(c) * (act[plan.activations[0]](f) - h)]
+        for j, weight in enumerate(weights, start=1):
+            prev = nodes[plan.inputs[j - 1]]
+            c, f = ((prev * mask) @ weight).chunk(2, dim=-1)
+            nodes.append(prev + torch.sigmoid(c) * (act[plan.activations[j]](f) - prev))
+        h = torch.stack([nodes[n] for n in plan.loose_ends]).mean(0)
+        outputs.append(h)
+    return torch.stack(outputs)
+
+
+def test_hidden_dropout_masks_every_nodes_input_with_one_mask_like_the_official_code():
+    from enas.spaces.language_model import dropout_mask
+
+    arch = Architecture("recurrent", CELLS["mixed"])
+    cfg = RecurrentConfig(nodes=5, hidden=6, dropout_hidden=0.5)
+    model = RecurrentSpace(cfg, TextShape(11)).child(arch).double().train()
+    tokens = torch.randint(0, 11, (4, 3))
+    torch.manual_seed(7)
+    output = model(tokens, None)[2]
+    torch.manual_seed(7)   # the same draw: the model's only dropout is the hidden mask
+    hidden = torch.zeros(3, 6, dtype=torch.double)
+    mask = dropout_mask(hidden, 0.5)
+    x_proj = model.embed(tokens) @ model.w_x
+    expected = reference_cell(x_proj, hidden, model.w_h, list(model.edges), model.plan, mask)
+    assert torch.allclose(output, expected, atol=1e-12)
+    output.sum().backward()
+    params = [model.w_x, model.w_h, model.embedding, *model.edges]
+    grads = [p.grad.clone() for p in params]
+    model.zero_grad()
+    expected.sum().backward()
+    for grad, param in zip(grads, params):
+        assert torch.allclose(grad, param.grad, atol=1e-10)

@@ -1,7 +1,9 @@
 """Retrain: train a fixed architecture from scratch with the final recipe, report its test score.
 
 The model with the best validation score is kept and scored on the test split (the final model
-where the task has no validation split apart from its test split). Writes
+where the task has no validation split apart from its test split). With `retrain.average_after`,
+once validation stalls the weights are averaged over every step from then on (NT-ASGD, as
+enas_lm's final training), and the averaged weights are what is validated, kept and tested. Writes
 OUT_DIR/config.yaml, arch.json, metrics.jsonl, checkpoints/, model.pt (weights only) and
 result.json. The loop runs inside a `Session` like the search (session.py): it resumes exactly
 from any step boundary, skips non-finite steps and rolls back.
@@ -10,9 +12,10 @@ from any step boundary, skips non-finite steps and rolls back.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -50,13 +53,16 @@ class Retrain:
         self.progress = Progress(phase=RETRAIN)
         self.best: float | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.average = WeightAverage()
+        self.stale = 0   # epochs since the last new best
 
     def state_dict(self) -> dict[str, Any]:
         """The learning-rate schedule is a function of the epoch, so `progress` is its whole state."""
         return {key.CONFIG: to_dict(self.config), key.PROGRESS: self.progress.state_dict(),
                 key.CHILD: self.model.state_dict(), key.OPTIMIZER: self.optimizer.state_dict(),
                 key.SHUFFLER: self.shuffler.get_state(), key.TASK: self.task.state_dict(), key.RNG: rng_state(),
-                key.BEST: self.best, key.BEST_WEIGHTS: self.best_weights}
+                key.BEST: self.best, key.BEST_WEIGHTS: self.best_weights,
+                key.AVERAGE: {**self.average.state_dict(), "stale": self.stale}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.progress = Progress.from_state(state[key.PROGRESS], self.device)
@@ -66,6 +72,9 @@ class Retrain:
         self.task.load_state_dict(state[key.TASK])
         set_rng_state(state[key.RNG])
         self.best, self.best_weights = state[key.BEST], state[key.BEST_WEIGHTS]
+        average = state.get(key.AVERAGE, {})   # absent from a run that never averaged
+        self.average.load_state_dict(average)
+        self.stale = average.get("stale", 0)
 
     def reseed(self, seed: int) -> None:
         """Retrain draws only from the global generators, which the session reseeds itself."""
@@ -95,24 +104,39 @@ def retrain_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> None:
 def train_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> Figures:
     cfg = retrain.config.retrain
     return runner.train_epoch(reporter, f"retrain epoch {retrain.progress.epoch + 1}/{cfg.epochs}", retrain.task,
-                              retrain.child, retrain.optimizer, cfg, retrain.shuffler)
+                              retrain.child, retrain.optimizer, cfg, retrain.shuffler,
+                              after_step=partial(retrain.average.add, retrain.model))
 
 
 def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Figures) -> None:
     """Score the epoch's model on the validation split; keep its weights if they are the best yet
     (or, where the validation split is the test split, the latest). `trained`: the epoch's training figures."""
-    task, progress = retrain.task, retrain.progress
+    task, progress, average = retrain.task, retrain.progress, retrain.average
     retrain.model.eval()
-    value = task.evaluate(retrain.child, "valid")
-    best = retrain.best
-    # Choosing the best epoch by the test split would report an optimistic test score: a task that
-    # validates on its test split (images retrain on every training image) reports its final model.
-    if task.valid_is_test or best is None or (value < best if task.lower_is_better else value > best):
-        retrain.best, retrain.best_weights = value, copy.deepcopy(retrain.model.state_dict())
+    with average.swapped_in(retrain.model):
+        value = task.evaluate(retrain.child, "valid")
+        best = retrain.best
+        # Choosing the best epoch by the test split would report an optimistic test score: a task that
+        # validates on its test split (images retrain on every training image) reports its final model.
+        if task.valid_is_test or best is None or (value < best if task.lower_is_better else value > best):
+            retrain.best, retrain.best_weights = value, copy.deepcopy(retrain.model.state_dict())
+            retrain.stale = 0
+        else:
+            retrain.stale += 1
+    averaged = average.active
+    patience = retrain.config.retrain.average_after
+    last_epoch = progress.epoch + 1 >= retrain.config.retrain.epochs   # no epoch left to validate an average
+    if patience and not average.active and retrain.stale >= patience and not last_epoch:
+        average.start(retrain.model)
+        retrain.best = None   # from here on the averaged weights are kept, validated and tested
     lr = learning_rate(retrain.config.retrain, progress.epoch)
     session.metrics.write(RETRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
-                          lr=lr, skipped=trained.skipped, **{f"valid_{task.metric}": value})
-    reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g} (best {retrain.best:.4g})")
+                          lr=lr, skipped=trained.skipped, **{f"valid_{task.metric}": value},
+                          **({"averaged": average.steps} if averaged else {}))
+    kept = "" if retrain.best is None else f" (best {retrain.best:.4g})"
+    reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g}{kept}"
+                   + (" of the averaged weights" if averaged else "")
+                   + ("; averaging the weights from here on" if average.active and not averaged else ""))
 
 
 def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
@@ -121,11 +145,62 @@ def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
     model, task = retrain.model, retrain.task
     model.load_state_dict(retrain.best_weights)
     model.eval()
-    result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.child, "test"),
+    result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.child, "test", final=True),
               f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
               "time_s": round(elapsed, 1), "arch": official(retrain.arch),
               **task.describe()}
+    if retrain.average.active:
+        result["averaged"] = True   # the kept weights are an average (retrain.average_after)
+    if task.final_layout_differs:   # e.g. the paper's batch 1, BPTT 1 test: the training layout's score beside it
+        result[f"test_{task.metric}_training_layout"] = task.evaluate(retrain.child, "test")
     weights = model.state_dict()
     write_file(out_dir / MODEL_FILE, lambda handle: torch.save(weights, handle))
     write_json(out_dir / RESULT_FILE, result)
     return result
+
+
+class WeightAverage:
+    """The running mean of a model's parameters over every training step since `start` (the
+    averaging of NT-ASGD, Merity et al. 2018, and of enas_lm's final training)."""
+
+    def __init__(self) -> None:
+        self.weights: list[torch.Tensor] | None = None   # in the order of model.parameters()
+        self.steps = 0                                   # the weights averaged so far
+
+    @property
+    def active(self) -> bool:
+        return self.weights is not None
+
+    def start(self, model: torch.nn.Module) -> None:
+        """Average from the model's current weights on."""
+        self.weights, self.steps = [p.detach().clone() for p in model.parameters()], 1
+
+    @torch.no_grad()
+    def add(self, model: torch.nn.Module) -> None:
+        """Fold the weights after a step into the mean (nothing before `start`)."""
+        if self.weights is None:
+            return
+        self.steps += 1
+        torch._foreach_lerp_(self.weights, [p.detach() for p in model.parameters()], 1 / self.steps)
+
+    @contextmanager
+    def swapped_in(self, model: torch.nn.Module) -> Iterator[None]:
+        """The model holds the averaged weights inside the block (if averaging), its own after."""
+        if self.weights is None:
+            yield
+            return
+        params = list(model.parameters())
+        own = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            torch._foreach_copy_([p.data for p in params], self.weights)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_([p.data for p in params], own)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": self.weights, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.weights, self.steps = state.get("weights"), state.get("steps", 0)

@@ -26,6 +26,7 @@ TRIALS_LINES = "trials_lines"        # NAS-RL: lines of trials.jsonl written by 
 # A retrain (KIND "retrain")
 CHILD, OPTIMIZER = "child", "optimizer"
 BEST, BEST_WEIGHTS = "best", "best_weights"
+AVERAGE = "average"                  # retrain.average_after: the averaged weights and what they count
 
 
 def schema_problem(state: Any, path: object) -> str:

@@ -52,20 +52,28 @@ class Steps:
             raise NonFiniteError(f"non-finite {nonfinite} in {in_a_row} steps in a row at {progress}")
 
     def train_on(self, task: Task, model: Model, index: int, params: Iterable[nn.Parameter],
-                 optimizer: torch.optim.SGD, grad_clip: float) -> None:
+                 optimizer: torch.optim.SGD, grad_clip: float, decay_unused: bool = False) -> None:
         """Train on the task's window or batch `index`. A skipped step also leaves the task's carried
         state (e.g. a recurrent hidden state) as it was, so that no NaN outlives its step; like the
         skip itself, that is decided on the device."""
         carried = task.state_dict()
-        outcome = train_step(partial(task.train_loss, model, index), params, optimizer, grad_clip)
+        scale = task.lr_scale(index)
+        epoch_lrs = [group["lr"] for group in optimizer.param_groups]
+        for group, lr in zip(optimizer.param_groups, epoch_lrs):
+            group["lr"] = lr * scale
+        outcome = train_step(partial(task.train_loss, model, index), params, optimizer, grad_clip, decay_unused)
+        for group, lr in zip(optimizer.param_groups, epoch_lrs):   # set back, not divided: no drift
+            group["lr"] = lr
         task.load_state_dict(unless_skipped(outcome.skipped, carried, task.state_dict()))
         self.progress.step += 1
         self.progress.record(outcome.loss, outcome.skipped)
 
     def train_epoch(self, reporter: Reporter, title: str, task: Task, model: Model, optimizer: torch.optim.SGD,
-                    cfg: TrainConfig, shuffler: torch.Generator) -> Figures:
+                    cfg: TrainConfig, shuffler: torch.Generator,
+                    after_step: Callable[[], None] | None = None) -> Figures:
         """Train `model` for the rest of the progress's epoch (cfg.steps_per_epoch steps, or a pass
-        over the training split) at the epoch's learning rate: a retrain's epoch, or a NAS-RL child's."""
+        over the training split) at the epoch's learning rate: a retrain's epoch, or a NAS-RL child's.
+        `after_step` runs after every step, before the step boundary (e.g. parameter averaging)."""
         progress = self.progress
         steps = cfg.steps_per_epoch or task.batches("train")
         if progress.step == 0:
@@ -76,7 +84,9 @@ class Steps:
         def step() -> None:
             # a global window index, so that short epochs (steps_per_epoch) walk on through the data
             self.train_on(task, model, progress.epoch * steps + progress.step, model.module.parameters(), optimizer,
-                          cfg.grad_clip)
+                          cfg.grad_clip, cfg.decay_unused)
+            if after_step is not None:
+                after_step()
 
         return self.run_steps(reporter, title, steps, step)
 

@@ -90,17 +90,26 @@ class StepOutcome:
 
 
 def train_step(loss_of: Callable[[], torch.Tensor], params: Iterable[nn.Parameter],
-               optimizer: torch.optim.SGD, grad_clip: float) -> StepOutcome:
+               optimizer: torch.optim.SGD, grad_clip: float, decay_unused: bool = False) -> StepOutcome:
     """Forward, backward, clip, update, without the host ever waiting for the device.
 
     A step whose loss or gradient norm is not finite is skipped on the device: fused SGD (`sgd`)
     takes it as `found_inf`, as it does from a gradient scaler, and leaves the parameters and its
     momentum exactly as they were.
+
+    `decay_unused`: a parameter the step did not use (a supernet weight off the sampled
+    architecture) gets a zero gradient, so that weight decay and momentum move it as the official
+    code's L2 over every variable does; else SGD leaves it exactly as it was.
     """
+    params = list(params)
     optimizer.zero_grad(set_to_none=True)
     loss = loss_of()
     loss.backward()
-    norm = nn.utils.clip_grad_norm_(list(params), grad_clip if grad_clip > 0 else float("inf"))
+    norm = nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    if decay_unused:   # after the clipping, which the zeros would not change
+        for param in params:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
     loss = loss.detach()
     skipped = ~(torch.isfinite(loss) & torch.isfinite(norm))
     optimizer.found_inf = skipped.float()  # type: ignore[attr-defined]  # read by fused SGD's step

@@ -4,7 +4,8 @@ of the embedding, the hidden size and the dropouts, and the tied embedding and d
 A model holds `embedding` (V, H), `decoder_bias` (V,) and `cfg`, and runs
     x = embed(tokens) -> its cell over time -> decode(outputs, targets)
 with these dropouts in training: whole words of the embedding, locked (one mask per sequence)
-on the embedded input and on the cell output, and a variational mask on the recurrent state.
+on the embedded input and on the cell output, and a variational mask on the recurrent state
+(the recurrent space also puts it on every node's input: recurrent.dropout_every_node).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class LanguageModelConfig:
     init_range: float = option(0.1, "uniform initialisation range of all weights", min=0.0)
     dropout_embedding: float = option(0.0, "probability of dropping a whole word embedding", min=0.0, max=0.99)
     dropout_input: float = option(0.0, "locked dropout on the embedded input", min=0.0, max=0.99)
-    dropout_hidden: float = option(0.0, "variational dropout on the recurrent state h_{t-1}", min=0.0, max=0.99)
+    dropout_hidden: float = option(0.0, "variational dropout on the recurrent state h_{t-1} (the recurrent space: "
+                                   "also on every node's input, recurrent.dropout_every_node)", min=0.0, max=0.99)
     dropout_output: float = option(0.0, "locked dropout on the cell output before the decoder", min=0.0, max=0.99)
 
 

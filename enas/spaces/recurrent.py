@@ -37,6 +37,9 @@ STYLES = ("enas", "enas_lm")
 @dataclass
 class RecurrentConfig(LanguageModelConfig):
     nodes: int = option(8, "nodes in the recurrent cell (12 in the paper's PTB search)", min=1)
+    dropout_every_node: bool = option(True, "dropout_hidden's mask also drops the input of every later node before "
+                                      "its product, one mask for all nodes and steps of a sequence (both official "
+                                      "PTB codes: prev_s * s_mask, enas_lm's layer_mask); off: only h_(t-1)")
 
 
 @dataclass(frozen=True)
@@ -111,22 +114,26 @@ class RecurrentLM(TiedLanguageModel):
             plan, rows = self.plan, tuple(range(len(self.plan.inputs)))
         x_proj = self.embed(tokens) @ self.w_x  # all time steps at once: one matmul instead of T
         edges = [self.edges[row] for row in rows]
-        output = run_cell(x_proj, hidden, self.w_h, edges, plan, self.hidden_mask(hidden))
+        mask = self.hidden_mask(hidden)
+        output = run_cell(x_proj, hidden, self.w_h, edges, plan, mask, mask if self.cfg.dropout_every_node else None)
         return self.decode(output, targets), output[-1], output
 
 
 def run_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, weights: Sequence[torch.Tensor],
-             plan: RecurrentPlan, hidden_mask: torch.Tensor | None) -> torch.Tensor:
+             plan: RecurrentPlan, hidden_mask: torch.Tensor | None,
+             node_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The cell over all time steps. x_proj (T, B, 2H) = x W_x; hidden (B, H) = h_0;
-    w_h (H, 2H); weights[j-1] (H, 2H) the edge weight of node j >= 1; hidden_mask (B, H)
-    or None -> cell outputs (T, B, H).
+    w_h (H, 2H); weights[j-1] (H, 2H) the edge weight of node j >= 1; hidden_mask (B, H) or None
+    multiplies h_(t-1) before its product with w_h, node_mask (B, H) or None the input of every
+    node j >= 1 before its product with the edge weight (the highway's carry stays unmasked, as
+    in the official code) -> cell outputs (T, B, H).
 
     Under autocast the whole cell runs in the autocast dtype (its buffers and products share one
     dtype); the casts are ordinary autograd ops, so float32 weights get float32 gradients."""
-    (x_proj, hidden, w_h, hidden_mask, *weights), no_autocast = in_autocast_dtype(
-        x_proj, hidden, w_h, hidden_mask, *weights)
+    (x_proj, hidden, w_h, hidden_mask, node_mask, *weights), no_autocast = in_autocast_dtype(
+        x_proj, hidden, w_h, hidden_mask, node_mask, *weights)
     with no_autocast:
-        return _CellRecurrence.apply(x_proj, hidden, w_h, plan, hidden_mask, *weights)
+        return _CellRecurrence.apply(x_proj, hidden, w_h, plan, hidden_mask, node_mask, *weights)
 
 
 class _CellRecurrence(torch.autograd.Function):
@@ -145,12 +152,14 @@ class _CellRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, plan: RecurrentPlan,
-                hidden_mask: torch.Tensor | None, *weights: torch.Tensor) -> torch.Tensor:
+                hidden_mask: torch.Tensor | None, node_mask: torch.Tensor | None,
+                *weights: torch.Tensor) -> torch.Tensor:
         steps, batch, width = x_proj.shape
         cell = _CellBuffers(x_proj.new_empty(len(plan.activations), steps, batch, width),
                             x_proj.new_empty(len(plan.activations), steps, batch, width // 2))
         output = x_proj.new_empty(steps, batch, width // 2)
         outputs, inputs = output.unbind(0), x_proj.unbind(0)
+        dropped = x_proj.new_empty(batch, width // 2) if node_mask is not None else None  # a node's masked input
         for t in range(steps):
             h_prev = hidden if t == 0 else outputs[t - 1]
             recurrent = h_prev if hidden_mask is None else h_prev * hidden_mask
@@ -158,11 +167,12 @@ class _CellRecurrence(torch.autograd.Function):
             _highway(cell.gate[0][t], cell.value[0][t], h_prev, plan.activations[0], out=cell.nodes[0][t])
             for j, weight in enumerate(weights, start=1):
                 prev = cell.nodes[plan.inputs[j - 1]][t]
-                torch.mm(prev, weight, out=cell.gates[j][t])
+                read = prev if node_mask is None else torch.mul(prev, node_mask, out=dropped)
+                torch.mm(read, weight, out=cell.gates[j][t])
                 _highway(cell.gate[j][t], cell.value[j][t], prev, plan.activations[j], out=cell.nodes[j][t])
             _mean_of([cell.nodes[n][t] for n in plan.loose_ends], out=outputs[t])
         ctx.save_for_backward(hidden, w_h, output, *weights)
-        ctx.cell, ctx.plan, ctx.hidden_mask = cell, plan, hidden_mask
+        ctx.cell, ctx.plan, ctx.hidden_mask, ctx.node_mask = cell, plan, hidden_mask, node_mask
         return output
 
     @staticmethod
@@ -172,7 +182,7 @@ class _CellRecurrence(torch.autograd.Function):
             raise RuntimeError("the recurrent cell's backward ran twice; its saved values are spent "
                                "(retain_graph=True is not supported through the cell)")
         hidden, w_h, output, *weights = ctx.saved_tensors
-        cell, plan, hidden_mask = ctx.cell, ctx.plan, ctx.hidden_mask
+        cell, plan, hidden_mask, node_mask = ctx.cell, ctx.plan, ctx.hidden_mask, ctx.node_mask
         ctx.cell = None
         # Transposed copies: a product with a contiguous matrix runs ~15% faster than with a .t() view.
         weights_t = [weight.t().contiguous() for weight in weights]
@@ -183,7 +193,7 @@ class _CellRecurrence(torch.autograd.Function):
         grad_nodes = all_grad_nodes.unbind(0)
         grad_hidden = output.new_zeros(batch, size)                            # dL/dh_{t-1}
         grad_cell_output = output.new_empty(batch, size)                       # dL/dh_t
-        scratch = output.new_empty(2, batch, size).unbind(0)
+        scratch = output.new_empty(3, batch, size).unbind(0)
         loose_share = 1 / len(plan.loose_ends)
         for t in reversed(range(steps)):
             torch.add(grad_outputs[t], grad_hidden, out=grad_cell_output)
@@ -196,7 +206,11 @@ class _CellRecurrence(torch.autograd.Function):
                 prev = plan.inputs[j - 1]
                 _highway_backward(cell.gate[j][t], cell.value[j][t], cell.nodes[prev][t], grad_nodes[j],
                                   plan.activations[j], grad_nodes[prev], scratch)
-                grad_nodes[prev].addmm_(cell.gates[j][t], weights_t[j - 1])
+                if node_mask is None:
+                    grad_nodes[prev].addmm_(cell.gates[j][t], weights_t[j - 1])
+                else:
+                    grad_nodes[prev].addcmul_(torch.mm(cell.gates[j][t], weights_t[j - 1], out=scratch[2]),
+                                              node_mask)
             h_prev = hidden if t == 0 else outputs[t - 1]
             _highway_backward(cell.gate[0][t], cell.value[0][t], h_prev, grad_nodes[0], plan.activations[0],
                               grad_hidden, scratch)
@@ -212,10 +226,12 @@ class _CellRecurrence(torch.autograd.Function):
             if hidden_mask is not None:
                 recurrent = recurrent * hidden_mask
             grad_w_h = recurrent.flatten(0, 1).t() @ flat[0]
-        grad_weights = [cell.all_nodes[plan.inputs[j - 1]].flatten(0, 1).t() @ flat[j]
-                        if ctx.needs_input_grad[4 + j] else None for j in range(1, len(weights) + 1)]
+        read = {n: cell.all_nodes[n] if node_mask is None else cell.all_nodes[n] * node_mask
+                for n in set(plan.inputs)}   # what the edges multiplied: each read node once
+        grad_weights = [read[plan.inputs[j - 1]].flatten(0, 1).t() @ flat[j]
+                        if ctx.needs_input_grad[5 + j] else None for j in range(1, len(weights) + 1)]
         # node 1's pre-activation is x_proj[t] + (...): its gradient is the x projection's
-        return cell.all_gates[0], grad_hidden, grad_w_h, None, None, *grad_weights
+        return cell.all_gates[0], grad_hidden, grad_w_h, None, None, None, *grad_weights
 
 
 class _CellBuffers:

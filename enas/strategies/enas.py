@@ -175,7 +175,7 @@ def supernet_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
         arch = search.architectures[progress.step]
         # a global window index, so that short epochs (steps_per_epoch) walk on through the data
         runner.train_on(task, search.bind(arch), progress.epoch * steps + progress.step,
-                        search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip)
+                        search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip, cfg.decay_unused)
 
     figures = runner.run_steps(reporter, f"epoch {progress.epoch + 1} supernet", steps, step)
     runner.session.metrics.write(SUPERNET, progress.epoch, search.state.controller_updates, loss=figures.mean_loss,

@@ -20,6 +20,7 @@ class Task(Protocol):
     metric: str              # "ppl" or "acc": the name of the figure `evaluate` returns
     lower_is_better: bool
     valid_is_test: bool      # its validation split is its test split: retrain must not pick its best epoch on it
+    final_layout_differs: bool  # `evaluate(..., final=True)` batches the data otherwise than training does
     space: SearchSpace       # the search space, sized for this task's data
 
     def to(self, device: torch.device) -> Task:
@@ -34,14 +35,18 @@ class Task(Protocol):
     def train_loss(self, model: Model, index: int) -> torch.Tensor:
         """The training loss of step `index` (counted from the start of training; it wraps)."""
 
+    def lr_scale(self, index: int) -> float:
+        """The learning rate of training step `index` relative to the epoch's (random-length BPTT)."""
+
     def reward(self, model: Model, index: int, batches: int = 1) -> float:
         """The controller's reward of `model` on validation batches index .. index + batches - 1."""
 
     def calibrate(self, model: Model) -> None:
         """Prepare `model`'s normalisation statistics before it is scored."""
 
-    def evaluate(self, model: Model, split: str, max_batches: int = 0) -> float:
-        """`metric` over `split` (its first `max_batches` batches; 0: all)."""
+    def evaluate(self, model: Model, split: str, max_batches: int = 0, final: bool = False) -> float:
+        """`metric` over `split` (its first `max_batches` batches; 0: all); `final`: a final score,
+        taken at the retrain's eval_batch_size and eval_bptt where the task has them (text)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Its data order and any state carried between steps (a recurrent hidden state)."""

@@ -30,6 +30,7 @@ class ImageTask:
 
     metric = "acc"
     lower_is_better = False
+    final_layout_differs = False
 
     def __init__(self, config: Config, train: TrainConfig, hold_out: bool, data: ImageData | None = None):
         """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain)."""
@@ -142,8 +143,13 @@ class ImageTask:
                 model(self._batch("train", slice(index * size, (index + 1) * size))[0])
 
     @torch.no_grad()
-    def evaluate(self, model: Model, split: str, max_batches: int = 0) -> float:
-        """Accuracy over the split (or its first `max_batches` batches), in the model's current mode."""
+    def lr_scale(self, index: int) -> float:
+        """Every batch trains at the epoch's learning rate."""
+        return 1.0
+
+    def evaluate(self, model: Model, split: str, max_batches: int = 0, final: bool = False) -> float:
+        """Accuracy over the split (or its first `max_batches` batches), in the model's current mode;
+        a final score is taken as any other."""
         correct, count, size = 0, 0, self.train_cfg.batch_size
         limit = self.batches(split) if max_batches == 0 else min(max_batches, self.batches(split))
         for index in range(limit):

@@ -4,15 +4,20 @@ A task hides what differs between data kinds from the search, derive and retrain
 A model (`Model`: the supernet bound to an architecture, or a child) maps tokens (T, B), a hidden
 state (B, H) or None and targets (T, B) to their mean cross-entropy, the last hidden state (B, H)
 and the cell outputs (T, B, H), so the same code trains, rewards and scores both.
+
+Training windows are `bptt` long, or of random length (`random_bptt`, AWD-LSTM style: the
+step's learning rate follows the length, `lr_scale`). A retrain's final scores may read the
+split in another layout (`eval_batch_size`, `eval_bptt`: the paper's test is batch 1, BPTT 1).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import torch
 
-from enas.config import Config, TrainConfig
+from enas.config import Config, RetrainConfig, TrainConfig
 from enas.data.text import Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
 from enas.spaces import build_space
 from enas.spaces.base import Model, TextShape
@@ -39,21 +44,40 @@ class TextTask:
         self.reward_constant = config.controller.reward_constant
         self.streams = {split: batchify(getattr(self.corpus, split), train.batch_size, split)
                         for split in ("train", "valid", "test")}
+        # the final scores' layout (retrain's eval_batch_size, eval_bptt; the paper's test: 1 and 1)
+        eval_batch = train.eval_batch_size if isinstance(train, RetrainConfig) else 0
+        self.eval_bptt = (train.eval_bptt if isinstance(train, RetrainConfig) else 0) or train.bptt
+        self.final_streams = self.streams if eval_batch in (0, train.batch_size) else {
+            split: batchify(getattr(self.corpus, split), eval_batch, split) for split in ("valid", "test")}
+        self.final_layout_differs = self.final_streams is not self.streams or self.eval_bptt != train.bptt
         self._hidden: torch.Tensor | None = None
+        self._random_windows = RandomWindows(self.streams["train"].shape[0], train.bptt, config.seed) \
+            if train.random_bptt else None
         self.space = build_space(config, TextShape(self.corpus.vocab_size))
 
     def to(self, device: torch.device) -> TextTask:
+        same = self.final_streams is self.streams
         self.streams = {split: stream.to(device) for split, stream in self.streams.items()}
+        self.final_streams = self.streams if same else {
+            split: stream.to(device) for split, stream in self.final_streams.items()}
         return self
 
     def batches(self, split: str) -> int:
-        return math.ceil((self.streams[split].shape[0] - 1) / self.train_cfg.bptt)
+        return _windows(self.streams[split], self.train_cfg.bptt)
 
     def _window(self, split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        stream, bptt = self.streams[split], self.train_cfg.bptt
-        start = (index % self.batches(split)) * bptt
-        length = min(bptt, stream.shape[0] - 1 - start)
-        return stream[start:start + length], stream[start + 1:start + 1 + length]
+        if split == "train" and self._random_windows is not None:
+            start, length = self._random_windows.window(index)
+            stream = self.streams[split]
+            return stream[start:start + length], stream[start + 1:start + 1 + length]
+        return _window(self.streams[split], self.train_cfg.bptt, index)
+
+    def lr_scale(self, index: int) -> float:
+        """The learning rate of training step `index`, relative to the epoch's: length/bptt of its
+        window under random-length BPTT (a shorter window's gradient counts for less), else 1."""
+        if self._random_windows is None:
+            return 1.0
+        return self._random_windows.window(index)[1] / self.train_cfg.bptt
 
     def start_epoch(self, generator: torch.Generator) -> None:
         """Text is read in order, so an epoch only resets the carried hidden state."""
@@ -93,16 +117,21 @@ class TextTask:
         return self.reward_constant / math.exp(min(sum(losses) / batches, 50.0))
 
     @torch.no_grad()
-    def evaluate(self, model: Model, split: str, max_batches: int = 0) -> float:
-        """Perplexity over the split (or its first `max_batches` windows), state carried throughout."""
-        total, count, hidden = 0.0, 0, None
-        limit = self.batches(split) if max_batches == 0 else min(max_batches, self.batches(split))
+    def evaluate(self, model: Model, split: str, max_batches: int = 0, final: bool = False) -> float:
+        """Perplexity over the split (or its first `max_batches` windows), state carried throughout;
+        `final`: in the final scores' layout (eval_batch_size sequences, eval_bptt windows)."""
+        stream = (self.final_streams if final else self.streams)[split]
+        bptt = self.eval_bptt if final else self.train_cfg.bptt
+        windows = _windows(stream, bptt)
+        limit = windows if max_batches == 0 else min(max_batches, windows)
+        # Summed on the device: with one-token windows, a host read per window would cost more than the window.
+        total, hidden = stream.new_zeros((), dtype=torch.float64), None
         for index in range(limit):
-            inputs, targets = self._window(split, index)
+            inputs, targets = _window(stream, bptt, index)
             loss, hidden, _ = model(inputs, hidden, targets)
-            total += loss.item() * targets.numel()
-            count += targets.numel()
-        return math.exp(min(total / count, 50.0))
+            total += loss * targets.numel()
+        count = min(limit * bptt, stream.shape[0] - 1) * stream.shape[1]
+        return math.exp(min(total.item() / count, 50.0))
 
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's perplexity."""
@@ -110,3 +139,45 @@ class TextTask:
         if self.corpus.floor_ppl is not None:
             figures["floor"] = self.corpus.floor_ppl  # the best perplexity the source allows
         return figures
+
+
+def _windows(stream: torch.Tensor, bptt: int) -> int:
+    """Windows of `bptt` rows in a (T, B) stream (the last one shorter), each with its target row."""
+    return math.ceil((stream.shape[0] - 1) / bptt)
+
+
+def _window(stream: torch.Tensor, bptt: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets (L, B) of window `index` (it wraps around the stream)."""
+    start = (index % _windows(stream, bptt)) * bptt
+    length = min(bptt, stream.shape[0] - 1 - start)
+    return stream[start:start + length], stream[start + 1:start + 1 + length]
+
+
+class RandomWindows:
+    """Random-length BPTT windows (Merity et al. 2018, AWD-LSTM; enas_lm): each is N(bptt, 5) rows
+    long with probability 0.95, else N(bptt/2, 5), at least 5. They tile the stream pass after
+    pass, each pass drawn from a generator seeded by the run seed and the pass number, so that the
+    window of every step follows from its index: a resumed run draws exactly the same windows."""
+
+    def __init__(self, rows: int, bptt: int, seed: int):
+        self.rows, self.bptt, self.seed = rows, bptt, seed
+        self.firsts: list[int] = []                   # index of each pass's first window
+        self.windows: list[list[tuple[int, int]]] = []  # per pass: (start row, length) of its windows
+
+    def window(self, index: int) -> tuple[int, int]:
+        """(start row, length) of training window `index`."""
+        while not self.firsts or index >= self.firsts[-1] + len(self.windows[-1]):
+            self._draw_pass()
+        which = bisect.bisect_right(self.firsts, index) - 1
+        return self.windows[which][index - self.firsts[which]]
+
+    def _draw_pass(self) -> None:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.windows))
+        windows, start = [], 0
+        while start < self.rows - 1:
+            base = self.bptt if torch.rand((), generator=generator) < 0.95 else self.bptt / 2
+            length = max(5, int(base + 5 * torch.randn((), generator=generator)))
+            windows.append((start, min(length, self.rows - 1 - start)))
+            start += length
+        self.firsts.append(self.firsts[-1] + len(self.windows[-1]) if self.windows else 0)
+        self.windows.append(windows)
