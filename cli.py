@@ -149,7 +149,8 @@ def retrain(
 
         result = run_retrain(cfg, architecture, out_dir, resume, Reporter(quiet))
         extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("floor", "unigram_ppl"))
-        typer.echo(f"{result['metric']} {result['value']:.4g}  params {result['params']:,}  {extra}\n"
+        aux = f" (+{result['aux_params']:,} in the auxiliary head)" if "aux_params" in result else ""
+        typer.echo(f"{result['metric']} {result['value']:.4g}  params {result['params']:,}{aux}  {extra}\n"
                    f"wrote {out_dir / 'result.json'}")
 
     _run(body)

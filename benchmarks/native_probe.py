@@ -282,7 +282,7 @@ def setup_probe_process() -> dict[str, str]:
     with a given gradient imports half a second of modules); return what it runs on."""
     import torch
 
-    import enas.spaces.conv_ops  # noqa: F401: imported once, before the forks
+    import enas.spaces.conv_ops  # noqa: F401 -- imported once, before the forks
     torch.set_num_threads(1)
     x = torch.ones(2, requires_grad=True)
     torch.relu(x).backward(torch.ones(2))  # elementwise ATen only: no oneDNN before the forks
@@ -473,7 +473,7 @@ class ForkServer:
         return json.loads(line)
 
     def run(self, request: dict[str, Any]) -> Outcome:
-        self.info  # noqa: B018: ready first
+        self.info  # noqa: B018 -- ready first
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         answer = self._answer()

@@ -7,6 +7,7 @@ import torch
 from enas.spaces.architecture import Architecture
 from enas.strategies.controller import draw_architectures
 from enas.errors import UserError
+from enas.run.training import auxiliary_parameters, count_parameters
 from enas.spaces import from_json, from_official, official
 from enas.spaces.base import ImageShape
 from enas.spaces.conv_ops import drop_path
@@ -223,6 +224,8 @@ def test_the_published_cells_at_the_final_size_have_the_official_parameters(caps
               f"paper 4.6M)")
     assert (network, head) == (official_network + 10, official_head + 10)
     assert official_network == 3_894_372 and official_head == 494_848
+    # retrain's result.json counts as the official code does: the head apart
+    assert (count_parameters(child), auxiliary_parameters(child)) == (network, head)
     child.eval()
     with torch.no_grad():
         assert child(torch.randn(1, 3, 32, 32))[0].shape == (1, 10)

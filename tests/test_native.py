@@ -99,5 +99,5 @@ def test_small_micro_and_macro_supernets_train_clean_on_avx2_kernels():
     # The crash of issue 11 in the product: a micro search at micro.filters=2, channels-last.
     result = run_isolated(SMALL_NETWORKS, AVX2)
     assert_clean_exit(result)
-    for first, last in eval(result.stdout.strip()):  # noqa: S307: our own subprocess's list of floats
+    for first, last in eval(result.stdout.strip()):  # noqa: S307 -- our own subprocess's list of floats
         assert last < first  # the supernets learned the tiny batch

@@ -27,8 +27,8 @@ from enas.run.progress import Figures, Progress
 from enas.run.reporter import Reporter
 from enas.run.session import Session
 from enas.run.steps import Steps
-from enas.run.training import (count_parameters, learning_rate, model_of, place, rng_state, set_rng_state,
-                               setup_runtime, sgd)
+from enas.run.training import (auxiliary_parameters, count_parameters, learning_rate, model_of, place, rng_state,
+                               set_rng_state, setup_runtime, sgd)
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.tasks import Task, build_task
@@ -149,6 +149,8 @@ def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
               f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
               "time_s": round(elapsed, 1), "arch": official(retrain.arch),
               **task.describe()}
+    if auxiliary_parameters(model):
+        result["aux_params"] = auxiliary_parameters(model)   # apart, as the official code reports them
     if retrain.average.active:
         result["averaged"] = True   # the kept weights are an average (retrain.average_after)
     if task.final_layout_differs:   # e.g. the paper's batch 1, BPTT 1 test: the training layout's score beside it

@@ -133,4 +133,12 @@ def set_rng_state(state: dict) -> None:
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """The parameters of the network a model is at test time, counted as the official code counts
+    them: an auxiliary head (a module named `aux_head`, used only in training) is left out."""
+    return sum(p.numel() for name, p in model.named_parameters() if not name.startswith("aux_head."))
+
+
+def auxiliary_parameters(model: nn.Module) -> int:
+    """The parameters of a model's auxiliary head; 0 for none."""
+    head = getattr(model, "aux_head", None)
+    return 0 if head is None else sum(p.numel() for p in head.parameters())
