@@ -82,15 +82,16 @@ SMALL_NETWORKS = f"""
         optimizer = torch.optim.SGD(supernet.parameters(), lr=0.05)
         images = torch.randn(8, 3, 8, 8).to(memory_format=torch.channels_last)
         labels = torch.arange(8) % 4
-        first = last = None
-        for step, arch in enumerate(draw_architectures(space, {REPEATS // 4}) * 4):
+        archs = draw_architectures(space, {REPEATS // 4})
+        seen = []
+        for arch in archs * 4:   # four passes over the same architectures
             optimizer.zero_grad()
             loss = torch.nn.functional.cross_entropy(supernet(images, arch)[0], labels)
             loss.backward()
             optimizer.step()
-            first = loss.item() if first is None else first
-            last = loss.item()
-        losses.append((first, last))
+            seen.append(loss.item())
+        # the mean loss of the first pass against the last's, architecture for architecture
+        losses.append((sum(seen[:len(archs)]) / len(archs), sum(seen[-len(archs):]) / len(archs)))
     print(losses)
 """
 
