@@ -36,6 +36,9 @@ class DataConfig:
     root: str = option("", "folder of the dataset when name=text (ptb.train.txt, ... or train.txt, ...), "
                      "cifar10 (data_batch_1..5, test_batch) or image_folder (train/, test/)")
     vocab_size: int = option(32, "builtin_text: vocabulary size", min=4, max=512)
+    max_vocab: int = option(0, "text: keep the N most frequent training words (<eos> and <unk> among them); every "
+                            "other word becomes <unk>; 0 keeps them all", min=0)
+    min_count: int = option(1, "text: training words seen fewer times become <unk>", min=1)
     branching: int = option(4, "builtin_text: preferred successors per two-token context", min=1)
     train_tokens: int = option(60_000, "builtin_text: tokens in the train split", min=1000)
     valid_tokens: int = option(8_000, "builtin_text: tokens in the valid split", min=100)

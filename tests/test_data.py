@@ -129,9 +129,35 @@ def test_load_text_folder_both_conventions(tmp_path: Path, names: tuple[str, str
     assert corpus.test.tolist() == [1, 5, 3]
 
 
-def test_unknown_word_without_unk_is_an_error(tmp_path: Path) -> None:
+def test_words_outside_the_train_split_become_unk_and_are_counted(tmp_path: Path) -> None:
     root = _write_split_files(tmp_path, PTB_NAMES, ("a b\n", "a zebra\n", "b\n"))
-    with pytest.raises(UserError, match=r"ptb\.valid\.txt.*'zebra'"):
+    corpus = load_text_folder(root)
+    assert corpus.vocab == ("a", "b", "<eos>", "<unk>")
+    assert corpus.valid.tolist() == [0, 3, 2]   # zebra -> <unk>
+    assert corpus.oov == {"train": 0.0, "valid": pytest.approx(1 / 3), "test": 0.0}
+
+
+def test_vocabulary_limits_keep_the_most_frequent_training_words(tmp_path: Path) -> None:
+    train = "a a a b b c d\n" * 2 + "e\n"
+    root = _write_split_files(tmp_path, PTB_NAMES, (train, "a b c e f\n", "d\n"))
+    rare = load_text_folder(root, min_count=2)   # e is seen once
+    assert rare.vocab == ("a", "b", "c", "d", "<eos>", "<unk>")
+    assert rare.oov["train"] == pytest.approx(1 / 18) and rare.oov["valid"] == pytest.approx(2 / 6)
+    top = load_text_folder(root, max_vocab=4)    # <eos>, <unk> and the two most frequent words
+    assert top.vocab == ("a", "b", "<eos>", "<unk>") and top.vocab_size == 4
+    assert top.test.tolist() == [3, 2]
+    assert load_text_folder(root).vocab == ("a", "b", "c", "d", "<eos>", "e", "<unk>")   # f is in valid only
+
+
+def test_utf8_with_a_byte_order_mark_and_crlf_line_ends_read_as_plain_text(tmp_path: Path) -> None:
+    root = tmp_path / "crlf"
+    root.mkdir()
+    for name, text in zip(PTB_NAMES, ("\ufeffthe cat\r\nthe dog\r\n", "the cat\r\n", "dog\r\n")):
+        (root / name).write_bytes(text.encode("utf-8"))
+    corpus = load_text_folder(root)
+    assert corpus.vocab == ("the", "cat", "<eos>", "dog") and corpus.oov == {"train": 0, "valid": 0, "test": 0}
+    (root / PTB_NAMES[2]).write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not valid UTF-8"):
         load_text_folder(root)
 
 
@@ -166,4 +192,5 @@ def test_real_ptb_counts() -> None:
     assert (len(corpus.train), len(corpus.valid), len(corpus.test)) == (929_589, 73_760, 82_430)
     assert corpus.vocab_size == 10_000
     assert "<unk>" in corpus.vocab and "<eos>" in corpus.vocab
+    assert corpus.oov == {"train": 0.0, "valid": 0.0, "test": 0.0}   # PTB's own <unk> covers every split
     assert elapsed < 5.0

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +45,7 @@ class Corpus:
     test: torch.Tensor
     vocab: tuple[str, ...]
     floor_ppl: float | None  # exp(entropy rate in nats) of the generating source; None for real text
+    oov: dict[str, float] = field(default_factory=dict)  # split -> share of its words mapped to <unk>
 
     @property
     def vocab_size(self) -> int:
@@ -75,7 +77,7 @@ def _text_split_paths(root: Path) -> tuple[Path, Path, Path]:
 def _read_text_words(path: Path) -> list[str]:
     """All words of a file, one sentence per line, with `<eos>` closing every line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")   # a byte-order mark is not part of the first word
     except UnicodeDecodeError as err:
         raise UserError(f"text file {path} is not valid UTF-8 ({err.reason} at byte {err.start})") from err
     if not text.strip():
@@ -87,38 +89,46 @@ def _read_text_words(path: Path) -> list[str]:
     return words
 
 
-def _text_vocab(words: list[str]) -> dict[str, int]:
-    # Ids in order of first appearance in train: deterministic and independent of hashing.
-    return {word: index for index, word in enumerate(dict.fromkeys(words))}
+def text_vocab(train: list[str], others: list[list[str]], max_vocab: int = 0, min_count: int = 1) -> dict[str, int]:
+    """The vocabulary of the training words: those seen at least `min_count` times, the
+    `max_vocab` most frequent of them (0: all), `<eos>` always. `<unk>` joins, within
+    `max_vocab`, once a word of any split is left out. Ids follow the first appearance in train,
+    so that a corpus like PTB, whose splits need no `<unk>` beyond its own, keeps its ids."""
+    counts = Counter(train)
+    order = {word: index for index, word in enumerate(dict.fromkeys(train))}
+    kept = [word for word in order if counts[word] >= min_count or word == EOS]
+    if max_vocab and len(kept) > max_vocab:
+        kept = _most_frequent(kept, counts, order, max_vocab - (UNK not in kept))
+    known = set(kept)
+    if UNK not in known and (len(known) < len(order) or any(w not in known for words in others for w in words)):
+        kept.append(UNK)
+    kept.sort(key=lambda word: order.get(word, len(order)))
+    return {word: index for index, word in enumerate(kept)}
 
 
-def _encode_text(words: list[str], vocab: dict[str, int], path: Path) -> torch.Tensor:
+def _most_frequent(words: list[str], counts: Counter, order: dict[str, int], n: int) -> list[str]:
+    """The n most frequent of `words` (ties: first appearance), `<eos>` and a present `<unk>` among them."""
+    ranked = sorted(words, key=lambda word: (word not in (EOS, UNK), -counts[word], order[word]))
+    return ranked[:n]
+
+
+def _encode_text(words: list[str], vocab: dict[str, int]) -> tuple[torch.Tensor, float]:
+    """The ids of `words`, and the share of them that are not in the vocabulary (mapped to <unk>)."""
     unk = vocab.get(UNK)
-    if unk is None:
-        unknown = next((word for word in words if word not in vocab), None)
-        if unknown is not None:
-            raise UserError(
-                f"text file {path} has word {unknown!r} that is absent from the train split, "
-                f"and the vocabulary has no {UNK} to map it to; add {UNK} to the train file"
-            )
-        ids = [vocab[word] for word in words]
-    else:
-        ids = [vocab.get(word, unk) for word in words]
-    return torch.tensor(ids, dtype=torch.int64)
+    ids = [vocab.get(word, unk) for word in words]
+    missing = sum(word not in vocab for word in words)
+    return torch.tensor(ids, dtype=torch.int64), missing / len(words)
 
 
-def load_text_folder(root: str | Path) -> Corpus:
-    """Load a PTB-format folder; the vocabulary comes from the train split."""
-    train_path, valid_path, test_path = _text_split_paths(Path(root))
-    train_words = _read_text_words(train_path)
-    vocab = _text_vocab(train_words)
-    return Corpus(
-        train=_encode_text(train_words, vocab, train_path),
-        valid=_encode_text(_read_text_words(valid_path), vocab, valid_path),
-        test=_encode_text(_read_text_words(test_path), vocab, test_path),
-        vocab=tuple(vocab),
-        floor_ppl=None,
-    )
+def load_text_folder(root: str | Path, max_vocab: int = 0, min_count: int = 1) -> Corpus:
+    """Load a PTB-format folder; the vocabulary comes from the train split (`text_vocab`) and any
+    other word becomes `<unk>`."""
+    paths = dict(zip(("train", "valid", "test"), _text_split_paths(Path(root))))
+    words = {split: _read_text_words(path) for split, path in paths.items()}
+    vocab = text_vocab(words["train"], [words["valid"], words["test"]], max_vocab, min_count)
+    encoded = {split: _encode_text(split_words, vocab) for split, split_words in words.items()}
+    return Corpus(**{split: ids for split, (ids, _) in encoded.items()}, vocab=tuple(vocab), floor_ppl=None,
+                  oov={split: share for split, (_, share) in encoded.items()})
 
 
 # --------------------------------------------------------------------------- built-in text

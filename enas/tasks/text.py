@@ -26,7 +26,7 @@ from enas.spaces.base import Model, TextShape
 def load_corpus(config: Config) -> Corpus:
     data = config.data
     if data.name == "text":
-        return load_text_folder(data.root)
+        return load_text_folder(data.root, data.max_vocab, data.min_count)
     return builtin_text(data.vocab_size, data.branching, data.train_tokens, data.valid_tokens,
                         data.test_tokens, data.seed)
 
@@ -134,8 +134,10 @@ class TextTask:
         return math.exp(min(total.item() / count, 50.0))
 
     def describe(self) -> dict[str, float]:
-        """Reference figures printed beside a model's perplexity."""
+        """Reference figures printed beside a model's perplexity, and the shares of the valid and test
+        words outside the vocabulary (real text)."""
         figures = {"unigram_ppl": unigram_ppl(self.corpus)}
+        figures.update((f"oov_{split}", share) for split, share in self.corpus.oov.items() if split != "train")
         if self.corpus.floor_ppl is not None:
             figures["floor"] = self.corpus.floor_ppl  # the best perplexity the source allows
         return figures
