@@ -131,3 +131,24 @@ def test_the_three_commands_run_on_real_ptb(tmp_path):
     assert "floor" not in summary                       # real text has no known floor
     assert summary["value"] < 10000 / 4                 # 30 steps already far better than uniform
     assert summary["unigram_ppl"] > 500                 # PTB's unigram model, for reference
+
+
+def test_a_corpus_with_words_outside_its_train_split_searches_and_keeps_its_vocabulary(tmp_path):
+    # A corpus not preprocessed like PTB: valid and test hold words train lacks, and no <unk>.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    words = [f"w{i}" for i in range(40)]
+    lines = [" ".join(words[(7 * n + 3 * k) % 40] for k in range(8)) for n in range(300)]
+    (corpus / "train.txt").write_text("\n".join(lines) + "\n")
+    (corpus / "valid.txt").write_text("w1 w2 whale w3\n" * 30)
+    (corpus / "test.txt").write_text("w4 squid w5 w6\n" * 30)
+    run, data = tmp_path / "run", ["data.name=text", f"data.root={corpus}", *TINY[4:]]
+    result = subprocess.run([ENAS, "search", "-o", str(run), *data], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "mapped to <unk>: 20.00% of valid, 20.00% of test" in result.stderr
+    vocabulary = (run / "vocab.txt").read_text().split("\n")[:-1]
+    assert len(vocabulary) == 42 and vocabulary[-1] == "<unk>"
+    enas("derive", str(run))
+    (corpus / "train.txt").write_text("\n".join(lines[:5]) + "\n")   # the data changes under the run
+    stale = enas("derive", str(run), check=False)
+    assert stale.returncode == 2 and "another vocabulary" in stale.stderr and len(stale.stderr.splitlines()) == 1

@@ -88,6 +88,8 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
     device = setup_runtime(config)
     retrain = Retrain(config, arch, device)
     write_config(out_dir, config)  # on a resume too: a later resume starts from its overrides
+    if note := retrain.task.keep_data(out_dir):
+        reporter.print(note)
     if not resume:
         write_json(out_dir / ARCH_FILE, arch.to_json())
     with Session(out_dir, retrain, saved) as session:

@@ -34,6 +34,8 @@ class SharedWeights:
         self.config = config
         self.device = setup_runtime(config)
         self.task: Task = build_task(config, config.search).to(self.device)
+        if note := self.task.keep_data(run_dir):   # the search's vocabulary, or a one-line error
+            warn(note)
         self.supernet = place(self.task.space.supernet(), config, self.device)
         self.supernet.load_state_dict(saved[key.SUPERNET])
         self.supernet.eval()

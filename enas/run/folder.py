@@ -16,6 +16,8 @@ from enas.errors import UserError
 from enas.run.state import CONFIG, PROGRESS
 from enas.spaces import SPACES
 
+VOCAB_FILE = "vocab.txt"   # a text run's vocabulary, one word a line in id order (tasks/text.py)
+
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"

@@ -145,6 +145,8 @@ def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     device = setup_runtime(config)
     search = Search(config, device)
     write_config(run_dir, config)  # on a resume too: a later resume starts from its overrides
+    if note := search.task.keep_data(run_dir):
+        reporter.print(note)
     with Session(run_dir, search, saved) as session:
         session.drive(config.search.epochs, SUPERNET, partial(search_epoch, search, Steps(session), reporter))
     return search

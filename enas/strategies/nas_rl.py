@@ -130,6 +130,8 @@ def run_nas_rl(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     device = setup_runtime(config)
     search = NasRL(config, device, run_dir)
     write_config(run_dir, config)
+    if note := search.task.keep_data(run_dir):
+        reporter.print(note)
     search.trials = MetricsLog(run_dir / TRIALS_FILE, saved[key.TRIALS_LINES] if saved else 0)
     try:
         search.mark_boundary()

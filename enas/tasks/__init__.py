@@ -6,6 +6,7 @@ supernet bound to an architecture, or a child: enas/spaces/base.py).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -52,6 +53,11 @@ class Task(Protocol):
         """Its data order and any state carried between steps (a recurrent hidden state)."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def keep_data(self, folder: Path) -> str:
+        """Record in `folder` what its models depend on in the data (a text vocabulary) on the
+        folder's first run, and check it on every later one (resume, derive, rank): a one-line
+        error if the data changed. Returns a line worth printing, or ""."""
 
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's score (chance, the entropy floor)."""

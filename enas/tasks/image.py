@@ -12,6 +12,7 @@ of it, and its validation split is the test set.
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -132,6 +133,11 @@ class ImageTask:
         return correct / batches
 
     @torch.no_grad()
+    def keep_data(self, folder: Path) -> str:
+        """Nothing to record: an image network depends on the data only through its shape and
+        classes, which the config names."""
+        return ""
+
     def calibrate(self, model: Model) -> None:
         """Recompute the batch-norm statistics of `model`'s architecture on the first
         `derive.bn_batches` training batches (unaugmented), before it is scored in eval mode."""

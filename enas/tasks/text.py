@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import bisect
 import math
+from pathlib import Path
 
 import torch
 
 from enas.config import Config, RetrainConfig, TrainConfig
-from enas.data.text import Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
+from enas.data.text import UNK, Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
+from enas.errors import UserError
+from enas.run.folder import VOCAB_FILE, write_file
 from enas.spaces import build_space
 from enas.spaces.base import Model, TextShape
 
@@ -132,6 +135,20 @@ class TextTask:
             total += loss * targets.numel()
         count = min(limit * bptt, stream.shape[0] - 1) * stream.shape[1]
         return math.exp(min(total.item() / count, 50.0))
+
+    def keep_data(self, folder: Path) -> str:
+        """The vocabulary, one word a line in id order, in `folder`/vocab.txt: written on the
+        folder's first run, compared on every later one. Returns the share of each split outside
+        the vocabulary where there is any."""
+        path, words = folder / VOCAB_FILE, "".join(f"{word}\n" for word in self.corpus.vocab)
+        if not path.is_file():
+            write_file(path, lambda handle: handle.write(words.encode()))
+        elif path.read_text(encoding="utf-8") != words:
+            raise UserError(f"the text at data.root gives another vocabulary than {path} holds: the data has changed "
+                            f"since this folder's run began; point data.root at that run's data")
+        outside = {split: share for split, share in self.corpus.oov.items() if share > 0}
+        return "" if not outside else (f"vocabulary {self.corpus.vocab_size:,} words; mapped to {UNK}: " +
+                                       ", ".join(f"{share:.2%} of {split}" for split, share in outside.items()))
 
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's perplexity, and the shares of the valid and test
