@@ -151,8 +151,8 @@ def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
               f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
               "time_s": round(elapsed, 1), "arch": official(retrain.arch),
               **task.describe()}
-    if auxiliary_parameters(model):
-        result["aux_params"] = auxiliary_parameters(model)   # apart, as the official code reports them
+    if aux := auxiliary_parameters(model):
+        result["aux_params"] = aux   # apart, as the official code reports them
     if retrain.average.active:
         result["averaged"] = True   # the kept weights are an average (retrain.average_after)
     if task.final_layout_differs:   # e.g. the paper's batch 1, BPTT 1 test: the training layout's score beside it

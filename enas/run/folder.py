@@ -79,14 +79,18 @@ def check_resume_position(saved: dict[str, Any], requested: Config, first_phase:
 
 
 def write_config(run_dir: Path, config: Config) -> None:
-    text = to_yaml(config).encode()
-    write_file(run_dir / CONFIG_FILE, lambda handle: handle.write(text))
+    write_text(run_dir / CONFIG_FILE, to_yaml(config))
 
 
 def write_json(path: Path, value: Any) -> None:
     """`value` as indented JSON, replacing `path` atomically."""
-    text = (json.dumps(value, indent=2) + "\n").encode()
-    write_file(path, lambda handle: handle.write(text))
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """`text` in UTF-8, replacing `path` atomically."""
+    data = text.encode()
+    write_file(path, lambda handle: handle.write(data))
 
 
 def write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -85,10 +85,13 @@ class Controller(nn.Module):
         self.attn_v = nn.Linear(hidden, 1, bias=False)
         for p in self.parameters():
             nn.init.uniform_(p, -0.1, 0.1)
+        # separable_bias: the fixed offset after the clipping in the normal cell, per vocabulary
+        self._normal_offsets: dict[int, torch.Tensor] = {}
         if cfg.separable_bias:
             with torch.no_grad():
                 for options, vocab in self._vocabulary.items():
                     self.op_heads[vocab].bias.copy_(10.0 * _separable(options))
+                    self._normal_offsets[vocab] = 0.25 * (2 * _separable(options) - 1)
 
     @classmethod
     def for_space(cls, space: SearchSpace, cfg: ControllerConfig) -> Controller:
@@ -123,7 +126,7 @@ class Controller(nn.Module):
                 vocab = self._vocabulary[decision.options]
                 logits = self._clip(self.op_heads[vocab](h), cfg.tanh_constant / cfg.op_tanh_reduce)
                 if cfg.separable_bias and decision.name.startswith("normal."):   # official: the first cell's sampler
-                    logits = logits + 0.25 * (2 * _separable(decision.options) - 1)
+                    logits = logits + self._normal_offsets[vocab]
                 choice = _draw_categorical(logits, generator, greedy)
                 drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
                 inputs = self.op_embeddings[vocab](choice)
@@ -155,17 +158,17 @@ class Controller(nn.Module):
                 anchors.append(h)
                 keys.append(self.attn_prev(h))
 
-        # position -> (n,) log p(choice), entropy, and sampled entropy of that decision
+        # position -> (n,) log p(choice) and entropy of that decision; the sampled entropy's sum
         log_probs: dict[int, torch.Tensor] = {}
         entropies: dict[int, torch.Tensor] = {}
-        sampled: dict[int, torch.Tensor] = {}
+        sampled_entropy = self.start.new_zeros(n)
         for group in drawn.values():
             positions = [p for p, _, _ in group]
             lp, ent = _categorical_terms(torch.stack([lg for _, lg, _ in group], 1),
                                          torch.stack([ch for _, _, ch in group], 1))
             log_probs.update(zip(positions, lp.unbind(1)))
             entropies.update(zip(positions, ent.unbind(1)))
-            sampled.update(zip(positions, (-lp.exp() * lp).unbind(1)))
+            sampled_entropy = sampled_entropy - (lp.exp() * lp).sum(1)
         skip_penalty = self.start.new_zeros(n)
         if skips:
             lp, ent, kl = _bernoulli_terms(torch.cat([lg for _, lg, _, _ in skips], 1),
@@ -173,8 +176,9 @@ class Controller(nn.Module):
                                            torch.cat([bits for *_, bits in skips], 1), cfg.skip_target)
             widths = [q.shape[1] for _, _, q, _ in skips]
             positions = [p for p, *_ in skips]
-            for table, terms in ((log_probs, lp), (entropies, ent), (sampled, -lp.exp() * lp)):
+            for table, terms in ((log_probs, lp), (entropies, ent)):
                 table.update((p, t.sum(1)) for p, t in zip(positions, terms.split(widths, 1)))
+            sampled_entropy = sampled_entropy - (lp.exp() * lp).sum(1)   # each bit's -p(b) log p(b)
             skip_penalty = torch.stack([t.sum(1) for t in kl.split(widths, 1)], 1).mean(1)
         order = range(len(self.decisions))
         values = [col.long().tolist() for col in columns]   # one conversion per decision, not per sample
@@ -182,8 +186,7 @@ class Controller(nn.Module):
             tuple(column[i]) if isinstance(column[i], list) else column[i] for column in values))
             for i in range(n)]
         return Samples(architectures, torch.stack([log_probs[p] for p in order], 1),
-                       torch.stack([entropies[p] for p in order], 1),
-                       torch.stack([sampled[p] for p in order], 1).sum(1), skip_penalty)
+                       torch.stack([entropies[p] for p in order], 1), sampled_entropy, skip_penalty)
 
     @property
     def max_entropy(self) -> float:

@@ -21,7 +21,7 @@ import torch
 from enas.config import Config, RetrainConfig, TrainConfig
 from enas.data.text import UNK, Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
 from enas.errors import UserError
-from enas.run.folder import VOCAB_FILE, write_file
+from enas.run.folder import VOCAB_FILE, write_text
 from enas.spaces import build_space
 from enas.spaces.base import Model, TextShape
 
@@ -142,7 +142,7 @@ class TextTask:
         the vocabulary where there is any."""
         path, words = folder / VOCAB_FILE, "".join(f"{word}\n" for word in self.corpus.vocab)
         if not path.is_file():
-            write_file(path, lambda handle: handle.write(words.encode()))
+            write_text(path, words)
         elif path.read_text(encoding="utf-8") != words:
             raise UserError(f"the text at data.root gives another vocabulary than {path} holds: the data has changed "
                             f"since this folder's run began; point data.root at that run's data")
