@@ -148,7 +148,7 @@ def retrain(
         from enas.commands.retrain import run_retrain  # torch loads only once the command line is known to be good
 
         result = run_retrain(cfg, architecture, out_dir, resume, Reporter(quiet))
-        extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("floor", "unigram_ppl", "oov_test"))
+        extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("test_bpc", "floor", "unigram_ppl", "oov_test"))
         aux = f" (+{result['aux_params']:,} in the auxiliary head)" if "aux_params" in result else ""
         typer.echo(f"{result['metric']} {result['value']:.4g}  params {result['params']:,}{aux}  {extra}\n"
                    f"wrote {out_dir / 'result.json'}")

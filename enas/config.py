@@ -39,6 +39,9 @@ class DataConfig:
     max_vocab: int = option(0, "text: keep the N most frequent training words (<eos> and <unk> among them); every "
                             "other word becomes <unk>; 0 keeps them all", min=0)
     min_count: int = option(1, "text: training words seen fewer times become <unk>", min=1)
+    unit: str = option("word", "text: what a token is: word (whitespace-separated) or char (each character, with _ "
+                       "between words and <eos> ending each line: Mikolov's character-level PTB from the word-level "
+                       "files); char scores are also given in bits per character", choices=("word", "char"))
     branching: int = option(4, "builtin_text: preferred successors per two-token context", min=1)
     train_tokens: int = option(60_000, "builtin_text: tokens in the train split", min=1000)
     valid_tokens: int = option(8_000, "builtin_text: tokens in the valid split", min=100)
@@ -322,6 +325,8 @@ def validate(config: Config) -> None:
                       "test_batch)")
     if config.data.name == "image_folder" and not config.data.root:
         errors.append("data.name=image_folder needs data.root=FOLDER holding train/<class>/* and test/<class>/*")
+    if config.data.unit == "char" and config.data.name != "text":
+        errors.append(f"data.unit=char reads a text folder; it needs data.name=text, not {config.data.name}")
     datasets = DATASETS[SPACES[config.space].data] if config.space in SPACES else ()
     if datasets and config.data.name not in datasets:
         errors.append(f"space={config.space} needs data.name in {', '.join(datasets)}, not {config.data.name}")

@@ -204,3 +204,13 @@ def test_the_quality_benchmark_reports_tau_and_percentile_per_seed(tmp_path):
     # the uniform architectures are shared by the seeds: 2 of them, plus per seed at most 3 more
     assert len(list((tmp_path / "standalone").iterdir())) <= 2 + 2 * 3
     assert "kendall_tau" in result.stdout
+
+
+def test_text_load_reads_a_repeated_folder_from_the_text_then_from_its_cache(tmp_path):
+    for name, text in (("train.txt", "a b c\nb c\n" * 50), ("valid.txt", "a b\n"), ("test.txt", "c\n")):
+        (tmp_path / name).write_text(text)
+    result = subprocess.run([sys.executable, "-m", "benchmarks.text_load", str(tmp_path), "--tokens", "2000"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert "train split 6 times over" in result.stdout        # 350 tokens a copy
+    assert result.stdout.count("2,100 train tokens, 4 symbols") == 2
+    assert "from the cache" in result.stdout and "tokens.pt" in result.stdout

@@ -1,6 +1,7 @@
 """Tests for enas.data: the text folder loader, the built-in Markov language and batching."""
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +16,10 @@ from enas.data.text import (
     make_text_chain,
     unigram_ppl,
 )
+from enas.config import load_config
 from enas.errors import UserError
+from enas.run.reporter import Reporter
+from enas.tasks.text import TextTask
 
 PTB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
 SMALL = dict(vocab_size=64, branching=4, train_tokens=60_000, valid_tokens=8_000, test_tokens=8_000)
@@ -194,3 +198,71 @@ def test_real_ptb_counts() -> None:
     assert "<unk>" in corpus.vocab and "<eos>" in corpus.vocab
     assert corpus.oov == {"train": 0.0, "valid": 0.0, "test": 0.0}   # PTB's own <unk> covers every split
     assert elapsed < 5.0
+
+
+# --------------------------------------------------------------------------- characters, the id cache, progress
+
+
+def test_characters_read_with_an_underscore_between_words_and_eos_ending_each_line(tmp_path: Path) -> None:
+    root = _write_split_files(tmp_path, PTB_NAMES, (" ab  c\r\nca b\n", "a_b\n", "cab z\n"))
+    corpus = load_text_folder(root, unit="char")
+    assert corpus.unit == "char" and corpus.vocab == ("a", "b", "_", "c", "<eos>", "<unk>")
+    assert corpus.train.tolist() == [0, 1, 2, 3, 4, 3, 0, 2, 1, 4]
+    assert corpus.valid.tolist() == [0, 2, 1, 4]        # a literal _ reads as a word boundary
+    assert corpus.test.tolist() == [3, 0, 1, 2, 5, 4]   # z is not in train
+    assert corpus.oov["test"] == pytest.approx(1 / 6)
+
+
+def test_real_ptb_as_characters_is_mikolovs_character_level_ptb() -> None:
+    if not PTB_DIR.is_dir():
+        pytest.skip(f"real PTB not found at {PTB_DIR}")
+    corpus = load_text_folder(PTB_DIR, unit="char")
+    # 49 characters (26 letters, N for numbers, _ between words, < and > of <unk>, ...) and <eos>
+    assert corpus.vocab_size == 50 and "_" in corpus.vocab and "<eos>" in corpus.vocab
+    assert (len(corpus.train), len(corpus.valid), len(corpus.test)) == (5_017_482, 393_042, 442_423)
+    assert corpus.oov == {"train": 0.0, "valid": 0.0, "test": 0.0}
+    assert "".join(corpus.vocab[i] for i in corpus.train[:12].tolist()) == "aer_banknote"
+
+
+def test_char_level_scores_are_also_given_in_bits_per_character(tmp_path: Path) -> None:
+    root = _write_split_files(tmp_path, PTB_NAMES, ("ab ba\n" * 200, "ab\n" * 40, "ba\n" * 40))
+    config = load_config([], ["data.name=text", f"data.root={root}", "data.unit=char", "search.batch_size=4"])
+    task = TextTask(config, config.search)
+    assert task.other_units(8.0) == {"bpc": 3.0}
+    words = load_config([], ["data.name=text", f"data.root={root}", "search.batch_size=4"])
+    assert TextTask(words, words.search).other_units(8.0) == {}
+    with pytest.raises(UserError, match="data.unit=char reads a text folder"):
+        load_config([], ["data.unit=char"])
+
+
+def test_the_ids_are_cached_and_read_back_while_the_text_is_unchanged(tmp_path: Path) -> None:
+    root = _write_split_files(tmp_path / "data", PTB_NAMES, ("a b c\nb c\n", "a c\n", "c b\n"))
+    cache = tmp_path / "run" / "tokens.pt"
+    first = load_text_folder(root, cache=cache)
+    assert cache.is_file()
+    again = load_text_folder(root, cache=cache)
+    assert again.vocab == first.vocab and again.train.dtype == torch.int64
+    assert all(torch.equal(getattr(again, s), getattr(first, s)) for s in ("train", "valid", "test"))
+    # The cache is what is read: a file changed to the same size and time is not read again ...
+    train = root / PTB_NAMES[0]
+    stat = train.stat()
+    train.write_text("c c c\nb a\n")
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert load_text_folder(root, cache=cache).train.tolist() == first.train.tolist()
+    # ... but any other change is, and so is another unit; a broken cache is read from the text again.
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert load_text_folder(root, cache=cache).train.tolist() == [0, 0, 0, 1, 2, 3, 1]
+    assert load_text_folder(root, unit="char", cache=cache).unit == "char"
+    cache.write_bytes(b"not a checkpoint")
+    assert load_text_folder(root, cache=cache).vocab == ("c", "<eos>", "b", "a")
+    assert torch.load(cache, weights_only=True)["vocab"] == ["c", "<eos>", "b", "a"]
+
+
+def test_a_large_corpus_shows_its_reading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    line = " ".join(f"w{i % 97}" for i in range(60)) + "\n"   # 228 bytes
+    root = _write_split_files(tmp_path, PTB_NAMES, (line * 40_000, line * 10, line * 10))   # 9 MB
+    corpus = load_text_folder(root, reporter=Reporter())
+    assert len(corpus.train) == 61 * 40_000
+    assert "reading" in capsys.readouterr().err
+    load_text_folder(root, reporter=Reporter(quiet=True))
+    assert capsys.readouterr().err == ""

@@ -43,9 +43,11 @@ class Retrain:
 
     kind = "retrain"
 
-    def __init__(self, config: Config, arch: Architecture, device: torch.device):
+    def __init__(self, config: Config, arch: Architecture, device: torch.device, out_dir: Path | None = None,
+                 reporter: Reporter | None = None):
+        """`out_dir`, `reporter`: where a text corpus keeps its ids, and what shows their reading."""
         self.config, self.arch, self.device = config, arch, device
-        self.task: Task = build_task(config, config.retrain).to(device)
+        self.task: Task = build_task(config, config.retrain, out_dir, reporter).to(device)
         self.model = place(self.task.space.child(arch), config, device)
         self.child = model_of(self.model, config, device)
         self.optimizer = sgd(self.model, config.retrain)
@@ -80,13 +82,16 @@ class Retrain:
         """Retrain draws only from the global generators, which the session reseeds itself."""
 
 
-def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool, reporter: Reporter) -> dict:
+def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool, reporter: Reporter,
+                data_dir: Path | None = None) -> dict:
+    """Retrain `arch` into `out_dir`; `data_dir`: the folder whose tokens.pt caches a text corpus
+    (default `out_dir`; the architectures trained alone by rank and compare share one)."""
     # Read the checkpoint before building anything: a folder without a good one fails at once.
     saved = load_checkpoint(out_dir / CHECKPOINTS, Retrain.kind) if resume else None
     if saved is not None:
         check_resume_position(saved, config, RETRAIN, ("retrain.batch_size", "retrain.steps_per_epoch"))
     device = setup_runtime(config)
-    retrain = Retrain(config, arch, device)
+    retrain = Retrain(config, arch, device, data_dir or out_dir, reporter)
     write_config(out_dir, config)  # on a resume too: a later resume starts from its overrides
     if note := retrain.task.keep_data(out_dir):
         reporter.print(note)
@@ -134,6 +139,7 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
     lr = learning_rate(retrain.config.retrain, progress.epoch)
     session.metrics.write(RETRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
                           lr=lr, skipped=trained.skipped, **{f"valid_{task.metric}": value},
+                          **{f"valid_{unit}": v for unit, v in task.other_units(value).items()},
                           **({"averaged": average.steps} if averaged else {}))
     kept = "" if retrain.best is None else f" (best {retrain.best:.4g})"
     reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g}{kept}"
@@ -147,9 +153,11 @@ def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
     model, task = retrain.model, retrain.task
     model.load_state_dict(retrain.best_weights)
     model.eval()
-    result = {"metric": f"test_{task.metric}", "value": task.evaluate(retrain.child, "test", final=True),
-              f"valid_{task.metric}": retrain.best, "params": count_parameters(model),
-              "time_s": round(elapsed, 1), "arch": official(retrain.arch),
+    test = task.evaluate(retrain.child, "test", final=True)
+    result = {"metric": f"test_{task.metric}", "value": test, f"valid_{task.metric}": retrain.best,
+              **{f"test_{unit}": value for unit, value in task.other_units(test).items()},
+              **{f"valid_{unit}": value for unit, value in task.other_units(retrain.best).items()},
+              "params": count_parameters(model), "time_s": round(elapsed, 1), "arch": official(retrain.arch),
               **task.describe()}
     if aux := auxiliary_parameters(model):
         result["aux_params"] = aux   # apart, as the official code reports them

@@ -33,7 +33,7 @@ class SharedWeights:
         saved = load_checkpoint(run_dir / CHECKPOINTS, warn=warn)
         self.config = config
         self.device = setup_runtime(config)
-        self.task: Task = build_task(config, config.search).to(self.device)
+        self.task: Task = build_task(config, config.search, run_dir).to(self.device)
         if note := self.task.keep_data(run_dir):   # the search's vocabulary, or a one-line error
             warn(note)
         self.supernet = place(self.task.space.supernet(), config, self.device)

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import Counter
+from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import torch
 
 from enas.errors import UserError
+from enas.run.folder import write_file
+from enas.run.reporter import Reporter
 
 EOS = "<eos>"
 UNK = "<unk>"
+SPLITS = ("train", "valid", "test")
 
 # The two accepted file-name conventions of a text folder, in order of preference.
 TEXT_SPLIT_FILES: tuple[tuple[str, str, str], ...] = (
@@ -34,6 +39,9 @@ TEXT_MIX_PROB = 0.05
 MAX_BUILTIN_VOCAB = 256
 _STATIONARY_TOL = 1e-13
 _STATIONARY_MAX_ITERS = 100_000
+_PROGRESS_MIN_BYTES = 8_000_000   # a folder this big (about 1.5M words or 8M characters) shows its reading
+_PROGRESS_BYTES = 1 << 20          # the bar moves every MiB
+_CACHE_VERSION = 1
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing tensor fields with == is ambiguous
@@ -45,6 +53,7 @@ class Corpus:
     test: torch.Tensor
     vocab: tuple[str, ...]
     floor_ppl: float | None  # exp(entropy rate in nats) of the generating source; None for real text
+    unit: str = "word"       # what a token is: a word, or a character (data.unit=char)
     oov: dict[str, float] = field(default_factory=dict)  # split -> share of its words mapped to <unk>
 
     @property
@@ -74,61 +83,135 @@ def _text_split_paths(root: Path) -> tuple[Path, Path, Path]:
     )
 
 
-def _read_text_words(path: Path) -> list[str]:
-    """All words of a file, one sentence per line, with `<eos>` closing every line."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")   # a byte-order mark is not part of the first word
-    except UnicodeDecodeError as err:
-        raise UserError(f"text file {path} is not valid UTF-8 ({err.reason} at byte {err.start})") from err
-    if not text.strip():
+def _split_tokens(line: str, unit: str) -> list[str]:
+    """The tokens of one line, `<eos>` last: its words, or (unit=char) its characters with `_`
+    between words, as Mikolov's character-level PTB writes them."""
+    words = line.split()
+    return [*("_".join(words) if unit == "char" else words), EOS]
+
+
+def _read_split(path: Path, unit: str, ids: dict[str, int], advance: Callable[[int], None]) -> torch.Tensor:
+    """The tokens of a file, one sentence a line, as int32 ids into `ids` (token -> id in order of
+    first appearance, grown as the file is read). One streaming pass: only a line at a time is
+    text, so the memory is four bytes a token."""
+    out, lookup, read, shown, words = array("i"), ids.__getitem__, 0, 0, 0
+    with open(path, "rb") as handle:   # bytes, so that the position is known for progress and errors
+        for raw in handle:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"text file {path} is not valid UTF-8 ({err.reason} at byte {read + err.start})") from None
+            if read == 0:
+                line = line.removeprefix("\ufeff")   # a byte-order mark is not part of the first word
+            tokens = _split_tokens(line, unit)
+            try:
+                line_ids = list(map(lookup, tokens))
+            except KeyError:   # a token seen for the first time
+                line_ids = [ids.setdefault(token, len(ids)) for token in tokens]
+            out.extend(line_ids)
+            words += len(line_ids) - 1
+            read += len(raw)
+            if read - shown >= _PROGRESS_BYTES:
+                advance(read - shown)
+                shown = read
+    advance(read - shown)
+    if words == 0:
         raise UserError(f"text file {path} is empty; it needs one whitespace-tokenised sentence per line")
-    words: list[str] = []
-    for line in text.splitlines():
-        words.extend(line.split())
-        words.append(EOS)
-    return words
+    return torch.frombuffer(out, dtype=torch.int32)   # shares the array's memory, and keeps it alive
 
 
-def text_vocab(train: list[str], others: list[list[str]], max_vocab: int = 0, min_count: int = 1) -> dict[str, int]:
-    """The vocabulary of the training words: those seen at least `min_count` times, the
-    `max_vocab` most frequent of them (0: all), `<eos>` always. `<unk>` joins, within
-    `max_vocab`, once a word of any split is left out. Ids follow the first appearance in train,
-    so that a corpus like PTB, whose splits need no `<unk>` beyond its own, keeps its ids."""
-    counts = Counter(train)
-    order = {word: index for index, word in enumerate(dict.fromkeys(train))}
-    kept = [word for word in order if counts[word] >= min_count or word == EOS]
+def text_vocab(tokens: list[str], counts: list[int], max_vocab: int = 0, min_count: int = 1) -> list[int]:
+    """The vocabulary, as indices into `tokens` (every token of the corpus, in order of first
+    appearance in train, then in valid and test; `counts`: how often train has each): the tokens
+    seen at least `min_count` times, the `max_vocab` most frequent of them (0: all), `<eos>`
+    always. `<unk>` joins, within `max_vocab`, once a token of any split is left out. The order
+    stays that of first appearance, so that a corpus like PTB, whose splits need no `<unk>` beyond
+    its own, keeps its ids."""
+    kept = [i for i, (token, count) in enumerate(zip(tokens, counts)) if count >= min_count or token == EOS]
+    unk = tokens.index(UNK) if UNK in tokens and counts[tokens.index(UNK)] >= min_count else None
     if max_vocab and len(kept) > max_vocab:
-        kept = _most_frequent(kept, counts, order, max_vocab - (UNK not in kept))
-    known = set(kept)
-    if UNK not in known and (len(known) < len(order) or any(w not in known for words in others for w in words)):
-        kept.append(UNK)
-    kept.sort(key=lambda word: order.get(word, len(order)))
-    return {word: index for index, word in enumerate(kept)}
+        # the most frequent (ties: the first seen), <eos> and a kept <unk> first of all
+        ranked = sorted(kept, key=lambda i: (tokens[i] not in (EOS, UNK), -counts[i], i))
+        kept = sorted(ranked[:max_vocab - (unk is None)])
+    if len(kept) < len(tokens) and UNK not in (tokens[i] for i in kept):
+        kept.append(tokens.index(UNK) if UNK in tokens else len(tokens))   # len(tokens): a new <unk>, last
+    return sorted(kept)
 
 
-def _most_frequent(words: list[str], counts: Counter, order: dict[str, int], n: int) -> list[str]:
-    """The n most frequent of `words` (ties: first appearance), `<eos>` and a present `<unk>` among them."""
-    ranked = sorted(words, key=lambda word: (word not in (EOS, UNK), -counts[word], order[word]))
-    return ranked[:n]
+def load_text_folder(root: str | Path, max_vocab: int = 0, min_count: int = 1, unit: str = "word",
+                     cache: Path | None = None, reporter: Reporter | None = None) -> Corpus:
+    """Load a PTB-format folder, read as words or (unit=char) characters; the vocabulary comes
+    from the train split (`text_vocab`) and any other token becomes `<unk>`. With `cache`, the ids
+    are kept in that file and read from it while the split files are unchanged."""
+    paths = dict(zip(SPLITS, _text_split_paths(Path(root))))
+    source = {"files": [[str(path.resolve()), *_size_and_time(path)] for path in paths.values()],
+              "unit": unit, "max_vocab": max_vocab, "min_count": min_count, "version": _CACHE_VERSION}
+    if cache is not None and (corpus := _cached_corpus(cache, source)) is not None:
+        return corpus
+    total = sum(path.stat().st_size for path in paths.values())
+    phase = reporter.phase if reporter and total >= _PROGRESS_MIN_BYTES else _silent_phase
+    ids: dict[str, int] = {}
+    with phase(f"reading {Path(root).name or root} (MB)", round(total / 1e6)) as update:
+        mb = _MegabyteCounter(update)
+        read = {split: _read_split(path, unit, ids, mb.advance) for split, path in paths.items()}
+    tokens = list(ids)
+    counts = torch.bincount(read["train"], minlength=len(tokens)).tolist()
+    kept = text_vocab(tokens, counts, max_vocab, min_count)
+    vocab = tuple(tokens[i] if i < len(tokens) else UNK for i in kept)
+    # each read id's final id; a token left out goes to <unk> (the vocabulary has one whenever any is)
+    remap = torch.full((len(tokens),), vocab.index(UNK) if UNK in vocab else -1, dtype=torch.int64)
+    inside = torch.tensor([i for i in kept if i < len(tokens)], dtype=torch.int64)
+    remap[inside] = torch.arange(len(inside))   # kept is in vocabulary order, a new <unk> last
+    known = torch.zeros(len(tokens), dtype=torch.bool)
+    known[inside] = True
+    corpus = Corpus(**{split: remap.index_select(0, ids_read) for split, ids_read in read.items()},
+                    vocab=vocab, floor_ppl=None, unit=unit,
+                    oov={split: 1.0 - known.index_select(0, ids_read).float().mean().item()
+                         for split, ids_read in read.items()})
+    if cache is not None:
+        _write_cache(cache, source, corpus)
+    return corpus
 
 
-def _encode_text(words: list[str], vocab: dict[str, int]) -> tuple[torch.Tensor, float]:
-    """The ids of `words`, and the share of them that are not in the vocabulary (mapped to <unk>)."""
-    unk = vocab.get(UNK)
-    ids = [vocab.get(word, unk) for word in words]
-    missing = sum(word not in vocab for word in words)
-    return torch.tensor(ids, dtype=torch.int64), missing / len(words)
+class _MegabyteCounter:
+    """Bytes read, passed on to a progress bar counted in whole megabytes."""
+
+    def __init__(self, update: Callable[..., None]):
+        self.update, self.bytes = update, 0
+
+    def advance(self, count: int) -> None:
+        self.bytes += count
+        self.update(completed=round(self.bytes / 1e6))
 
 
-def load_text_folder(root: str | Path, max_vocab: int = 0, min_count: int = 1) -> Corpus:
-    """Load a PTB-format folder; the vocabulary comes from the train split (`text_vocab`) and any
-    other word becomes `<unk>`."""
-    paths = dict(zip(("train", "valid", "test"), _text_split_paths(Path(root))))
-    words = {split: _read_text_words(path) for split, path in paths.items()}
-    vocab = text_vocab(words["train"], [words["valid"], words["test"]], max_vocab, min_count)
-    encoded = {split: _encode_text(split_words, vocab) for split, split_words in words.items()}
-    return Corpus(**{split: ids for split, (ids, _) in encoded.items()}, vocab=tuple(vocab), floor_ppl=None,
-                  oov={split: share for split, (_, share) in encoded.items()})
+@contextmanager
+def _silent_phase(description: str, total: int) -> Iterator[Callable[..., None]]:
+    yield lambda advance=1, completed=None, **figures: None
+
+
+def _size_and_time(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _cached_corpus(cache: Path, source: dict[str, Any]) -> Corpus | None:
+    """The corpus kept in `cache` if it was read from exactly these files with these settings."""
+    if not cache.is_file():
+        return None
+    try:
+        kept = torch.load(cache, weights_only=True)
+    except Exception:   # a truncated or foreign file is read again from the text, never trusted
+        return None
+    if not isinstance(kept, dict) or kept.get("source") != source:
+        return None
+    return Corpus(**{split: kept[split].long() for split in SPLITS}, vocab=tuple(kept["vocab"]), floor_ppl=None,
+                  unit=source["unit"], oov=kept["oov"])
+
+
+def _write_cache(cache: Path, source: dict[str, Any], corpus: Corpus) -> None:
+    kept = {"source": source, "vocab": list(corpus.vocab), "oov": corpus.oov,
+            **{split: getattr(corpus, split).to(torch.int32) for split in SPLITS}}   # half the disk of int64
+    write_file(cache, lambda handle: torch.save(kept, handle))
 
 
 # --------------------------------------------------------------------------- built-in text

@@ -17,6 +17,7 @@ from enas.run.state import CONFIG, PROGRESS
 from enas.spaces import SPACES
 
 VOCAB_FILE = "vocab.txt"   # a text run's vocabulary, one word a line in id order (tasks/text.py)
+TOKENS_FILE = "tokens.pt"  # a text run's corpus as ids, read once from the text folder (data/text.py)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"

@@ -59,9 +59,11 @@ class Search:
 
     kind = "search"
 
-    def __init__(self, config: Config, device: torch.device):
+    def __init__(self, config: Config, device: torch.device, run_dir: Path | None = None,
+                 reporter: Reporter | None = None):
+        """`run_dir`, `reporter`: where a text corpus keeps its ids, and what shows their reading."""
         self.config, self.device = config, device
-        self.task: Task = build_task(config, config.search).to(device)
+        self.task: Task = build_task(config, config.search, run_dir, reporter).to(device)
         space = self.task.space
         self.supernet = place(space.supernet(), config, device)
         # The controller is tiny and sequential: it runs on the CPU whatever the device.
@@ -143,7 +145,7 @@ def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     if saved is not None:
         check_resume_position(saved, config, SUPERNET, EPOCH_SHAPE)
     device = setup_runtime(config)
-    search = Search(config, device)
+    search = Search(config, device, run_dir, reporter)
     write_config(run_dir, config)  # on a resume too: a later resume starts from its overrides
     if note := search.task.keep_data(run_dir):
         reporter.print(note)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import torch
 
 from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
+from enas.run.reporter import Reporter
 from enas.spaces.base import Model, SearchSpace
 from enas.tasks.image import ImageTask
 from enas.tasks.text import TextTask
@@ -59,12 +60,18 @@ class Task(Protocol):
         folder's first run, and check it on every later one (resume, derive, rank): a one-line
         error if the data changed. Returns a line worth printing, or ""."""
 
+    def other_units(self, value: float) -> dict[str, float]:
+        """A score of `metric` in the task's other units, by name (bits per character for text read as characters)."""
+
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's score (chance, the entropy floor)."""
 
 
-def build_task(config: Config, train: TrainConfig) -> Task:
+def build_task(config: Config, train: TrainConfig, folder: Path | None = None,
+               reporter: Reporter | None = None) -> Task:
+    """The task of the config's data. `folder`: the run folder, where a text corpus keeps its
+    ids once read; `reporter` shows the reading of a large corpus."""
     if config.data.name in IMAGE_DATASETS:
         # Search holds out part of the training images for rewards; retrain trains on all of them.
         return ImageTask(config, train, hold_out=isinstance(train, SearchConfig))
-    return TextTask(config, train)
+    return TextTask(config, train, folder=folder, reporter=reporter)

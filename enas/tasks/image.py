@@ -138,6 +138,10 @@ class ImageTask:
         classes, which the config names."""
         return ""
 
+    def other_units(self, value: float) -> dict[str, float]:
+        """Accuracy is the one unit."""
+        return {}
+
     def calibrate(self, model: Model) -> None:
         """Recompute the batch-norm statistics of `model`'s architecture on the first
         `derive.bn_batches` training batches (unaugmented), before it is scored in eval mode."""

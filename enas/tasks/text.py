@@ -21,15 +21,19 @@ import torch
 from enas.config import Config, RetrainConfig, TrainConfig
 from enas.data.text import UNK, Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
 from enas.errors import UserError
-from enas.run.folder import VOCAB_FILE, write_text
+from enas.run.folder import TOKENS_FILE, VOCAB_FILE, write_text
+from enas.run.reporter import Reporter
 from enas.spaces import build_space
 from enas.spaces.base import Model, TextShape
 
 
-def load_corpus(config: Config) -> Corpus:
+def load_corpus(config: Config, folder: Path | None = None, reporter: Reporter | None = None) -> Corpus:
+    """The config's corpus; a text folder's ids are kept in `folder`/tokens.pt, read from there
+    while the text is unchanged."""
     data = config.data
     if data.name == "text":
-        return load_text_folder(data.root, data.max_vocab, data.min_count)
+        return load_text_folder(data.root, data.max_vocab, data.min_count, data.unit,
+                                cache=folder / TOKENS_FILE if folder else None, reporter=reporter)
     return builtin_text(data.vocab_size, data.branching, data.train_tokens, data.valid_tokens,
                         data.test_tokens, data.seed)
 
@@ -41,8 +45,9 @@ class TextTask:
     lower_is_better = True
     valid_is_test = False
 
-    def __init__(self, config: Config, train: TrainConfig, corpus: Corpus | None = None):
-        self.corpus = corpus if corpus is not None else load_corpus(config)
+    def __init__(self, config: Config, train: TrainConfig, corpus: Corpus | None = None,
+                 folder: Path | None = None, reporter: Reporter | None = None):
+        self.corpus = corpus if corpus is not None else load_corpus(config, folder, reporter)
         self.train_cfg = train
         self.reward_constant = config.controller.reward_constant
         self.streams = {split: batchify(getattr(self.corpus, split), train.batch_size, split)
@@ -149,6 +154,10 @@ class TextTask:
         outside = {split: share for split, share in self.corpus.oov.items() if share > 0}
         return "" if not outside else (f"vocabulary {self.corpus.vocab_size:,} words; mapped to {UNK}: " +
                                        ", ".join(f"{share:.2%} of {split}" for split, share in outside.items()))
+
+    def other_units(self, value: float) -> dict[str, float]:
+        """Character-level perplexity as bits per character, log2(ppl), the unit char-level results are given in."""
+        return {"bpc": math.log2(value)} if self.corpus.unit == "char" else {}
 
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's perplexity, and the shares of the valid and test
