@@ -7,9 +7,10 @@ import math
 import random
 from pathlib import Path
 
+import pytest
 import torch
 
-from test_cli import TINY as TEXT_TINY, enas
+from test_cli import PTB, TINY as TEXT_TINY, enas
 from test_image_search import TINY as IMAGE_TINY
 
 SEARCH_TEXT = [*TEXT_TINY, "search.epochs=2"]
@@ -53,3 +54,16 @@ def test_a_cell_found_on_images_is_retrained_for_other_classes_and_sizes(tmp_pat
     assert summary["chance_acc"] == 1 / 6
     weights = torch.load(run / "retrain" / "model.pt", weights_only=True)
     assert weights["classifier.weight"].shape[0] == 6
+
+
+@pytest.mark.skipif(not PTB.is_dir(), reason=f"real PTB not found at {PTB}")
+def test_a_word_level_ptb_cell_trains_on_character_level_ptb_in_bits_per_character(tmp_path):
+    out = tmp_path / "ptb-char"
+    enas("retrain", "--arch", "0 0 1 1 2 1 3 2 0", "-c", "ptb_final", "-o", str(out), f"data.root={PTB}",
+         "data.unit=char", "recurrent.hidden=32", "retrain.epochs=1", "retrain.steps_per_epoch=200",
+         "retrain.batch_size=64", "retrain.eval_batch_size=0", "retrain.eval_bptt=0", "retrain.average_after=0",
+         "threads=2")
+    summary = json.loads((out / "result.json").read_text())
+    assert len((out / "vocab.txt").read_text().splitlines()) == 50
+    assert math.isclose(summary["test_bpc"], math.log2(summary["value"]))
+    assert summary["test_bpc"] < math.log2(summary["unigram_ppl"]) - 0.3   # beyond character frequencies
