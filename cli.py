@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -11,6 +12,7 @@ import typer
 
 from enas.config import describe_keys, load_config, preset_names, preset_path, to_yaml
 from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
+from enas.run.distributed import RankLost
 from enas.run.reporter import Reporter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -21,6 +23,36 @@ OVERRIDES_HELP = ("config overrides as key=value, e.g. search.epochs=3 data.name
 Preset = Annotated[Optional[str], typer.Option("-c", "--config",
                                                help="preset name from conf/ or a path to a .yaml file")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars; metrics.jsonl has everything")]
+Nproc = Annotated[int, typer.Option("--nproc", min=1, help="run as N processes of one job on this machine (through "
+                                    "PyTorch's torchrun launcher: gloo on CPU, NCCL on GPUs); for several machines "
+                                    "use torchrun itself (README, Scaling out)")]
+RANK = int(os.environ.get("RANK", "0"))   # this process's rank under torchrun; only rank 0 prints
+DISTRIBUTED = int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _reporter(quiet: bool) -> Reporter:
+    return Reporter(quiet or RANK > 0)
+
+
+def _relaunch(nproc: int, out: Optional[Path] = None) -> None:
+    """Run this command line again as `nproc` processes of one job, naming its output folder `out`
+    (-o) for all of them; end with the job's exit status."""
+    from enas.run.launch import launch
+
+    argv, args = [], iter(sys.argv[1:])
+    for arg in args:
+        if arg == "--nproc":
+            next(args, None)
+        elif not arg.startswith("--nproc="):
+            argv.append(arg)
+    if out is not None and not {"-o", "--out"} & set(argv):
+        argv += ["-o", str(out)]
+    raise typer.Exit(launch(nproc, argv))
+
+
+def _check_out(out: Optional[Path]) -> None:
+    if DISTRIBUTED and out is None:
+        raise UserError("under torchrun every process must write to the same folder: name it with -o RUN_DIR")
 
 
 def _run(body: Callable[[], None]) -> None:
@@ -28,10 +60,15 @@ def _run(body: Callable[[], None]) -> None:
     try:
         body()
     except Stopped as stop:  # not a failure: the message says where it stopped and how to resume
-        typer.echo(str(stop), err=True)
+        if RANK == 0:
+            typer.echo(str(stop), err=True)
         raise typer.Exit(stop.exit_code) from None
-    except (UserError, NonFiniteError, DiskFullError) as error:
+    except RankLost as error:   # every surviving rank says so: the lost one may be rank 0
         typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None
+    except (UserError, NonFiniteError, DiskFullError) as error:
+        if RANK == 0:   # the other ranks meet the same error
+            typer.echo(f"error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -52,6 +89,7 @@ def search(
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="comma-separated seeds, e.g. 0,1,2: search, derive "
                                                  "and retrain once per seed in -o/seed-N, then the mean and spread; "
                                                  "run it again to continue")] = None,
+    nproc: Nproc = 1,
     quiet: Quiet = False,
 ) -> None:
     """Train the shared weights and the controller in alternation; write a run folder."""
@@ -59,9 +97,12 @@ def search(
 
     def body() -> None:
         if seeds is not None:
+            if nproc > 1 or DISTRIBUTED:
+                raise UserError("--seeds runs its searches one process each; drop --nproc (or torchrun)")
             return _sweep(overrides or [], config, out, resume, seeds, quiet)
         if resume and out is None:
             raise UserError("--resume needs the run folder: enas search -o RUN_DIR --resume")
+        _check_out(out)
         preset = config or "default"
         layers = [preset_path(preset)] if config or not resume else []
         run_dir = out or default_run_dir(preset)
@@ -72,9 +113,11 @@ def search(
             check_resume_config(saved, cfg)
         else:
             cfg = load_config(layers, overrides or [])
+        if nproc > 1:
+            _relaunch(nproc, run_dir)
         from enas.commands.search import run_search  # torch loads only once the command line is known to be good
 
-        run_search(cfg, run_dir, resume, Reporter(quiet))
+        run_search(cfg, run_dir, resume, _reporter(quiet))
         typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
 
     _run(body)
@@ -107,6 +150,7 @@ def derive(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `enas search`")],
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="architectures to sample (default: derive.samples)")] = None,
     top: Annotated[Optional[int], typer.Option("--top", min=1, help="rows of the printed table (default: derive.top)")] = None,
+    nproc: Nproc = 1,
     quiet: Quiet = False,
 ) -> None:
     """Sample architectures from the trained controller, score them with the shared weights, keep the best."""
@@ -115,7 +159,10 @@ def derive(
 
     def body() -> None:
         overrides = [f"derive.samples={samples}"] * (samples is not None) + [f"derive.top={top}"] * (top is not None)
-        best = run_derive(saved_config(run_dir, overrides), run_dir, Reporter(quiet))
+        cfg = saved_config(run_dir, overrides)
+        if nproc > 1:
+            _relaunch(nproc)
+        best = run_derive(cfg, run_dir, _reporter(quiet))
         from enas.spaces import official
 
         typer.echo(f"best: {official(best.arch)} (valid score {best.score:.4g})\n"
@@ -133,6 +180,7 @@ def retrain(
     config: Preset = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output folder (default RUN_DIR/retrain)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted retrain (in -o OUT_DIR, or RUN_DIR/retrain) from its checkpoint")] = False,
+    nproc: Nproc = 1,
     quiet: Quiet = False,
 ) -> None:
     """Train an architecture from scratch with the final recipe and report its test score."""
@@ -145,9 +193,11 @@ def retrain(
         run_dir = folders[0] if folders else None
         prepare = _resumed_retrain if resume else _fresh_retrain
         cfg, architecture, out_dir = prepare(run_dir, arch, config, out, overrides)
+        if nproc > 1:
+            _relaunch(nproc, out_dir)
         from enas.commands.retrain import run_retrain  # torch loads only once the command line is known to be good
 
-        result = run_retrain(cfg, architecture, out_dir, resume, Reporter(quiet))
+        result = run_retrain(cfg, architecture, out_dir, resume, _reporter(quiet))
         extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("test_bpc", "floor", "unigram_ppl", "oov_test"))
         aux = f" (+{result['aux_params']:,} in the auxiliary head)" if "aux_params" in result else ""
         typer.echo(f"{result['metric']} {result['value']:.4g}  params {result['params']:,}{aux}  {extra}\n"
@@ -307,7 +357,18 @@ def show_config(
 
 
 def main() -> None:
-    app()
+    if RANK > 0:   # the other ranks of a torchrun job print nothing: rank 0 speaks for the job
+        sys.stdout = open(os.devnull, "w")
+    try:
+        app()
+    except SystemExit as end:
+        if not DISTRIBUTED:
+            raise
+        # A process of a torchrun job leaves at once: tearing down its process group while a peer
+        # is still closing its own can abort in gloo's threads and turn a good exit into a crash.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(end.code if isinstance(end.code, int) else 0 if end.code is None else 1)
 
 
 if __name__ == "__main__":

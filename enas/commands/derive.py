@@ -21,6 +21,8 @@ from rich.table import Table
 from enas.commands.shared_weights import SharedWeights
 from enas.config import Config
 from enas.errors import UserError
+from enas.run import distributed
+from enas.run.folder import write_text
 from enas.run.metrics import read_metrics
 from enas.run.reporter import Reporter
 from enas.spaces import from_json, official, space_type
@@ -54,26 +56,28 @@ def derive_from_trials(config: Config, run_dir: Path, reporter: Reporter) -> Can
     # The reward grows with the validation score (accuracy cubed, c / perplexity squared): the
     # child with the highest reward is the best one.
     scores = {from_json({"space": config.space, "choices": t["choices"]}): t["reward"] for t in trials}
-    with open(run_dir / CANDIDATES_FILE, "w") as out:
-        for trial in trials:
-            if not trial["cached"]:
-                out.write(json.dumps({k: v for k, v in trial.items() if k not in ("phase", "time", "cached")}) + "\n")
+    write_text(run_dir / CANDIDATES_FILE, "".join(
+        json.dumps({k: v for k, v in trial.items() if k not in ("phase", "time", "cached")}) + "\n"
+        for trial in trials if not trial["cached"]))
     return keep_best(run_dir, scores, "reward", False, len(trials), config, reporter)
 
 
 def derive_by_shared_weights(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
-    """Score N samples of the search's controller with its shared weights."""
+    """Score N samples of the search's controller with its shared weights; under torchrun each
+    rank scores its share of them (every rank draws the same samples)."""
     shared = SharedWeights(config, run_dir, reporter.print)
-    task, samples = shared.task, config.derive.samples
-    architectures = shared.sample(samples, config.seed + 3)
-    scores: dict[Architecture, float] = {}
-    with reporter.phase("derive", samples) as update, open(run_dir / CANDIDATES_FILE, "w") as out:
-        for arch in architectures:
-            if arch not in scores:  # the controller often samples the same architecture twice
-                scores[arch] = shared.score(arch)
-            out.write(json.dumps({"arch": official(arch), "choices": arch.to_json()["choices"],
-                                  f"valid_{task.metric}": scores[arch]}) + "\n")
-            update(best=min(scores.values()) if task.lower_is_better else max(scores.values()))
+    task, world = shared.task, distributed.world()
+    architectures = shared.sample(config.derive.samples, config.seed + 3)
+    distinct = list(dict.fromkeys(architectures))   # the controller often samples the same one twice
+    mine: dict[Architecture, float] = {}
+    with reporter.phase("derive", len(distinct[world.rank::world.size])) as update:
+        for arch in distinct[world.rank::world.size]:
+            mine[arch] = shared.score(arch)
+            update(best=min(mine.values()) if task.lower_is_better else max(mine.values()))
+    scores = {arch: score for share in distributed.gather(mine) for arch, score in share.items()}
+    write_text(run_dir / CANDIDATES_FILE, "".join(
+        json.dumps({"arch": official(arch), "choices": arch.to_json()["choices"],
+                    f"valid_{task.metric}": scores[arch]}) + "\n" for arch in architectures))
     return keep_best(run_dir, scores, task.metric, task.lower_is_better, len(architectures), config, reporter)
 
 
@@ -91,10 +95,10 @@ def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int
     text, dot = space_type(best.arch.space).render(best.arch)
     record = {**best.arch.to_json(), "official": official(best.arch),
               f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines()}
-    (run_dir / ARCH_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    (run_dir / "cell.txt").write_text(text + "\n")
-    (run_dir / "cell.dot").write_text(dot)
-    if shutil.which("dot"):
+    write_text(run_dir / ARCH_FILE, json.dumps(record, indent=2) + "\n")
+    write_text(run_dir / "cell.txt", text + "\n")
+    write_text(run_dir / "cell.dot", dot)
+    if shutil.which("dot") and distributed.is_main():
         subprocess.run(["dot", "-Tpng", str(run_dir / "cell.dot"), "-o", str(run_dir / "cell.png")],
                        check=False, capture_output=True)
 

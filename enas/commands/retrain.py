@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import torch
 
 from enas.config import Config, to_dict
+from enas.run import distributed
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
 from enas.run.folder import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file, write_json
@@ -47,9 +48,11 @@ class Retrain:
                  reporter: Reporter | None = None):
         """`out_dir`, `reporter`: where a text corpus keeps its ids, and what shows their reading."""
         self.config, self.arch, self.device = config, arch, device
-        self.task: Task = build_task(config, config.retrain, out_dir, reporter).to(device)
+        self.task: Task = build_task(config, config.retrain, out_dir, reporter, sharded=True).to(device)
         self.model = place(self.task.space.child(arch), config, device)
         self.child = model_of(self.model, config, device)
+        # what trains: the child (every parameter of which a step uses), its gradients averaged over the ranks
+        self.trained = model_of(distributed.data_parallel(self.model, unused_parameters=False), config, device)
         self.optimizer = sgd(self.model, config.retrain)
         self.shuffler = torch.Generator().manual_seed(config.seed + 2)
         self.progress = Progress(phase=RETRAIN)
@@ -110,9 +113,11 @@ def retrain_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> None:
 
 def train_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> Figures:
     cfg = retrain.config.retrain
-    return runner.train_epoch(reporter, f"retrain epoch {retrain.progress.epoch + 1}/{cfg.epochs}", retrain.task,
-                              retrain.child, retrain.optimizer, cfg, retrain.shuffler,
-                              after_step=partial(retrain.average.add, retrain.model))
+    figures = runner.train_epoch(reporter, f"retrain epoch {retrain.progress.epoch + 1}/{cfg.epochs}", retrain.task,
+                                 retrain.trained, retrain.optimizer, cfg, retrain.shuffler,
+                                 after_step=partial(retrain.average.add, retrain.model))
+    distributed.broadcast_buffers(retrain.model)   # every rank then scores the same network
+    return figures
 
 
 def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Figures) -> None:
@@ -140,7 +145,8 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
     session.metrics.write(RETRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
                           lr=lr, skipped=trained.skipped, **{f"valid_{task.metric}": value},
                           **{f"valid_{unit}": v for unit, v in task.other_units(value).items()},
-                          **({"averaged": average.steps} if averaged else {}))
+                          **({"averaged": average.steps} if averaged else {}),
+                          **distributed.check_replicas(retrain.model))
     kept = "" if retrain.best is None else f" (best {retrain.best:.4g})"
     reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g}{kept}"
                    + (" of the averaged weights" if averaged else "")

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from enas.errors import DiskFullError, NonFiniteError, UserError, is_disk_full
+from enas.run.distributed import is_main
 from enas.run.folder import LAST, PREVIOUS, fsync_folder, write_synced
 from enas.run.signals import fault_point
 from enas.run.state import CONFIG, KIND, SCHEMA, SCHEMA_VERSION, schema_problem
@@ -34,6 +35,9 @@ def save_checkpoint(folder: Path, state: dict[str, Any], label: str = "") -> Pat
     problem = nonfinite_entry(state)
     if problem:
         raise NonFiniteError(f"refusing to checkpoint a non-finite value in {problem}")
+    last = folder / LAST
+    if not is_main():   # rank 0 saves the state of every rank
+        return last
     temporary = folder / (LAST + ".tmp")
     payload = {SCHEMA: SCHEMA_VERSION, **state}
     try:
@@ -44,7 +48,6 @@ def save_checkpoint(folder: Path, state: dict[str, Any], label: str = "") -> Pat
         raise DiskFullError(f"disk full while saving a checkpoint in {folder}; the last good "
                             f"checkpoint is {newest_checkpoint(folder) or 'none yet'}") from None
     fault_point("written", label)
-    last = folder / LAST
     if last.exists():  # only now, with the new state durable, may the oldest one go
         os.replace(last, folder / PREVIOUS)
     os.replace(temporary, last)

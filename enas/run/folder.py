@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from enas.config import Config, load_config, to_yaml
 from enas.errors import UserError
+from enas.run.distributed import is_main
 from enas.run.state import CONFIG, PROGRESS
 from enas.spaces import SPACES
 
@@ -95,7 +96,10 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_file(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Replace `path` atomically with what `write` writes: a reader sees the old file or the new one."""
+    """Replace `path` atomically with what `write` writes: a reader sees the old file or the new one.
+    Only one process of a distributed run writes (rank 0); on the others this does nothing."""
+    if not is_main():
+        return
     temporary = path.with_name(path.name + ".tmp")
     write_synced(temporary, write)
     os.replace(temporary, path)

@@ -12,17 +12,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from enas.run.distributed import is_main
+
 
 class MetricsLog:
     def __init__(self, path: Path, keep_lines: int | None = None):
-        """Open `path` for appending; `keep_lines` first drops lines written after a checkpoint."""
+        """Open `path` for appending; `keep_lines` first drops lines written after a checkpoint.
+        The other ranks of a distributed run only count the lines rank 0 writes."""
         self.path = path
         self.lines = 0
-        self._handle = open(path, "a")
+        self._handle = open(path, "a") if is_main() else None
         self.rewind(keep_lines)
 
     def rewind(self, keep_lines: int | None) -> None:
         """Keep only the first `keep_lines` lines (all of them when None)."""
+        if self._handle is None:
+            self.lines = keep_lines or 0
+            return
         self._handle.flush()
         with open(self.path, "rb") as handle:
             lines = handle.readlines()
@@ -33,18 +39,22 @@ class MetricsLog:
         self.lines = len(kept)
 
     def write(self, phase: str, epoch: int, step: int, **figures: Any) -> None:
+        self.lines += 1
+        if self._handle is None:
+            return
         record = {"phase": phase, "epoch": epoch, "step": step, "time": round(time.time(), 3), **figures}
         self._handle.write(json.dumps(record) + "\n")
         self._handle.flush()
-        self.lines += 1
 
     def sync(self) -> None:
         """Force the lines to disk, so that a checkpoint never counts lines a power cut could lose."""
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
 
 WALL_CLOCK = ("time", "search_s", "seconds")   # the figures a resumed run may not repeat exactly

@@ -27,13 +27,14 @@ from typing import Any, Callable, Protocol
 import torch
 
 from enas.config import Config
-from enas.errors import DiskFullError, NonFiniteError, Stopped, is_disk_full
+from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
+from enas.run import distributed
 from enas.run.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
 from enas.run.folder import CHECKPOINTS, METRICS_FILE
 from enas.run.metrics import MetricsLog
 from enas.run.progress import FiguresInFlight, Progress, check_streak
 from enas.run.signals import StopFlag, fault_point
-from enas.run.state import ELAPSED, KIND, METRICS_LINES
+from enas.run.state import ELAPSED, KIND, METRICS_LINES, PER_RANK, RANKS, WORLD_SIZE
 
 class Resumable(Protocol):
     """What a Session drives: a search or a retrain, with its whole state."""
@@ -48,6 +49,11 @@ class Resumable(Protocol):
 
     def reseed(self, seed: int) -> None:
         """Reseed the target's own generators after a rollback (the session reseeds the global ones)."""
+
+
+class StopPending(Exception):
+    """A stop signal reached this rank between steps its peers do not share; the loop saves and
+    stops at its next boundary that every rank reaches (Session.checkpoint)."""
 
 
 class Session:
@@ -68,8 +74,14 @@ class Session:
 
     def __enter__(self) -> Session:
         if self.saved is not None:
-            self.target.load_state_dict(self.saved)
+            self.target.load_state_dict(own_state(self.saved))
             self.started -= self.saved.get(ELAPSED, 0.0)
+        elif not distributed.is_main():
+            # Dropout and augmentation differ between ranks as their data does; rank 0 draws on from
+            # the run seed, as a single process does.
+            seed = zlib.crc32(f"{self.target.config.seed}:rank{distributed.world().rank}".encode())
+            random.seed(seed)
+            torch.manual_seed(seed)
         self.metrics = MetricsLog(self.folder / METRICS_FILE, self.saved[METRICS_LINES] if self.saved else None)
         self.stop.__enter__()
         return self
@@ -112,23 +124,38 @@ class Session:
         """Save the whole state; then, if a stop was requested, end the run here."""
         self.metrics.sync()
         progress = self.target.progress
-        state = {KIND: self.target.kind, METRICS_LINES: self.metrics.lines, ELAPSED: self.elapsed,
-                 **self.target.state_dict()}
+        state = with_every_rank({KIND: self.target.kind, METRICS_LINES: self.metrics.lines, ELAPSED: self.elapsed,
+                                 **self.target.state_dict()})
         path = save_checkpoint(self.checkpoints, state, f"{progress.phase}:{progress.epoch}:{progress.step}")
         self.rolled_back = False
-        if self.stop.signum is not None:
+        if self._stop_requested():
+            distributed.gather(None)   # no rank leaves before rank 0 has saved: the launcher would stop it
             raise Stopped(f"stopped by {signal.Signals(self.stop.signum).name} at {progress}; saved {path}\n"
                           f"resume with: {self.resume_command}", self.stop.signum)
         return path
 
-    def boundary(self) -> None:
+    def boundary(self, in_step_with_peers: bool = True) -> None:
         """Between two steps: the test-only fault hook, then a requested stop saves and ends the run
-        (after a last look for a non-finite streak, which must not reach a checkpoint)."""
+        (after a last look for a non-finite streak, which must not reach a checkpoint).
+
+        `in_step_with_peers` False: the other ranks of a distributed run are not at this boundary
+        too (each trains a NAS-RL child of its own), so a stop here raises `StopPending` for the
+        loop to agree on at its next common boundary."""
         progress = self.target.progress
         fault_point(progress.phase, progress.epoch, progress.step)
-        if self.stop.signum is not None:
+        if not in_step_with_peers and distributed.world().size > 1:
+            if self.stop.signum is not None:
+                raise StopPending()
+            return
+        if self._stop_requested():
             check_streak(FiguresInFlight(progress).read(), progress)
             self.checkpoint()
+
+    def _stop_requested(self) -> bool:
+        """Whether a stop signal reached this process, or any rank of a distributed run: every rank
+        stops at the same boundary, whichever was signalled."""
+        self.stop.signum = distributed.agree_max(self.stop.signum or 0) or None
+        return self.stop.signum is not None
 
     def _roll_back(self, error: NonFiniteError) -> None:
         """Back to the last good checkpoint with fresh random draws; a second streak before the next
@@ -138,7 +165,7 @@ class Session:
             raise NonFiniteError(f"{error}, again after a rollback; lower {kind}.lr or {kind}.grad_clip "
                                  f"(the last good checkpoint is kept: {newest_checkpoint(self.checkpoints)})") from None
         saved = load_checkpoint(self.checkpoints, self.target.kind, warn)
-        self.target.load_state_dict(saved)
+        self.target.load_state_dict(own_state(saved))
         self.metrics.rewind(saved[METRICS_LINES])
         progress = self.target.progress
         # Deterministic, so that a run killed after a rollback and resumed takes the same path again.
@@ -148,6 +175,22 @@ class Session:
         self.target.reseed(seed)
         self.rolled_back = True
         warn(f"warning: {error}; rolled back to {progress} and drawing fresh random numbers from there")
+
+
+def with_every_rank(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` (rank 0's, the one every rank shares) with what each other rank holds on its own."""
+    world = distributed.world()
+    own = distributed.gather({name: state[name] for name in PER_RANK if name in state})
+    return {**state, WORLD_SIZE: world.size, RANKS: own[1:]}
+
+
+def own_state(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved state as this rank resumes it: with its own entries of PER_RANK."""
+    world = distributed.world()
+    if saved.get(WORLD_SIZE, 1) != world.size:
+        raise UserError(f"the checkpoint was saved by {saved.get(WORLD_SIZE, 1)} process(es) and this run has "
+                        f"{world.size}; resume with --nproc {saved.get(WORLD_SIZE, 1)} (torchrun --nproc-per-node)")
+    return saved if world.main else {**saved, **saved[RANKS][world.rank - 1]}
 
 
 def warn(message: str) -> None:

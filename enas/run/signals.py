@@ -39,9 +39,10 @@ class StopFlag:
 
 
 def fault_point(*where: object) -> None:
-    """Test-only: with ENAS_TEST_SIGNAL_AT="POINT SIGNAME" in the environment, this process sends
-    itself SIGNAME when it reaches POINT (the parts of `where` joined by ':'), so that tests can
-    kill or stop a run at an exact step or between the two halves of a checkpoint save."""
-    wanted = os.environ.get(FAULT_HOOK)
-    if wanted and wanted.split()[0] == ":".join(map(str, where)):
-        os.kill(os.getpid(), signal.Signals[wanted.split()[1]])
+    """Test-only: with ENAS_TEST_SIGNAL_AT="POINT SIGNAME [RANK]" in the environment, this process
+    (or, with RANK, only that rank of a torchrun job) sends itself SIGNAME when it reaches POINT (the
+    parts of `where` joined by ':'), so that tests can kill or stop a run at an exact step or
+    between the two halves of a checkpoint save."""
+    wanted = os.environ.get(FAULT_HOOK, "").split()
+    if wanted and wanted[0] == ":".join(map(str, where)) and wanted[2:] in ([], [os.environ.get("RANK", "0")]):
+        os.kill(os.getpid(), signal.Signals[wanted[1]])

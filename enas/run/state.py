@@ -16,6 +16,10 @@ SCHEMA_VERSION = 3
 SCHEMA, KIND, CONFIG, PROGRESS, METRICS_LINES = "schema_version", "kind", "config", "progress", "metrics_lines"
 ELAPSED = "elapsed"                  # seconds the loop has run, over all its sessions
 RNG, TASK, SHUFFLER = "rng", "task", "shuffler"   # global generators, the task's data state, the data order
+# A distributed run: rank 0's entries are the ones above; RANKS holds, for ranks 1.., their own
+# values of PER_RANK (each draws its own random numbers and carries its own part of the data).
+WORLD_SIZE, RANKS = "world_size", "ranks"
+PER_RANK = (RNG, TASK, SHUFFLER)
 # A search (KIND "search"): ENAS keeps a supernet, NAS-RL none
 SUPERNET, CONTROLLER = "supernet", "controller"
 SUPERNET_OPTIMIZER, CONTROLLER_OPTIMIZER = "supernet_optimizer", "controller_optimizer"

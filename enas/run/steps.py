@@ -33,9 +33,12 @@ class Steps:
     """The steps of the loop that `session` drives, counted in the session target's progress, or
     in the one `progress` returns (a NAS-RL child's own training)."""
 
-    def __init__(self, session: Session, progress: Callable[[], Progress] | None = None):
+    def __init__(self, session: Session, progress: Callable[[], Progress] | None = None,
+                 in_step_with_peers: bool = True):
+        """`in_step_with_peers` False: the other ranks run other steps (NAS-RL children; Session.boundary)."""
         self.session = session
         self._progress = progress or (lambda: session.target.progress)  # a rollback replaces the target's
+        self.in_step_with_peers = in_step_with_peers
         self._warned = Figures(0, 0.0, 0, 0, 0)  # the figures at the last warning of skipped steps
 
     @property
@@ -110,7 +113,7 @@ class Steps:
                     if in_flight is not None:
                         self._report(in_flight.read(), update)
                     in_flight = FiguresInFlight(progress)
-                self.session.boundary()
+                self.session.boundary(self.in_step_with_peers)
             figures = FiguresInFlight(progress).read()
             self._report(figures, update)
         return figures

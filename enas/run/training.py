@@ -13,22 +13,29 @@ from torch import nn
 
 from enas.config import Config, TrainConfig
 from enas.errors import UserError
+from enas.run import distributed
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import Model
 
 
 def setup_runtime(config: Config) -> torch.device:
-    """Threads, seeds and the device of a run."""
+    """Threads, seeds and the device of a run; under torchrun, this process's place in the job.
+    Every rank seeds alike, so that they build the same networks (Session then gives each rank
+    its own random numbers for training)."""
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
-    if config.device == "cpu" or not torch.cuda.is_available():
+    on_cuda = config.device != "cpu" and torch.cuda.is_available()
+    distributed.start("cuda" if on_cuda else "cpu")
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    if not on_cuda:
         return torch.device("cpu")
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.cuda.tf32
     torch.backends.cudnn.benchmark = config.cuda.cudnn_benchmark
-    return torch.device("cuda")
+    device = torch.device("cuda", distributed.local_rank())
+    torch.cuda.set_device(device)
+    return device
 
 
 def place(model: nn.Module, config: Config, device: torch.device) -> nn.Module:

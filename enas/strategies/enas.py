@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from enas.config import Config, to_dict
+from enas.run import distributed
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
 from enas.run.folder import CHECKPOINTS, check_resume_position, write_config
@@ -63,9 +64,11 @@ class Search:
                  reporter: Reporter | None = None):
         """`run_dir`, `reporter`: where a text corpus keeps its ids, and what shows their reading."""
         self.config, self.device = config, device
-        self.task: Task = build_task(config, config.search, run_dir, reporter).to(device)
+        self.task: Task = build_task(config, config.search, run_dir, reporter, sharded=True).to(device)
         space = self.task.space
         self.supernet = place(space.supernet(), config, device)
+        # what trains: the supernet, its gradients averaged over the ranks of a distributed run
+        self.parallel = distributed.data_parallel(self.supernet, unused_parameters=True)
         # The controller is tiny and sequential: it runs on the CPU whatever the device.
         self.controller = Controller.for_space(space, config.controller)
         if config.strategy in UNIFORM:
@@ -80,9 +83,10 @@ class Search:
         self.state = SearchState()
         self.architectures: list[Architecture] = []  # one per step of the current supernet phase
 
-    def bind(self, arch: Architecture) -> Model:
-        """The supernet as a model of one architecture, ready for the task's calls."""
-        return model_of(self.supernet, self.config, self.device, arch)
+    def bind(self, arch: Architecture, training: bool = False) -> Model:
+        """The supernet as a model of one architecture, ready for the task's calls; `training`: the
+        data-parallel one, whose backward averages the gradients of every rank."""
+        return model_of(self.parallel if training else self.supernet, self.config, self.device, arch)
 
     def sample(self, n: int, controller: Controller | None = None) -> list[Architecture]:
         """n architectures from the controller (or `controller`), drawn with the search's own generator."""
@@ -178,10 +182,11 @@ def supernet_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
     def step() -> None:
         arch = search.architectures[progress.step]
         # a global window index, so that short epochs (steps_per_epoch) walk on through the data
-        runner.train_on(task, search.bind(arch), progress.epoch * steps + progress.step,
+        runner.train_on(task, search.bind(arch, training=True), progress.epoch * steps + progress.step,
                         search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip, cfg.decay_unused)
 
     figures = runner.run_steps(reporter, f"epoch {progress.epoch + 1} supernet", steps, step)
+    distributed.broadcast_buffers(search.supernet)
     runner.session.metrics.write(SUPERNET, progress.epoch, search.state.controller_updates, loss=figures.mean_loss,
                                  lr=lr, steps=steps, skipped=figures.skipped)
     search.architectures = []
@@ -213,16 +218,26 @@ def controller_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
 
 def controller_step(search: Search) -> UpdateStats | None:
     """One REINFORCE update; None, with the controller and the baseline untouched, when a reward is
-    not finite."""
-    state, cfg = search.state, search.config.controller
+    not finite.
+
+    In a distributed run every rank draws the same aggregate * ranks architectures, rewards its
+    own share of them (rank r the r-th run of `aggregate`) and gathers the others' rewards; each
+    then makes the same update from all of them, so the controllers stay identical and the update
+    is the one a single process makes with aggregate * ranks samples."""
+    state, cfg, world = search.state, search.config.controller, distributed.world()
     search.controller.train()
-    samples = search.controller(cfg.aggregate, search.sampler)
-    rewards = []
-    for arch in samples.architectures:   # the rewards stop at the first that is not finite
-        rewards.append(search.task.reward(search.bind(arch), state.reward_index, cfg.reward_batches))
-        state.reward_index += cfg.reward_batches
-        if not math.isfinite(rewards[-1]):
-            return None
+    samples = search.controller(cfg.aggregate * world.size, search.sampler)
+    first = world.rank * cfg.aggregate
+    mine = []
+    for offset, arch in enumerate(samples.architectures[first:first + cfg.aggregate]):
+        index = state.reward_index + (first + offset) * cfg.reward_batches
+        mine.append(search.task.reward(search.bind(arch), index, cfg.reward_batches))
+        if not math.isfinite(mine[-1]):   # the rewards stop at the first that is not finite
+            break
+    rewards = [reward for share in distributed.gather(mine) for reward in share]
+    state.reward_index += len(rewards) * cfg.reward_batches
+    if len(rewards) < len(samples.architectures) or not all(map(math.isfinite, rewards)):
+        return None
     state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer, samples,
                                              rewards, state.baseline)
     return stats
@@ -243,6 +258,7 @@ def evaluate(search: Search, session: Session, reporter: Reporter) -> None:
     policy, search.state.warned = watch(search.controller, config.seed, epoch, config.search.epochs,
                                         search.state.warned)
     session.metrics.write("eval", epoch, search.state.controller_updates, **{f"valid_{task.metric}": value},
-                          arch=official(arch), search_s=round(session.elapsed, 2), **policy)
+                          arch=official(arch), search_s=round(session.elapsed, 2), **policy,
+                          **distributed.check_replicas(search.supernet, search.controller))
     reporter.print(f"epoch {search.progress.epoch + 1}: valid {task.metric} {value:.4g} of the most likely "
                    f"architecture [{official(arch)}]")

@@ -31,13 +31,14 @@ import torch
 
 from enas.config import Config, to_dict
 from enas.errors import NonFiniteError
+from enas.run import distributed
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
 from enas.run.folder import CHECKPOINTS, check_resume_position, write_config
 from enas.run.metrics import MetricsLog
 from enas.run.progress import Progress
 from enas.run.reporter import Reporter
-from enas.run.session import Session
+from enas.run.session import Session, StopPending
 from enas.run.steps import Steps
 from enas.run.training import count_parameters, model_of, place, rng_state, set_rng_state, setup_runtime, sgd
 from enas.spaces import official
@@ -113,12 +114,16 @@ class NasRL:
         """After a rollback the update goes on with the architectures it drew; only children's
         training draws anew (from the global generators the session reseeds)."""
 
+    def canonical(self, arch: Architecture) -> str:
+        """The key of `arch`'s network in the cache of trials: architectures that build the same network share it."""
+        return repr(self.task.space.canonical(arch))
+
     def draw(self) -> None:
         """The architectures of a new update, drawn without gradients."""
         self.state.drawn_from = self.sampler.get_state()
         self.controller.eval()
         with torch.no_grad():
-            drawn = self.controller(self.config.nas_rl.children, self.sampler).architectures
+            drawn = self.controller(self.config.nas_rl.children * distributed.world().size, self.sampler).architectures
         self.state.architectures = [arch.to_json()["choices"] for arch in drawn]
         self.state.rewards = []
 
@@ -148,14 +153,22 @@ def update(search: NasRL, runner: Steps, reporter: Reporter) -> None:
     if not state.architectures:   # a new update (a resumed one has drawn its architectures already)
         search.draw()
         search.mark_boundary()
-    children = len(state.architectures)
+    children, world = len(state.architectures), distributed.world()
     started = time.time()
     with reporter.phase(f"update {progress.epoch + 1}/{search.config.nas_rl.updates} children", children) as bar:
         bar(completed=progress.step)
-        while progress.step < children:
-            arch = Architecture(search.task.space.name, tuple(state.architectures[progress.step]))
-            state.rewards.append(child_reward(search, runner, arch))
-            progress.step += 1
+        while progress.step < children:   # a round: each rank trains one child, the next ones in turn
+            arch = Architecture(search.task.space.name, tuple(state.architectures[progress.step + world.rank]))
+            try:
+                outcome = child_trial(search, runner, arch)
+            except StopPending:   # a stop reached this rank inside its child: every rank stops here
+                outcome = None
+            outcomes = distributed.gather(outcome)
+            if None in outcomes:
+                runner.session.checkpoint()   # the state before this round; it raises Stopped on every rank
+            for trial, cached in outcomes:
+                state.rewards.append(record(search, trial, cached))
+            progress.step += world.size
             search.mark_boundary()
             runner.session.checkpoint()   # a child is costly: never trained twice after a kill
             done = max(progress.step, 1)
@@ -183,20 +196,24 @@ def controller_update(search: NasRL, session: Session) -> None:
         policy, state.warned = watch(search.controller, config.seed, epoch, config.nas_rl.updates, state.warned)
         session.metrics.write("controller", epoch, state.controller_updates, reward=stats.reward,
                               baseline=stats.baseline, entropy=stats.entropy, loss=stats.loss, best_reward=best,
-                              search_s=round(session.elapsed, 2), **policy)
+                              search_s=round(session.elapsed, 2), **policy,
+                              **distributed.check_replicas(search.controller))
     state.architectures, state.rewards, state.drawn_from = [], [], None
     search.mark_boundary()
 
 
-def child_reward(search: NasRL, runner: Steps, arch: Architecture) -> float:
-    """The reward of `arch`, looked up where a child of the same network was trained already;
-    either way one line of trials.jsonl."""
-    canonical = repr(search.task.space.canonical(arch))
-    trial = search.state.trials.get(canonical) if search.config.nas_rl.cache else None
-    cached = trial is not None
-    if trial is None:
-        trial = search.state.trials[canonical] = train_child(search, runner, arch)
-    search.trials.write("trial", search.progress.epoch, search.progress.step, cached=cached, **trial)
+def child_trial(search: NasRL, runner: Steps, arch: Architecture) -> tuple[dict[str, Any], bool]:
+    """The trial of `arch`, and whether it was looked up where a child of the same network was
+    trained already (else it is trained now)."""
+    trial = search.state.trials.get(search.canonical(arch)) if search.config.nas_rl.cache else None
+    return (trial, True) if trial is not None else (train_child(search, runner, arch), False)
+
+
+def record(search: NasRL, trial: dict[str, Any], cached: bool) -> float:
+    """Keep a child's trial for the cache, as one line of trials.jsonl; its reward."""
+    arch = Architecture(search.task.space.name, tuple(trial["choices"]))
+    search.state.trials.setdefault(search.canonical(arch), trial)
+    search.trials.write("trial", search.progress.epoch, len(search.state.rewards), cached=cached, **trial)
     return trial["reward"]
 
 
@@ -212,7 +229,7 @@ def train_child(search: NasRL, runner: Steps, arch: Architecture) -> dict[str, A
     try:
         for epoch in range(config.nas_rl.child_epochs):
             child_progress = Progress(epoch=epoch, phase="child")
-            Steps(runner.session, lambda: child_progress).train_epoch(
+            Steps(runner.session, lambda: child_progress, in_step_with_peers=False).train_epoch(
                 quiet, "child", task, model, optimizer, cfg, search.shuffler)
             module.eval()
             task.calibrate(model)

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 import torch
 
 from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
+from enas.run import distributed
+from enas.run.distributed import World
 from enas.run.reporter import Reporter
 from enas.spaces.base import Model, SearchSpace
 from enas.tasks.image import ImageTask
@@ -68,10 +70,13 @@ class Task(Protocol):
 
 
 def build_task(config: Config, train: TrainConfig, folder: Path | None = None,
-               reporter: Reporter | None = None) -> Task:
+               reporter: Reporter | None = None, sharded: bool = False) -> Task:
     """The task of the config's data. `folder`: the run folder, where a text corpus keeps its
-    ids once read; `reporter` shows the reading of a large corpus."""
+    ids once read; `reporter` shows the reading of a large corpus. `sharded`: in a distributed
+    run, each rank trains on its own part of every training batch (data parallel); else each
+    rank reads whole batches."""
+    shard = distributed.world() if sharded else World()
     if config.data.name in IMAGE_DATASETS:
         # Search holds out part of the training images for rewards; retrain trains on all of them.
-        return ImageTask(config, train, hold_out=isinstance(train, SearchConfig))
-    return TextTask(config, train, folder=folder, reporter=reporter)
+        return ImageTask(config, train, hold_out=isinstance(train, SearchConfig), shard=shard)
+    return TextTask(config, train, folder=folder, reporter=reporter, shard=shard)

@@ -21,6 +21,7 @@ from torch import nn
 
 from enas.config import Config, TrainConfig
 from enas.errors import UserError
+from enas.run.distributed import World
 from enas.data.images import ImageData, augment, channel_stats, load_images, normalise
 from enas.spaces import build_space
 from enas.spaces.base import ImageShape, Model
@@ -33,8 +34,12 @@ class ImageTask:
     lower_is_better = False
     final_layout_differs = False
 
-    def __init__(self, config: Config, train: TrainConfig, hold_out: bool, data: ImageData | None = None):
-        """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain)."""
+    def __init__(self, config: Config, train: TrainConfig, hold_out: bool, data: ImageData | None = None,
+                 shard: World = World()):
+        """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain).
+        `shard`: this rank trains on images rank*B .. rank*B + B - 1 of the size*B that make a
+        training batch of the whole job (B = batch_size); validation and test are whole on every rank."""
+        self.shard = shard
         data = data if data is not None else load_images(config.data)
         self.train_cfg, self.bn_batches = train, config.derive.bn_batches
         self.calibrate_rewards = config.controller.calibrate_rewards
@@ -51,9 +56,9 @@ class ImageTask:
             if len(self.images[split]) < 2:
                 raise UserError(f"the {split} split has {len(self.images[split])} images; it needs at least 2 "
                                 "(raise data.valid_fraction or use more images)")
-        if kept < train.batch_size:
-            raise UserError(f"the train split has {kept} images, fewer than one batch of {train.batch_size}; "
-                            "lower the batch size")
+        if kept < train.batch_size * shard.size:
+            raise UserError(f"the train split has {kept} images, fewer than one batch of {train.batch_size} "
+                            f"for each of {shard.size} process(es); lower the batch size")
         self.mean, self.std = channel_stats(self.images["train"])
         self.classes = len(data.classes)
         self._order = torch.arange(kept)
@@ -70,7 +75,7 @@ class ImageTask:
     def batches(self, split: str) -> int:
         """Training drops the last partial batch (batch norm needs several images); evaluation keeps it."""
         count, size = len(self.images[split]), self.train_cfg.batch_size
-        return count // size if split == "train" else -(-count // size)
+        return count // (size * self.shard.size) if split == "train" else -(-count // size)
 
     def _batch(self, split: str, rows: torch.Tensor | slice, augmented: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +102,7 @@ class ImageTask:
 
         `index` counts steps since the start of training; it wraps around the split."""
         size = self.train_cfg.batch_size
-        start = (index % self.batches("train")) * size
+        start = ((index % self.batches("train")) * self.shard.size + self.shard.rank) * size
         images, labels = self._batch("train", self._order[start:start + size], augmented=True)
         logits, aux = model(images)
         loss = F.cross_entropy(logits, labels)

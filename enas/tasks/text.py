@@ -22,6 +22,7 @@ from enas.config import Config, RetrainConfig, TrainConfig
 from enas.data.text import UNK, Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
 from enas.errors import UserError
 from enas.run.folder import TOKENS_FILE, VOCAB_FILE, write_text
+from enas.run.distributed import World
 from enas.run.reporter import Reporter
 from enas.spaces import build_space
 from enas.spaces.base import Model, TextShape
@@ -46,12 +47,16 @@ class TextTask:
     valid_is_test = False
 
     def __init__(self, config: Config, train: TrainConfig, corpus: Corpus | None = None,
-                 folder: Path | None = None, reporter: Reporter | None = None):
+                 folder: Path | None = None, reporter: Reporter | None = None, shard: World = World()):
+        """`shard`: this rank trains on sequences rank*B .. rank*B + B - 1 of the size*B that make
+        a training batch of the whole job (B = batch_size); validation and test are whole on every rank."""
         self.corpus = corpus if corpus is not None else load_corpus(config, folder, reporter)
         self.train_cfg = train
         self.reward_constant = config.controller.reward_constant
-        self.streams = {split: batchify(getattr(self.corpus, split), train.batch_size, split)
-                        for split in ("train", "valid", "test")}
+        size = train.batch_size
+        self.streams = {split: batchify(getattr(self.corpus, split), size, split) for split in ("valid", "test")}
+        every = batchify(self.corpus.train, size * shard.size, "train")
+        self.streams["train"] = every[:, shard.rank * size:(shard.rank + 1) * size].contiguous()
         # the final scores' layout (retrain's eval_batch_size, eval_bptt; the paper's test: 1 and 1)
         eval_batch = train.eval_batch_size if isinstance(train, RetrainConfig) else 0
         self.eval_bptt = (train.eval_bptt if isinstance(train, RetrainConfig) else 0) or train.bptt
