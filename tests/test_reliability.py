@@ -311,8 +311,8 @@ def inject(monkeypatch, fault: str, calls: range) -> None:
     method, corrupt = FAULTS[fault]
     build_task = search_module.build_task
 
-    def build(config, train):
-        task = build_task(config, train)
+    def build(config, train, *args, **kwargs):
+        task = build_task(config, train, *args, **kwargs)
         original, counter = getattr(task, method), itertools.count()
 
         def faulty(*args):
