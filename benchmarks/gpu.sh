@@ -3,8 +3,9 @@
 # at the paper's search width on one CUDA GPU, then the projected wall times of the whole paper
 # PTB search (conf/ptb.yaml: 150 epochs x 400 shared steps of batch 64 x bptt 35, plus the
 # controller's updates and rewards) and CIFAR-10 micro search (conf/cifar10_micro.yaml) at the
-# measured speeds, after the GPU-only tests (which a failure does not keep the figures from).
-# About 5 minutes; the benchmarks stop at 6. Extra arguments go to `python -m benchmarks`.
+# measured speeds, after the GPU-only tests (which a failure does not keep the figures from);
+# on a device of several GPUs, the NCCL scaling of a search (benchmarks/scaling.py).
+# About 5 minutes (7 with several GPUs); the benchmarks stop at 6 (and 4). Extra arguments go to `python -m benchmarks`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # `make install`'s environment, or on a GPU machine whose python3 already has torch (then
@@ -22,4 +23,9 @@ tests=0
 # share) is left out: it measures the default preset, which a GPU does not change much.
 timeout 360 "$PYTHON" -m benchmarks --device cuda --sizes reference,paper --image-sizes paper \
     --only rnn,controller,micro "$@"
+# NCCL: the scaling of a search over the device's GPUs, where it has more than one (a minute or two).
+gpus=$(nvidia-smi -L 2>/dev/null | wc -l || echo 0)
+if [ "$gpus" -gt 1 ]; then
+    timeout 240 "$PYTHON" -m benchmarks.scaling --nproc "$gpus" device=cuda || true
+fi
 exit "$tests"
