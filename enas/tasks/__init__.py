@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import torch
 
 from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
-from enas.spaces.base import Model, SearchSpace
+from enas.spaces.base import DataShape, Model, SearchSpace
 from enas.tasks.image import ImageTask
 from enas.tasks.text import TextTask
 
@@ -22,6 +22,7 @@ class Task(Protocol):
     lower_is_better: bool
     valid_is_test: bool      # its validation split is its test split: retrain must not pick its best epoch on it
     final_layout_differs: bool  # `evaluate(..., final=True)` batches the data otherwise than training does
+    shape: DataShape         # what its models need to know of the data
     space: SearchSpace       # the search space, sized for this task's data
 
     def to(self, device: torch.device) -> Task:
