@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Literal, Optional
 
 import typer
 
@@ -333,6 +333,26 @@ def compare(
         typer.echo(f"derived {report['metric']} {report['derived'][report['metric']]:.4g}: beats "
                    f"{report['beaten']} of {report['random']} random architectures (percentile "
                    f"{report['percentile']:.0f})\nwrote {run_dir / COMPARE_FILE}")
+
+    _run(body)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="run folder with retrain/ (after `enas retrain RUN_DIR`), or the "
+                                            "folder of `enas retrain -o OUT_DIR`")],
+    fmt: Annotated[Literal["safetensors", "torchscript", "onnx"], typer.Option(
+        "--format", "-f", help="safetensors: the weights, for enas.load; torchscript: a traced program for "
+        "torch.jit.load; onnx: a graph for onnxruntime and other ONNX runtimes")] = "safetensors",
+) -> None:
+    """Write the retrained child to RUN_DIR/export/ (model.safetensors, model.pt or model.onnx) with model.json."""
+
+    def body() -> None:
+        from enas.export import CARD_FILE, export as export_child  # torch loads only once the command line is good
+
+        path, difference = export_child(run_dir, fmt)
+        typer.echo(f"wrote {path} and {path.parent / CARD_FILE}\n"
+                   f"checked: its outputs are within {difference:.2g} of PyTorch's")
 
     _run(body)
 

@@ -24,6 +24,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 ARCH_FILE = "arch.json"
+RETRAIN_DIR = "retrain"   # where `enas retrain RUN_DIR` writes, inside the run folder
 LAST, PREVIOUS = "last.pt", "previous.pt"
 
 

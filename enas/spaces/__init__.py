@@ -7,6 +7,8 @@ follow from the class (enas/spaces/base.py says what it implements).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Sequence
 
 from enas.errors import UserError
@@ -16,6 +18,7 @@ from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
 from enas.spaces.nas_cell import NasCellSpace
 from enas.spaces.nas_conv import NasConvSpace
+from enas.spaces.published import PUBLISHED
 from enas.spaces.recurrent import RecurrentSpace
 
 SPACES: dict[str, type[SearchSpace]] = {space.name: space for space in (
@@ -75,3 +78,23 @@ def from_official(text: str, space: str, style: str | None = None) -> Architectu
 def official(arch: Architecture, style: str | None = None) -> str:
     """The official string of `arch`; `style` picks among its space's formats."""
     return space_type(arch.space).to_official(arch.choices, style)
+
+
+def load_architecture(source: str | Path, space: str | None = None) -> Architecture:
+    """An architecture from an arch.json file (as `enas derive` and `enas retrain` write it), a
+    published architecture's name (enas_micro_cifar10, ...) or an official string of `space`."""
+    text = str(source)
+    if text in PUBLISHED:
+        return from_official(PUBLISHED[text][1], PUBLISHED[text][0])
+    path = Path(source)
+    if path.suffix == ".json" or path.is_file():
+        if not path.is_file():
+            raise UserError(f"architecture file {path} does not exist")
+        try:
+            return from_json(json.loads(path.read_text()))
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    if space is None:
+        raise UserError(f"{text!r} is no arch.json file or published name; an official string needs its space "
+                        f"({', '.join(SPACES)})")
+    return from_official(text, space)

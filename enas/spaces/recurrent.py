@@ -130,10 +130,41 @@ def run_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, weig
 
     Under autocast the whole cell runs in the autocast dtype (its buffers and products share one
     dtype); the casts are ordinary autograd ops, so float32 weights get float32 gradients."""
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        # a trace cannot follow the writes into preallocated buffers (it would record constants)
+        return _traceable_cell(x_proj, hidden, w_h, weights, plan, hidden_mask, node_mask)
     (x_proj, hidden, w_h, hidden_mask, node_mask, *weights), no_autocast = in_autocast_dtype(
         x_proj, hidden, w_h, hidden_mask, node_mask, *weights)
     with no_autocast:
         return _CellRecurrence.apply(x_proj, hidden, w_h, plan, hidden_mask, node_mask, *weights)
+
+
+_ACTIVATE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": torch.tanh, "relu": torch.relu, "identity": lambda x: x, "sigmoid": torch.sigmoid}
+
+
+def _traceable_cell(x_proj: torch.Tensor, hidden: torch.Tensor, w_h: torch.Tensor, weights: Sequence[torch.Tensor],
+                    plan: RecurrentPlan, hidden_mask: torch.Tensor | None,
+                    node_mask: torch.Tensor | None) -> torch.Tensor:
+    """`run_cell` in plain tensor ops, for torch.jit.trace and torch.export (enas export): the same
+    arguments and result, the time loop unrolled into the graph."""
+    outputs, h_prev = [], hidden
+    for x_t in x_proj.unbind(0):
+        recurrent = h_prev if hidden_mask is None else h_prev * hidden_mask
+        nodes = [_plain_highway(x_t + recurrent @ w_h, h_prev, plan.activations[0])]
+        for j, weight in enumerate(weights, start=1):
+            prev = nodes[plan.inputs[j - 1]]
+            read = prev if node_mask is None else prev * node_mask
+            nodes.append(_plain_highway(read @ weight, prev, plan.activations[j]))
+        h_prev = torch.stack([nodes[n] for n in plan.loose_ends]).mean(0)
+        outputs.append(h_prev)
+    return torch.stack(outputs)
+
+
+def _plain_highway(gates: torch.Tensor, carry: torch.Tensor, activation: str) -> torch.Tensor:
+    """ENAS eq. 2 out of place: gates [pre_c | pre_h] (B, 2H), carry (B, H) -> h (B, H)."""
+    gate, value = gates.chunk(2, dim=-1)
+    return torch.lerp(carry, _ACTIVATE[activation](value), torch.sigmoid(gate))
 
 
 class _CellRecurrence(torch.autograd.Function):

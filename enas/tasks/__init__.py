@@ -15,7 +15,7 @@ from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
 from enas.run import distributed
 from enas.run.distributed import World
 from enas.run.reporter import Reporter
-from enas.spaces.base import Model, SearchSpace
+from enas.spaces.base import DataShape, Model, SearchSpace
 from enas.tasks.image import ImageTask
 from enas.tasks.text import TextTask
 
@@ -25,6 +25,7 @@ class Task(Protocol):
     lower_is_better: bool
     valid_is_test: bool      # its validation split is its test split: retrain must not pick its best epoch on it
     final_layout_differs: bool  # `evaluate(..., final=True)` batches the data otherwise than training does
+    shape: DataShape         # what its models need to know of the data
     space: SearchSpace       # the search space, sized for this task's data
 
     def to(self, device: torch.device) -> Task:

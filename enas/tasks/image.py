@@ -62,9 +62,9 @@ class ImageTask:
         self.mean, self.std = channel_stats(self.images["train"])
         self.classes = len(data.classes)
         self._order = torch.arange(kept)
-        shape = ImageShape(data.train.shape[1], data.train.shape[2], data.train.shape[3], self.classes)
+        self.shape = ImageShape(data.train.shape[1], data.train.shape[2], data.train.shape[3], self.classes)
         steps = train.epochs * (train.steps_per_epoch or self.batches("train"))
-        self.space = build_space(config, shape, steps)
+        self.space = build_space(config, self.shape, steps)
 
     def to(self, device: torch.device) -> ImageTask:
         self.images = {split: images.to(device) for split, images in self.images.items()}

@@ -66,7 +66,8 @@ class TextTask:
         self._hidden: torch.Tensor | None = None
         self._random_windows = RandomWindows(self.streams["train"].shape[0], train.bptt, config.seed) \
             if train.random_bptt else None
-        self.space = build_space(config, TextShape(self.corpus.vocab_size))
+        self.shape = TextShape(self.corpus.vocab_size)
+        self.space = build_space(config, self.shape)
 
     def to(self, device: torch.device) -> TextTask:
         same = self.final_streams is self.streams
