@@ -132,12 +132,12 @@ class ImageTask:
                 correct += (logits.argmax(1) == labels).float().mean().item()
         return correct / batches
 
-    @torch.no_grad()
     def keep_data(self, folder: Path) -> str:
         """Nothing to record: an image network depends on the data only through its shape and
         classes, which the config names."""
         return ""
 
+    @torch.no_grad()
     def calibrate(self, model: Model) -> None:
         """Recompute the batch-norm statistics of `model`'s architecture on the first
         `derive.bn_batches` training batches (unaugmented), before it is scored in eval mode."""
@@ -148,11 +148,11 @@ class ImageTask:
             for index in range(min(self.bn_batches, self.batches("train"))):
                 model(self._batch("train", slice(index * size, (index + 1) * size))[0])
 
-    @torch.no_grad()
     def lr_scale(self, index: int) -> float:
         """Every batch trains at the epoch's learning rate."""
         return 1.0
 
+    @torch.no_grad()
     def evaluate(self, model: Model, split: str, max_batches: int = 0, final: bool = False) -> float:
         """Accuracy over the split (or its first `max_batches` batches), in the model's current mode;
         a final score is taken as any other."""
