@@ -63,7 +63,7 @@ def derive_from_trials(config: Config, run_dir: Path, reporter: Reporter) -> Can
 
 def derive_by_shared_weights(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
     """Score N samples of the search's controller with its shared weights."""
-    shared = SharedWeights(config, run_dir, reporter.print)
+    shared = SharedWeights(config, run_dir, reporter)
     task, samples = shared.task, config.derive.samples
     architectures = shared.sample(samples, config.seed + 3)
     scores: dict[Architecture, float] = {}

@@ -43,9 +43,9 @@ class Retrain:
 
     kind = "retrain"
 
-    def __init__(self, config: Config, arch: Architecture, device: torch.device):
+    def __init__(self, config: Config, arch: Architecture, device: torch.device, reporter: Reporter | None = None):
         self.config, self.arch, self.device = config, arch, device
-        self.task: Task = build_task(config, config.retrain).to(device)
+        self.task: Task = build_task(config, config.retrain, reporter).to(device)
         self.model = place(self.task.space.child(arch), config, device)
         self.child = model_of(self.model, config, device)
         self.optimizer = sgd(self.model, config.retrain)
@@ -86,7 +86,7 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
     if saved is not None:
         check_resume_position(saved, config, RETRAIN, ("retrain.batch_size", "retrain.steps_per_epoch"))
     device = setup_runtime(config)
-    retrain = Retrain(config, arch, device)
+    retrain = Retrain(config, arch, device, reporter)
     write_config(out_dir, config)  # on a resume too: a later resume starts from its overrides
     if note := retrain.task.keep_data(out_dir):
         reporter.print(note)

@@ -17,6 +17,7 @@ from enas.run.state import CONFIG, PROGRESS
 from enas.spaces import SPACES
 
 VOCAB_FILE = "vocab.txt"   # a text run's vocabulary, one word a line in id order (tasks/text.py)
+CLASSES_FILE = "classes.txt"   # an image run's class names, one a line in label order (tasks/image.py)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"

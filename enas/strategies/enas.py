@@ -59,9 +59,9 @@ class Search:
 
     kind = "search"
 
-    def __init__(self, config: Config, device: torch.device):
+    def __init__(self, config: Config, device: torch.device, reporter: Reporter | None = None):
         self.config, self.device = config, device
-        self.task: Task = build_task(config, config.search).to(device)
+        self.task: Task = build_task(config, config.search, reporter).to(device)
         space = self.task.space
         self.supernet = place(space.supernet(), config, device)
         # The controller is tiny and sequential: it runs on the CPU whatever the device.
@@ -143,7 +143,7 @@ def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     if saved is not None:
         check_resume_position(saved, config, SUPERNET, EPOCH_SHAPE)
     device = setup_runtime(config)
-    search = Search(config, device)
+    search = Search(config, device, reporter)
     write_config(run_dir, config)  # on a resume too: a later resume starts from its overrides
     if note := search.task.keep_data(run_dir):
         reporter.print(note)

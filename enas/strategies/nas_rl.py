@@ -71,9 +71,9 @@ class NasRL:
 
     kind = "search"
 
-    def __init__(self, config: Config, device: torch.device, run_dir: Path):
+    def __init__(self, config: Config, device: torch.device, run_dir: Path, reporter: Reporter | None = None):
         self.config, self.device, self.run_dir = config, device, run_dir
-        self.task: Task = build_task(config, config.search).to(device)
+        self.task: Task = build_task(config, config.search, reporter).to(device)
         self.controller = Controller.for_space(self.task.space, config.controller)
         if config.strategy in UNIFORM:
             self.controller.make_uniform()   # random: uniform architectures, never updated
@@ -128,7 +128,7 @@ def run_nas_rl(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     if saved is not None:
         check_resume_position(saved, config, CHILDREN, EPOCH_SHAPE)
     device = setup_runtime(config)
-    search = NasRL(config, device, run_dir)
+    search = NasRL(config, device, run_dir, reporter)
     write_config(run_dir, config)
     if note := search.task.keep_data(run_dir):
         reporter.print(note)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import torch
 
 from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
+from enas.run.reporter import Reporter
 from enas.spaces.base import Model, SearchSpace
 from enas.tasks.image import ImageTask
 from enas.tasks.text import TextTask
@@ -63,8 +64,9 @@ class Task(Protocol):
         """Reference figures printed beside a model's score (chance, the entropy floor)."""
 
 
-def build_task(config: Config, train: TrainConfig) -> Task:
+def build_task(config: Config, train: TrainConfig, reporter: Reporter | None = None) -> Task:
+    """The task of `config`'s data; `reporter` shows the progress of a long image decoding."""
     if config.data.name in IMAGE_DATASETS:
         # Search holds out part of the training images for rewards; retrain trains on all of them.
-        return ImageTask(config, train, hold_out=isinstance(train, SearchConfig))
+        return ImageTask(config, train, hold_out=isinstance(train, SearchConfig), reporter=reporter)
     return TextTask(config, train)

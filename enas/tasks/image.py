@@ -6,7 +6,10 @@ spaces unchanged. A model (`Model`: the supernet bound to an architecture, or a 
 
 Splits: search trains on the first part of the training set and validates on the rest (the last
 `data.valid_fraction`, 5,000 of CIFAR-10's 50,000 as in the official code); retrain trains on all
-of it, and its validation split is the test set.
+of it, as the paper's final CIFAR-10 training does, and its validation split is the test set. Data
+with a validation split of its own (an image folder's valid/) keeps it apart from training in both:
+search trains on the whole training set and validates on it, and retrain picks its best epoch on it,
+so that the test set is only ever scored, never chosen by.
 """
 
 from __future__ import annotations
@@ -19,11 +22,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enas.config import Config, TrainConfig
+from enas.config import Config, DataConfig, TrainConfig
+from enas.data.image_folder import cache_folder, load_image_folder
+from enas.data.images import ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise
 from enas.errors import UserError
-from enas.data.images import ImageData, augment, channel_stats, load_images, normalise
+from enas.run.folder import CLASSES_FILE, write_text
+from enas.run.reporter import Reporter
 from enas.spaces import build_space
 from enas.spaces.base import ImageShape, Model
+
+
+def load_images(cfg: DataConfig, reporter: Reporter | None = None) -> ImageData:
+    """The image dataset a config names; `reporter` shows the progress of a long decoding."""
+    if cfg.name == "cifar10":
+        return load_cifar10(cfg.root)
+    if cfg.name == "image_folder":
+        return load_image_folder(cfg.root, cache_folder(cfg.cache), reporter)
+    return builtin_images(cfg.image_size, cfg.classes, cfg.train_images, cfg.test_images, cfg.seed)
 
 
 class ImageTask:
@@ -33,28 +48,30 @@ class ImageTask:
     lower_is_better = False
     final_layout_differs = False
 
-    def __init__(self, config: Config, train: TrainConfig, hold_out: bool, data: ImageData | None = None):
-        """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain)."""
-        data = data if data is not None else load_images(config.data)
+    def __init__(self, config: Config, train: TrainConfig, hold_out: bool, data: ImageData | None = None,
+                 reporter: Reporter | None = None):
+        """`hold_out`: without a validation split of the data's own, validate on the end of the
+        training set (search) rather than the test set (retrain)."""
+        data = data if data is not None else load_images(config.data, reporter)
         self.train_cfg, self.bn_batches = train, config.derive.bn_batches
         self.calibrate_rewards = config.controller.calibrate_rewards
         # of the batches, as training.place lays out the weights
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         held = round(len(data.train) * config.data.valid_fraction) if hold_out else 0
-        kept = len(data.train) - held
-        self.valid_is_test = held == 0
-        self.images = {"train": data.train[:kept], "valid": data.train[kept:] if held else data.test,
-                       "test": data.test}
-        self.labels = {"train": data.train_labels[:kept], "valid": data.train_labels[kept:] if held
-                       else data.test_labels, "test": data.test_labels}
+        splits = _splits(data, held)
+        self.images = {split: images for split, (images, _) in splits.items()}
+        self.labels = {split: labels for split, (_, labels) in splits.items()}
+        self.valid_is_test = data.valid is None and held == 0
         for split in ("train", "valid"):
             if len(self.images[split]) < 2:
                 raise UserError(f"the {split} split has {len(self.images[split])} images; it needs at least 2 "
                                 "(raise data.valid_fraction or use more images)")
+        kept = len(self.images["train"])
         if kept < train.batch_size:
             raise UserError(f"the train split has {kept} images, fewer than one batch of {train.batch_size}; "
                             "lower the batch size")
         self.mean, self.std = channel_stats(self.images["train"])
+        self.class_names = data.classes
         self.classes = len(data.classes)
         self._order = torch.arange(kept)
         shape = ImageShape(data.train.shape[1], data.train.shape[2], data.train.shape[3], self.classes)
@@ -133,8 +150,15 @@ class ImageTask:
         return correct / batches
 
     def keep_data(self, folder: Path) -> str:
-        """Nothing to record: an image network depends on the data only through its shape and
-        classes, which the config names."""
+        """The class names, one a line in label order, in `folder`/classes.txt: written on the
+        folder's first run, compared on every later one, since a network's outputs mean those
+        classes in that order. Returns "": nothing about image data needs saying."""
+        path, names = folder / CLASSES_FILE, "".join(f"{name}\n" for name in self.class_names)
+        if not path.is_file():
+            write_text(path, names)
+        elif path.read_text(encoding="utf-8") != names:
+            raise UserError(f"the images at data.root have other classes than {path} lists: the data has changed "
+                            f"since this folder's run began; point data.root at that run's data")
         return ""
 
     @torch.no_grad()
@@ -168,6 +192,20 @@ class ImageTask:
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's accuracy."""
         return {"chance_acc": 1.0 / self.classes}
+
+
+def _splits(data: ImageData, held: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Images and labels of train, valid and test: valid is the data's own valid split where it has
+    one, else the last `held` training images, else (held 0) the test split."""
+    kept = len(data.train) - (0 if data.valid is not None else held)
+    if data.valid is not None:
+        valid = data.valid, data.valid_labels
+    elif held:
+        valid = data.train[kept:], data.train_labels[kept:]
+    else:
+        valid = data.test, data.test_labels
+    return {"train": (data.train[:kept], data.train_labels[:kept]), "valid": valid,
+            "test": (data.test, data.test_labels)}
 
 
 def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
