@@ -24,17 +24,23 @@ from enas.spaces.base import ImageShape, TextShape
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TEXT_DATASETS = ("builtin_text", "text")
-IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder")
+IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder", "torchvision")
+TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN")  # data.dataset
 DATASETS = {TextShape: TEXT_DATASETS, ImageShape: IMAGE_DATASETS}  # by the data a space reads
 
 
 @dataclass
 class DataConfig:
     name: str = option("builtin_text", "dataset: builtin_text (generated) or text (a PTB-format folder); "
-                     "images: builtin_images (generated), cifar10 (cifar-10-batches-py, read directly), or image_folder "
-                     "(train/<class>/*, optional valid/<class>/*, test/<class>/*)", choices=TEXT_DATASETS + IMAGE_DATASETS)
+                     "images: builtin_images (generated), cifar10 (cifar-10-batches-py, read directly), image_folder "
+                     "(train/<class>/*, optional valid/<class>/*, test/<class>/*) or torchvision (data.dataset, "
+                     "from torchvision's files)", choices=TEXT_DATASETS + IMAGE_DATASETS)
     root: str = option("", "folder of the dataset when name=text (ptb.train.txt, ... or train.txt, ...), "
-                     "cifar10 (data_batch_1..5, test_batch), or image_folder (train/, valid/, test/)")
+                     "cifar10 (data_batch_1..5, test_batch), image_folder (train/, valid/, test/) or torchvision "
+                     "(the root torchvision is given: ROOT/MNIST/raw/, ROOT/cifar-10-batches-py/, ...)")
+    dataset: str = option("CIFAR10", "torchvision: the set read from data.root with torchvision's own dataset class "
+                          "and download=False (MNIST and FashionMNIST: 1 channel, 28 x 28; SVHN needs scipy)",
+                          choices=TORCHVISION_SETS)
     cache: str = option("", "image_folder: folder of the decoded-image cache, one file per dataset folder, rebuilt "
                         "when a file is added, removed or changed; \"\" is the per-user cache ($XDG_CACHE_HOME/enas, "
                         "else ~/.cache/enas), none turns it off")
@@ -326,6 +332,9 @@ def validate(config: Config) -> None:
                       "test_batch)")
     if config.data.name == "image_folder" and not config.data.root:
         errors.append("data.name=image_folder needs data.root=FOLDER holding train/<class>/* and test/<class>/*")
+    if config.data.name == "torchvision" and not config.data.root:
+        errors.append(f"data.name=torchvision needs data.root=FOLDER, the root torchvision reads "
+                      f"data.dataset={config.data.dataset} from")
     datasets = DATASETS[SPACES[config.space].data] if config.space in SPACES else ()
     if datasets and config.data.name not in datasets:
         errors.append(f"space={config.space} needs data.name in {', '.join(datasets)}, not {config.data.name}")

@@ -25,6 +25,7 @@ from torch import nn
 from enas.config import Config, DataConfig, TrainConfig
 from enas.data.image_folder import cache_folder, load_image_folder
 from enas.data.images import ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise
+from enas.data.torchvision_sets import load_torchvision
 from enas.errors import UserError
 from enas.run.folder import CLASSES_FILE, write_text
 from enas.run.reporter import Reporter
@@ -38,6 +39,8 @@ def load_images(cfg: DataConfig, reporter: Reporter | None = None) -> ImageData:
         return load_cifar10(cfg.root)
     if cfg.name == "image_folder":
         return load_image_folder(cfg.root, cache_folder(cfg.cache), reporter)
+    if cfg.name == "torchvision":
+        return load_torchvision(cfg.dataset, cfg.root)
     return builtin_images(cfg.image_size, cfg.classes, cfg.train_images, cfg.test_images, cfg.seed)
 
 
