@@ -219,3 +219,18 @@ def test_a_run_keeps_its_classes_and_a_changed_class_set_is_exit_2(tmp_path):
     result = enas("retrain", str(run), "-o", str(tmp_path / "other"), *data, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "other" / "classes.txt").read_text() == "bright\nnight\n"
+
+
+def test_where_the_cache_lies_is_no_part_of_what_a_resume_or_a_panel_keeps(tmp_path):
+    from enas.commands.standalone import result_folder
+    from enas.run.folder import check_resume_config
+    from enas.spaces import from_official
+    from enas.spaces.published import PUBLISHED
+
+    data = ["space=micro", "data.name=image_folder", f"data.root={tmp_path}"]
+    saved, moved = load_config([], data), load_config([], [*data, "data.cache=none"])
+    check_resume_config(saved, moved)
+    with pytest.raises(UserError, match="--resume cannot change data"):
+        check_resume_config(saved, load_config([], [*data, "data.root=elsewhere"]))
+    arch = from_official(PUBLISHED["enas_micro_cifar10"][1], "micro")
+    assert result_folder(saved, arch, tmp_path) == result_folder(moved, arch, tmp_path)
