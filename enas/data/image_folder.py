@@ -140,13 +140,15 @@ def decode_listing(listing: Listing, root: Path, reporter: Reporter | None, work
     progress = reporter.phase(f"decoding the {len(paths):,} images of {root}", len(paths)) \
         if reporter is not None and large else nullcontext(lambda advance=1: None)
     arrays: list[np.ndarray] = []
-    with progress as update, _pool(workers or (_cores() if large else 1), len(chunks)) as pool:
-        for chunk, array in zip(chunks, pool.map(decode_files, chunks)):
-            if arrays and array.shape[1:] != arrays[0].shape[1:]:
-                raise UserError(f"image {chunk[0]} is {array.shape[1:3]} pixels, the others "
-                                f"{arrays[0].shape[1:3]}; expected {FOLDER_LAYOUT}")
-            arrays.append(array)
-            update(advance=len(chunk))
+    with _pool(workers or (_cores() if large else 1), len(chunks)) as pool:
+        decoded = pool.map(decode_files, chunks)   # forks the workers before the progress bar starts its thread
+        with progress as update:
+            for chunk, array in zip(chunks, decoded):
+                if arrays and array.shape[1:] != arrays[0].shape[1:]:
+                    raise UserError(f"image {chunk[0]} is {array.shape[1:3]} pixels, the others "
+                                    f"{arrays[0].shape[1:3]}; expected {FOLDER_LAYOUT}")
+                arrays.append(array)
+                update(advance=len(chunk))
     images = torch.from_numpy(np.concatenate(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, H, W, 3) -> (N, 3, H, W)
     splits, start = {}, 0
     for split, labels in listing.labels.items():
