@@ -24,17 +24,26 @@ from enas.spaces.base import ImageShape, TextShape
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TEXT_DATASETS = ("builtin_text", "text")
-IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder")
+IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder", "torchvision")
+TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN")  # data.dataset
 DATASETS = {TextShape: TEXT_DATASETS, ImageShape: IMAGE_DATASETS}  # by the data a space reads
 
 
 @dataclass
 class DataConfig:
     name: str = option("builtin_text", "dataset: builtin_text (generated) or text (a PTB-format folder); "
-                     "images: builtin_images (generated), cifar10 (cifar-10-batches-py) or image_folder "
-                     "(train/<class>/*, test/<class>/*)", choices=TEXT_DATASETS + IMAGE_DATASETS)
+                     "images: builtin_images (generated), cifar10 (cifar-10-batches-py, read directly), image_folder "
+                     "(train/<class>/*, optional valid/<class>/*, test/<class>/*) or torchvision (data.dataset, "
+                     "from torchvision's files)", choices=TEXT_DATASETS + IMAGE_DATASETS)
     root: str = option("", "folder of the dataset when name=text (ptb.train.txt, ... or train.txt, ...), "
-                     "cifar10 (data_batch_1..5, test_batch) or image_folder (train/, test/)")
+                     "cifar10 (data_batch_1..5, test_batch), image_folder (train/, valid/, test/) or torchvision "
+                     "(the root torchvision is given: ROOT/MNIST/raw/, ROOT/cifar-10-batches-py/, ...)")
+    dataset: str = option("CIFAR10", "torchvision: the set read from data.root with torchvision's own dataset class "
+                          "and download=False (MNIST and FashionMNIST: 1 channel, 28 x 28; SVHN needs scipy)",
+                          choices=TORCHVISION_SETS)
+    cache: str = option("", "image_folder: folder of the decoded-image cache, one file per dataset folder, rebuilt "
+                        "when a file is added, removed or changed; \"\" is the per-user cache ($XDG_CACHE_HOME/enas, "
+                        "else ~/.cache/enas), none turns it off")
     vocab_size: int = option(32, "builtin_text: vocabulary size", min=4, max=512)
     max_vocab: int = option(0, "text: keep the N most frequent training words (<eos> and <unk> among them); every "
                             "other word becomes <unk>; 0 keeps them all", min=0)
@@ -49,7 +58,8 @@ class DataConfig:
     seed: int = option(1234, "builtin_text, builtin_images: seed of the generated data "
                      "(independent of the run seed)")
     valid_fraction: float = option(0.1, "images: share of the training set held out for validation in search "
-                                 "(CIFAR-10: the last 5,000 of 50,000); retrain trains on all of it",
+                                 "(CIFAR-10: the last 5,000 of 50,000); retrain trains on all of it. Unused when "
+                                 "an image folder has valid/: search validates on it",
                                  min=0.0, max=0.5)
     image_size: int = option(16, "builtin_images: height and width in pixels", min=8, max=64)
     classes: int = option(4, "builtin_images: number of classes (patterns: stripes, columns, checker, dots, "
@@ -327,6 +337,9 @@ def validate(config: Config) -> None:
         errors.append("data.name=image_folder needs data.root=FOLDER holding train/<class>/* and test/<class>/*")
     if config.data.unit == "char" and config.data.name != "text":
         errors.append(f"data.unit=char reads a text folder; it needs data.name=text, not {config.data.name}")
+    if config.data.name == "torchvision" and not config.data.root:
+        errors.append(f"data.name=torchvision needs data.root=FOLDER, the root torchvision reads "
+                      f"data.dataset={config.data.dataset} from")
     datasets = DATASETS[SPACES[config.space].data] if config.space in SPACES else ()
     if datasets and config.data.name not in datasets:
         errors.append(f"space={config.space} needs data.name in {', '.join(datasets)}, not {config.data.name}")

@@ -1,27 +1,24 @@
-"""Tests for enas.data.images: CIFAR-10 python batches, the image-folder layout, the built-in patterns
-(learnable by a convolution, not by a linear model of the pixels), and the augmentation."""
+"""Tests for enas.data.images: CIFAR-10 python batches, the built-in patterns (learnable by a
+convolution, not by a linear model of the pixels), and the augmentation. Image folders:
+tests/test_image_folders.py; torchvision's sets: tests/test_torchvision_sets.py."""
 
 import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from enas.errors import UserError
-from enas.data.images import (augment, builtin_images, channel_stats, load_cifar10, load_image_folder, load_images,
-                         normalise)
+from enas.data.images import augment, builtin_images, channel_stats, load_cifar10, normalise
 from enas.config import DataConfig
+from enas.tasks.image import load_images
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR = DATA / "cifar-10-subset" / "cifar-10-batches-py"
-JPEG_TAR = DATA / "cifar-10-jpeg" / "CIFAR-10-images-jpeg.tar.gz"
 needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"the real CIFAR-10 subset is not at {CIFAR}")
-needs_jpeg = pytest.mark.skipif(not JPEG_TAR.is_file(), reason=f"the CIFAR-10 JPEG archive is not at {JPEG_TAR}")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -91,62 +88,6 @@ def test_a_truncated_batch_is_a_user_error(tmp_path):
     (tmp_path / "test_batch").write_bytes((tmp_path / "test_batch").read_bytes()[:100])
     with pytest.raises(UserError, match="test_batch is not a CIFAR-10 python batch"):
         load_cifar10(tmp_path)
-
-
-# --------------------------------------------------------------------------- image folder
-
-
-@pytest.fixture(scope="module")
-def jpeg_folder(tmp_path_factory) -> Path:
-    """Five JPEGs per class and split, extracted from the 60,000-image archive."""
-    root = tmp_path_factory.mktemp("jpeg")
-    taken: dict[tuple[str, str], int] = {}
-    with tarfile.open(JPEG_TAR) as archive:
-        for member in archive:
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) < 3 or parts[-3] not in ("train", "test"):
-                continue
-            key = (parts[-3], parts[-2])
-            if taken.get(key, 0) < 5:
-                taken[key] = taken.get(key, 0) + 1
-                target = root / parts[-3] / parts[-2] / parts[-1]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(archive.extractfile(member).read())
-            if len(taken) == 20 and all(v == 5 for v in taken.values()):
-                break
-    return root
-
-
-@needs_jpeg
-def test_the_cifar10_jpeg_folder_layout_loads(jpeg_folder):
-    data = load_image_folder(jpeg_folder)
-    assert data.classes == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                            "truck")
-    assert data.train.shape == (50, 3, 32, 32) and data.test.shape == (50, 3, 32, 32)
-    assert data.test_labels.tolist() == [c for c in range(10) for _ in range(5)]
-    assert torch.bincount(data.train_labels).tolist() == [5] * 10
-    assert len(set(data.train_labels[-10:].tolist())) >= 5   # a held-out tail is not all trucks
-    assert 40 < data.train.float().mean() < 200
-
-
-def test_image_folder_mistakes_are_one_line_errors(tmp_path):
-    with pytest.raises(UserError, match="train does not exist; expected train/<class>"):
-        load_image_folder(tmp_path)
-    for split in ("train", "test"):
-        for name in ("a", "b"):
-            (tmp_path / split / name).mkdir(parents=True)
-            Image.new("RGB", (8, 8)).save(tmp_path / split / name / "0.png")
-    assert load_image_folder(tmp_path).train.shape == (2, 3, 8, 8)
-    Image.new("L", (9, 9)).save(tmp_path / "train" / "b" / "1.png")   # grey images are read as RGB
-    with pytest.raises(UserError, match=r"1.png is \(9, 9\) pixels, the others \(8, 8\)"):
-        load_image_folder(tmp_path)
-    (tmp_path / "train" / "b" / "1.png").write_bytes(b"not a png")
-    with pytest.raises(UserError, match="cannot decode image"):
-        load_image_folder(tmp_path)
-    (tmp_path / "train" / "b" / "1.png").unlink()
-    (tmp_path / "test" / "c").mkdir()
-    with pytest.raises(UserError, match="expected a subset of"):
-        load_image_folder(tmp_path)
 
 
 # --------------------------------------------------------------------------- built-in patterns

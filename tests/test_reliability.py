@@ -585,8 +585,8 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint_loadable(tmp_pat
 
 def test_a_search_stopped_by_a_full_disk_resumes_to_the_same_end(space, straight, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    # config.yaml, a text run's vocab.txt, the initial checkpoint, epoch 1's
-    fill_the_disk_after(monkeypatch, 4 if space.name == "recurrent" else 3)
+    # config.yaml, vocab.txt (text) or classes.txt (images), the initial checkpoint, epoch 1's
+    fill_the_disk_after(monkeypatch, 4)
     with pytest.raises(DiskFullError) as error:
         run_search(tiny_config(space), run, False, Reporter(quiet=True))
     assert error.value.exit_code == 75

@@ -29,7 +29,7 @@ def run_compare(config: Config, run_dir: Path, random: int, budget: Budget, cach
     if not (run_dir / ARCH_FILE).is_file():
         raise UserError(f"{run_dir} has no {ARCH_FILE}; run `enas derive {run_dir}` first")
     derived = from_json(json.loads((run_dir / ARCH_FILE).read_text()))
-    task = build_task(config, config.retrain)
+    task = build_task(config, config.retrain, reporter=reporter)
     others = uniform_architectures(task.space, random, budget.seed)
     mine, *results = train_panel(config, [derived, *others], budget, cache, rerun, reporter, "compare")
     sign = -1.0 if task.lower_is_better else 1.0

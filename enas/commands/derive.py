@@ -65,7 +65,7 @@ def derive_from_trials(config: Config, run_dir: Path, reporter: Reporter) -> Can
 def derive_by_shared_weights(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
     """Score N samples of the search's controller with its shared weights; under torchrun each
     rank scores its share of them (every rank draws the same samples)."""
-    shared = SharedWeights(config, run_dir, reporter.print)
+    shared = SharedWeights(config, run_dir, reporter)
     task, world = shared.task, distributed.world()
     architectures = shared.sample(config.derive.samples, config.seed + 3)
     distinct = list(dict.fromkeys(architectures))   # the controller often samples the same one twice

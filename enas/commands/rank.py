@@ -55,7 +55,7 @@ def panel_members(shared: SharedWeights, size: int, samples: int, seed: int) -> 
 
 def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Budget, cache: Path, top: int,
              rerun: str, reporter: Reporter) -> dict[str, Any]:
-    shared = SharedWeights(config, run_dir, reporter.print)
+    shared = SharedWeights(config, run_dir, reporter)
     task = shared.task
     members = panel_members(shared, size, samples, budget.seed)
     if len(members) < 2:

@@ -7,7 +7,6 @@ batch-norm statistics recomputed for each one (conv spaces), over the whole vali
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -16,6 +15,7 @@ from enas.errors import UserError
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
 from enas.run.folder import CHECKPOINTS
+from enas.run.reporter import Reporter
 from enas.run.training import model_of, place, setup_runtime
 from enas.spaces.architecture import Architecture
 from enas.strategies import WITH_SUPERNET
@@ -26,16 +26,16 @@ from enas.tasks import Task, build_task
 class SharedWeights:
     """The supernet and controller of the search in `run_dir` (nothing else of its state)."""
 
-    def __init__(self, config: Config, run_dir: Path, warn: Callable[[str], None]):
+    def __init__(self, config: Config, run_dir: Path, reporter: Reporter):
         if config.strategy not in WITH_SUPERNET:
             raise UserError(f"{run_dir} is a strategy={config.strategy} search, which trains no shared weights; "
                             f"shared-weight scores need one of: {', '.join(WITH_SUPERNET)}")
-        saved = load_checkpoint(run_dir / CHECKPOINTS, warn=warn)
+        saved = load_checkpoint(run_dir / CHECKPOINTS, warn=reporter.print)
         self.config = config
         self.device = setup_runtime(config)
-        self.task: Task = build_task(config, config.search, run_dir).to(self.device)
+        self.task: Task = build_task(config, config.search, run_dir, reporter).to(self.device)
         if note := self.task.keep_data(run_dir):   # the search's vocabulary, or a one-line error
-            warn(note)
+            reporter.print(note)
         self.supernet = place(self.task.space.supernet(), config, self.device)
         self.supernet.load_state_dict(saved[key.SUPERNET])
         self.supernet.eval()

@@ -43,9 +43,9 @@ class Budget:
 
 
 def result_folder(config: Config, arch: Architecture, cache: Path) -> Path:
+    data = {key: value for key, value in dataclasses.asdict(config.data).items() if key != "cache"}  # decides nothing
     recipe = {"network": repr(space_type(arch.space).canonical(arch)), "retrain": dataclasses.asdict(config.retrain),
-              "data": dataclasses.asdict(config.data), "space": dataclasses.asdict(getattr(config, config.space)),
-              "seed": config.seed}
+              "data": data, "space": dataclasses.asdict(getattr(config, config.space)), "seed": config.seed}
     digest = hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache / f"{arch.space}-{digest}"
 

@@ -1,5 +1,6 @@
-"""Image data for the convolutional spaces: CIFAR-10 python batches, an image-folder layout and
-built-in generated patterns; plus the paper's normalisation and augmentation (crop, flip, cutout).
+"""Image data for the convolutional spaces: the labelled splits (`ImageData`), CIFAR-10 python
+batches and built-in generated patterns; plus the paper's normalisation and augmentation (crop,
+flip, cutout). Image folders are read by image_folder.py, torchvision's sets by torchvision_sets.py.
 
 Images are kept as uint8 tensors (N, C, H, W) and turned into normalised floats one batch at a
 time, so the 50,000 CIFAR-10 training images take 150 MB rather than 600 MB.
@@ -16,38 +17,28 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 
-from enas.config import DataConfig
 from enas.errors import UserError
 
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_FILE = "test_batch"
 CIFAR_LAYOUT = "a cifar-10-batches-py folder with data_batch_1..data_batch_5 and test_batch " \
                "(the python version of CIFAR-10)"
-FOLDER_LAYOUT = "train/<class>/*.png|jpg and test/<class>/*.png|jpg, all images of one size"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 PAD = 4  # the paper's random crop: 4 pixels of zero padding on each side
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing tensor fields with == is ambiguous
 class ImageData:
-    """A labelled image dataset: uint8 images (N, C, H, W) and int64 labels (N,) per split."""
+    """A labelled image dataset: uint8 images (N, C, H, W) and int64 labels (N,) per split; the
+    valid split only where the data brings one of its own (an image folder's valid/)."""
 
     train: torch.Tensor
     train_labels: torch.Tensor
     test: torch.Tensor
     test_labels: torch.Tensor
     classes: tuple[str, ...]
-
-
-def load_images(cfg: DataConfig) -> ImageData:
-    """The image dataset a config names."""
-    if cfg.name == "cifar10":
-        return load_cifar10(cfg.root)
-    if cfg.name == "image_folder":
-        return load_image_folder(cfg.root)
-    return builtin_images(cfg.image_size, cfg.classes, cfg.train_images, cfg.test_images, cfg.seed)
+    valid: torch.Tensor | None = None
+    valid_labels: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------- CIFAR-10 batches
@@ -124,55 +115,6 @@ def load_cifar10(root: str | Path) -> ImageData:
         classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names) or classes
     return ImageData(torch.cat([images for images, _ in train]), torch.cat([labels for _, labels in train]),
                      test, test_labels, classes)
-
-
-# --------------------------------------------------------------------------- image folder
-
-
-def _read_split(folder: Path, classes: tuple[str, ...] | None
-                ) -> tuple[list[torch.Tensor], list[int], tuple[str, ...]]:
-    if not folder.is_dir():
-        raise UserError(f"image folder {folder} does not exist; expected {FOLDER_LAYOUT}")
-    found = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir()))
-    classes = classes or found
-    if not found or set(found) - set(classes):
-        raise UserError(f"{folder} has class folders {list(found)}, expected a subset of {list(classes)}; "
-                        f"layout: {FOLDER_LAYOUT}")
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) \
-            if (folder / name).is_dir() else []
-        for path in files:
-            try:
-                with Image.open(path) as file:
-                    pixels = np.asarray(file.convert("RGB"))
-            except (OSError, UnidentifiedImageError) as error:
-                raise UserError(f"cannot decode image {path} ({error})") from None
-            image = torch.from_numpy(pixels.copy()).permute(2, 0, 1)   # (H, W, 3) -> (3, H, W)
-            if images and image.shape != images[0].shape:
-                raise UserError(f"image {path} is {tuple(image.shape[1:])} pixels, the others "
-                                f"{tuple(images[0].shape[1:])}; expected {FOLDER_LAYOUT}")
-            images.append(image)
-            labels.append(label)
-    if not images:
-        raise UserError(f"{folder} holds no images; expected {FOLDER_LAYOUT}")
-    return images, labels, classes
-
-
-def load_image_folder(root: str | Path) -> ImageData:
-    """`root/train/<class>/*` and `root/test/<class>/*`; classes are the train folder names, sorted.
-
-    The training images come in a fixed shuffled order, so that the validation images a search
-    holds out at the end of the training set are of every class, as in the CIFAR-10 batches."""
-    root = Path(root)
-    train, train_labels, classes = _read_split(root / "train", None)
-    test, test_labels, _ = _read_split(root / "test", classes)
-    if test[0].shape != train[0].shape:
-        raise UserError(f"test images are {tuple(test[0].shape[1:])} pixels, train images "
-                        f"{tuple(train[0].shape[1:])}; expected {FOLDER_LAYOUT}")
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    return ImageData(torch.stack(train)[order], torch.tensor(train_labels)[order], torch.stack(test),
-                     torch.tensor(test_labels), classes)
 
 
 # --------------------------------------------------------------------------- built-in patterns

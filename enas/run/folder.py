@@ -3,6 +3,7 @@ a file in them is replaced without ever leaving a half-written one behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from enas.spaces import SPACES
 
 VOCAB_FILE = "vocab.txt"   # a text run's vocabulary, one word a line in id order (tasks/text.py)
 TOKENS_FILE = "tokens.pt"  # a text run's corpus as ids, read once from the text folder (data/text.py)
+CLASSES_FILE = "classes.txt"   # an image run's class names, one a line in label order (tasks/image.py)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -58,7 +60,9 @@ def saved_config(run_dir: Path, overrides: list[str] = ()) -> Config:
 
 
 def check_resume_config(saved: Config, requested: Config) -> None:
-    """A resumed run must keep what decides its results so far: the strategy, the space, the data, the seed."""
+    """A resumed run must keep what decides its results so far: the strategy, the space, the data, the seed.
+    Where decoded images are cached (data.cache) decides nothing and may change."""
+    saved = dataclasses.replace(saved, data=dataclasses.replace(saved.data, cache=requested.data.cache))
     kept = ("seed", "strategy", "space", "data", *SPACES)
     changed = [key for key in kept if getattr(saved, key) != getattr(requested, key)]
     if changed:

@@ -79,5 +79,6 @@ def build_task(config: Config, train: TrainConfig, folder: Path | None = None,
     shard = distributed.world() if sharded else World()
     if config.data.name in IMAGE_DATASETS:
         # Search holds out part of the training images for rewards; retrain trains on all of them.
-        return ImageTask(config, train, hold_out=isinstance(train, SearchConfig), shard=shard)
+        return ImageTask(config, train, hold_out=isinstance(train, SearchConfig), reporter=reporter,
+                         shard=shard)
     return TextTask(config, train, folder=folder, reporter=reporter, shard=shard)

@@ -6,7 +6,10 @@ spaces unchanged. A model (`Model`: the supernet bound to an architecture, or a 
 
 Splits: search trains on the first part of the training set and validates on the rest (the last
 `data.valid_fraction`, 5,000 of CIFAR-10's 50,000 as in the official code); retrain trains on all
-of it, and its validation split is the test set.
+of it, as the paper's final CIFAR-10 training does, and its validation split is the test set. Data
+with a validation split of its own (an image folder's valid/) keeps it apart from training in both:
+search trains on the whole training set and validates on it, and retrain picks its best epoch on it,
+so that the test set is only ever scored, never chosen by.
 """
 
 from __future__ import annotations
@@ -19,12 +22,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enas.config import Config, TrainConfig
+from enas.config import Config, DataConfig, TrainConfig
+from enas.data.image_folder import cache_folder, load_image_folder
+from enas.data.images import ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise
+from enas.data.torchvision_sets import load_torchvision
 from enas.errors import UserError
 from enas.run.distributed import World
-from enas.data.images import ImageData, augment, channel_stats, load_images, normalise
+from enas.run.folder import CLASSES_FILE, write_text
+from enas.run.reporter import Reporter
 from enas.spaces import build_space
 from enas.spaces.base import ImageShape, Model
+
+
+def load_images(cfg: DataConfig, reporter: Reporter | None = None) -> ImageData:
+    """The image dataset a config names; `reporter` shows the progress of a long decoding."""
+    if cfg.name == "cifar10":
+        return load_cifar10(cfg.root)
+    if cfg.name == "image_folder":
+        return load_image_folder(cfg.root, cache_folder(cfg.cache), reporter)
+    if cfg.name == "torchvision":
+        return load_torchvision(cfg.dataset, cfg.root)
+    return builtin_images(cfg.image_size, cfg.classes, cfg.train_images, cfg.test_images, cfg.seed)
 
 
 class ImageTask:
@@ -35,31 +53,32 @@ class ImageTask:
     final_layout_differs = False
 
     def __init__(self, config: Config, train: TrainConfig, hold_out: bool, data: ImageData | None = None,
-                 shard: World = World()):
-        """`hold_out`: validate on the end of the training set (search) rather than the test set (retrain).
-        `shard`: this rank trains on images rank*B .. rank*B + B - 1 of the size*B that make a
-        training batch of the whole job (B = batch_size); validation and test are whole on every rank."""
+                 reporter: Reporter | None = None, shard: World = World()):
+        """`hold_out`: without a validation split of the data's own, validate on the end of the
+        training set (search) rather than the test set (retrain). `shard`: this rank trains on
+        images rank*B .. rank*B + B - 1 of the size*B that make a training batch of the whole job
+        (B = batch_size); validation and test are whole on every rank."""
         self.shard = shard
-        data = data if data is not None else load_images(config.data)
+        data = data if data is not None else load_images(config.data, reporter)
         self.train_cfg, self.bn_batches = train, config.derive.bn_batches
         self.calibrate_rewards = config.controller.calibrate_rewards
         # of the batches, as training.place lays out the weights
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         held = round(len(data.train) * config.data.valid_fraction) if hold_out else 0
-        kept = len(data.train) - held
-        self.valid_is_test = held == 0
-        self.images = {"train": data.train[:kept], "valid": data.train[kept:] if held else data.test,
-                       "test": data.test}
-        self.labels = {"train": data.train_labels[:kept], "valid": data.train_labels[kept:] if held
-                       else data.test_labels, "test": data.test_labels}
+        splits = _splits(data, held)
+        self.images = {split: images for split, (images, _) in splits.items()}
+        self.labels = {split: labels for split, (_, labels) in splits.items()}
+        self.valid_is_test = data.valid is None and held == 0
         for split in ("train", "valid"):
             if len(self.images[split]) < 2:
                 raise UserError(f"the {split} split has {len(self.images[split])} images; it needs at least 2 "
                                 "(raise data.valid_fraction or use more images)")
+        kept = len(self.images["train"])
         if kept < train.batch_size * shard.size:
             raise UserError(f"the train split has {kept} images, fewer than one batch of {train.batch_size} "
                             f"for each of {shard.size} process(es); lower the batch size")
         self.mean, self.std = channel_stats(self.images["train"])
+        self.class_names = data.classes
         self.classes = len(data.classes)
         self._order = torch.arange(kept)
         self.shape = ImageShape(data.train.shape[1], data.train.shape[2], data.train.shape[3], self.classes)
@@ -137,16 +156,23 @@ class ImageTask:
                 correct += (logits.argmax(1) == labels).float().mean().item()
         return correct / batches
 
-    @torch.no_grad()
     def keep_data(self, folder: Path) -> str:
-        """Nothing to record: an image network depends on the data only through its shape and
-        classes, which the config names."""
+        """The class names, one a line in label order, in `folder`/classes.txt: written on the
+        folder's first run, compared on every later one, since a network's outputs mean those
+        classes in that order. Returns "": nothing about image data needs saying."""
+        path, names = folder / CLASSES_FILE, "".join(f"{name}\n" for name in self.class_names)
+        if not path.is_file():
+            write_text(path, names)
+        elif path.read_text(encoding="utf-8") != names:
+            raise UserError(f"the images at data.root have other classes than {path} lists: the data has changed "
+                            f"since this folder's run began; point data.root at that run's data")
         return ""
 
     def other_units(self, value: float) -> dict[str, float]:
         """Accuracy is the one unit."""
         return {}
 
+    @torch.no_grad()
     def calibrate(self, model: Model) -> None:
         """Recompute the batch-norm statistics of `model`'s architecture on the first
         `derive.bn_batches` training batches (unaugmented), before it is scored in eval mode."""
@@ -157,11 +183,11 @@ class ImageTask:
             for index in range(min(self.bn_batches, self.batches("train"))):
                 model(self._batch("train", slice(index * size, (index + 1) * size))[0])
 
-    @torch.no_grad()
     def lr_scale(self, index: int) -> float:
         """Every batch trains at the epoch's learning rate."""
         return 1.0
 
+    @torch.no_grad()
     def evaluate(self, model: Model, split: str, max_batches: int = 0, final: bool = False) -> float:
         """Accuracy over the split (or its first `max_batches` batches), in the model's current mode;
         a final score is taken as any other."""
@@ -177,6 +203,20 @@ class ImageTask:
     def describe(self) -> dict[str, float]:
         """Reference figures printed beside a model's accuracy."""
         return {"chance_acc": 1.0 / self.classes}
+
+
+def _splits(data: ImageData, held: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Images and labels of train, valid and test: valid is the data's own valid split where it has
+    one, else the last `held` training images, else (held 0) the test split."""
+    kept = len(data.train) - (0 if data.valid is not None else held)
+    if data.valid is not None:
+        valid = data.valid, data.valid_labels
+    elif held:
+        valid = data.train[kept:], data.train_labels[kept:]
+    else:
+        valid = data.test, data.test_labels
+    return {"train": (data.train[:kept], data.train_labels[:kept]), "valid": valid,
+            "test": (data.test, data.test_labels)}
 
 
 def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
