@@ -29,6 +29,7 @@ from torch import nn
 from enas.fields import option
 from enas.spaces.architecture import parse_ints
 from enas.spaces.base import ImageShape, check_choices, check_space, op
+from enas.spaces.graph import Edge, Graph, Node
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 
@@ -96,8 +97,11 @@ class ToySpace:
 
     @classmethod
     def render(cls, arch):
-        text = " -> ".join(ACTIVATIONS[c] for c in arch.choices)
-        return text, f'digraph toy {{ label="{text}"; }}\\n'
+        names = [ACTIVATIONS[c] for c in arch.choices]
+        nodes = [Node("image", "image", terminal=True)] + [Node(f"layer{i}", f"{i + 1}: {name}")
+                                                           for i, name in enumerate(names)]
+        return " -> ".join(names), Graph("toy", "TB", tuple(nodes), tuple(Edge(a.key, b.key)
+                                                                         for a, b in zip(nodes, nodes[1:])))
 '''
 
 TOY_PRESET = """

@@ -88,12 +88,12 @@ def keep_best(run_dir: Path, scores: dict[Architecture, float], metric: str, low
 
 
 def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int) -> None:
-    text, dot = space_type(best.arch.space).render(best.arch)
+    text, graph = space_type(best.arch.space).render(best.arch)
     record = {**best.arch.to_json(), "official": official(best.arch),
               f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines()}
     (run_dir / ARCH_FILE).write_text(json.dumps(record, indent=2) + "\n")
     (run_dir / "cell.txt").write_text(text + "\n")
-    (run_dir / "cell.dot").write_text(dot)
+    (run_dir / "cell.dot").write_text(graph.dot())
     if shutil.which("dot"):
         subprocess.run(["dot", "-Tpng", str(run_dir / "cell.dot"), "-o", str(run_dir / "cell.png")],
                        check=False, capture_output=True)
