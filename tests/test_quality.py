@@ -211,8 +211,10 @@ def test_watching_the_policy_logs_each_decision_and_warns_once_of_a_collapse(cap
     space = RecurrentSpace(RecurrentConfig(nodes=3), TextShape(8))
     controller = Controller.for_space(space, ControllerConfig(temperature=1.0, tanh_constant=0))
     figures = watch_policy(controller, seed=0)
-    assert len(figures.decision_entropy) == len(controller.decisions)
+    assert list(figures.decision_entropy) == [d.name for d in controller.decisions]
     assert sum(figures.op_frequency.values()) == pytest.approx(1.0)
+    # node 2 can read node 1 only, node 3 either of the two: input "0" is read 3 times in 4
+    assert figures.input_frequency.keys() == {"0", "1"} and figures.input_frequency["0"] == pytest.approx(0.75, abs=0.1)
     assert figures.entropy_share > 0.95 and collapse_warning(figures, 0, 10) is None
     with torch.no_grad():
         controller.op_heads[0].bias.copy_(torch.tensor([50.0, -50.0, -50.0, -50.0]))
@@ -233,4 +235,5 @@ def test_each_eval_line_of_a_search_holds_the_policy_figures(searched):
     for line in evals:
         assert len(line["decision_entropy"]) == 7 and 0.0 < line["entropy_share"] <= 1.0
         assert sum(line["op_frequency"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert sum(line["input_frequency"].values()) == pytest.approx(1.0, abs=1e-3)
         assert 0.0 < line["top_arch_share"] <= 1.0 and line["search_s"] > 0
