@@ -11,14 +11,14 @@ from typing import Any, BinaryIO, Callable
 
 from omegaconf import OmegaConf
 
-from enas.config import Config, load_config, to_yaml
+from enas.config import SAVED_CONFIG, Config, load_config, to_yaml
 from enas.errors import UserError
 from enas.run.state import CONFIG, PROGRESS
 from enas.spaces import SPACES
 
 VOCAB_FILE = "vocab.txt"   # a text run's vocabulary, one word a line in id order (tasks/text.py)
 
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = SAVED_CONFIG
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 ARCH_FILE = "arch.json"
