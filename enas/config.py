@@ -193,6 +193,14 @@ class CudaConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """What a run writes beside metrics.jsonl."""
+
+    tensorboard: bool = option(False, "also write TensorBoard event files beside metrics.jsonl: every figure "
+                               "of its lines as a scalar, the derived cell's picture, the test score")
+
+
+@dataclass
 class RunConfig:
     """The keys of every run; `Config` adds one section per search space."""
 
@@ -209,6 +217,7 @@ class RunConfig:
     channels_last: bool = option(True, "images: channels-last memory layout of batches and conv weights (on "
                                  "CPU and GPU alike, convolutions and pooling run 2-3x faster in it)")
     cuda: CudaConfig = field(default_factory=CudaConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     nas_rl: NasRLConfig = field(default_factory=NasRLConfig)

@@ -1,7 +1,8 @@
 """metrics.jsonl: one JSON object per line, appended and flushed as the run goes.
 
 A checkpoint records how many lines were written when it was saved; a run resumed or rolled back
-from it cuts the file back to that many lines, so every step appears exactly once.
+from it cuts the file back to that many lines, so every step appears exactly once. With `events`
+(logging.tensorboard) every line's numbers also go to TensorBoard (events.py).
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from enas.run.events import Events
+
 
 class MetricsLog:
-    def __init__(self, path: Path, keep_lines: int | None = None):
+    def __init__(self, path: Path, keep_lines: int | None = None, events: Events | None = None):
         """Open `path` for appending; `keep_lines` first drops lines written after a checkpoint."""
         self.path = path
         self.lines = 0
+        self.events = events
         self._handle = open(path, "a")
         self.rewind(keep_lines)
 
@@ -31,12 +35,16 @@ class MetricsLog:
         if len(kept) < len(lines):
             os.truncate(self.path, sum(len(line) for line in kept))  # one call: no window for a crash
         self.lines = len(kept)
+        if self.events is not None:
+            self.events.count(json.loads(line) for line in kept)
 
     def write(self, phase: str, epoch: int, step: int, **figures: Any) -> None:
         record = {"phase": phase, "epoch": epoch, "step": step, "time": round(time.time(), 3), **figures}
         self._handle.write(json.dumps(record) + "\n")
         self._handle.flush()
         self.lines += 1
+        if self.events is not None:
+            self.events.scalars(phase, figures)
 
     def sync(self) -> None:
         """Force the lines to disk, so that a checkpoint never counts lines a power cut could lose."""
@@ -45,6 +53,8 @@ class MetricsLog:
 
     def close(self) -> None:
         self._handle.close()
+        if self.events is not None:
+            self.events.close()
 
 
 WALL_CLOCK = ("time", "search_s", "seconds")   # the figures a resumed run may not repeat exactly

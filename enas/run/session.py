@@ -29,6 +29,7 @@ import torch
 from enas.config import Config
 from enas.errors import DiskFullError, NonFiniteError, Stopped, is_disk_full
 from enas.run.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
+from enas.run.events import events_for
 from enas.run.folder import CHECKPOINTS, METRICS_FILE
 from enas.run.metrics import MetricsLog
 from enas.run.progress import FiguresInFlight, Progress, check_streak
@@ -70,7 +71,8 @@ class Session:
         if self.saved is not None:
             self.target.load_state_dict(self.saved)
             self.started -= self.saved.get(ELAPSED, 0.0)
-        self.metrics = MetricsLog(self.folder / METRICS_FILE, self.saved[METRICS_LINES] if self.saved else None)
+        self.metrics = MetricsLog(self.folder / METRICS_FILE, self.saved[METRICS_LINES] if self.saved else None,
+                                  events_for(self.target.config, self.folder))
         self.stop.__enter__()
         return self
 

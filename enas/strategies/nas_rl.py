@@ -33,6 +33,7 @@ from enas.config import Config, to_dict
 from enas.errors import NonFiniteError
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
+from enas.run.events import events_for
 from enas.run.folder import CHECKPOINTS, check_resume_position, write_config
 from enas.run.metrics import MetricsLog
 from enas.run.progress import Progress
@@ -132,7 +133,8 @@ def run_nas_rl(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     write_config(run_dir, config)
     if note := search.task.keep_data(run_dir):
         reporter.print(note)
-    search.trials = MetricsLog(run_dir / TRIALS_FILE, saved[key.TRIALS_LINES] if saved else 0)
+    search.trials = MetricsLog(run_dir / TRIALS_FILE, saved[key.TRIALS_LINES] if saved else 0,
+                               events_for(config, run_dir))
     try:
         search.mark_boundary()
         with Session(run_dir, search, saved) as session:
