@@ -257,12 +257,12 @@ def rank(
 
     def body() -> None:
         cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
-        from enas.commands.rank import RANK_FILE, RANK_PLOT, run_rank
+        from enas.commands.rank import RANK_FILE, RANK_PATH, run_rank
 
         report = run_rank(cfg, run_dir, panel, samples, budget, folder, top, rerun, Reporter(quiet))
         typer.echo(f"Kendall tau {report['kendall_tau']:.3f}  Spearman rho {report['spearman_rho']:.3f}  "
                    f"top-{report['top_k']} overlap {report['top_k_overlap']:.2f}\n"
-                   f"wrote {run_dir / RANK_FILE} and {run_dir / RANK_PLOT}")
+                   f"wrote {run_dir / RANK_FILE} and {run_dir / RANK_PATH}")
 
     _run(body)
 

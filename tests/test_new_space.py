@@ -164,6 +164,7 @@ def test_a_new_space_is_one_module_one_registry_entry_and_a_preset(tmp_path):
     assert "toy:" in (run / "config.yaml").read_text()              # the space's own config section
     enas(copy, "derive", str(run))
     assert json.loads((run / "arch.json").read_text())["space"] == "toy"
+    assert (run / "plots" / "cell.png").read_bytes()[:4] == b"\x89PNG"   # drawn without graphviz (PATH is empty)
     enas(copy, "retrain", str(run))
     assert json.loads((run / "retrain" / "result.json").read_text())["metric"] == "test_acc"
     retrained = [json.loads(line)["loss"] for line in (run / "retrain" / "metrics.jsonl").read_text().splitlines()]

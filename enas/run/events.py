@@ -51,6 +51,23 @@ def events_for(config: Config, folder: Path) -> Events | None:
     return Events(folder) if config.logging.tensorboard else None
 
 
+def write_events(config: Config, folder: Path, phase: str, records: list[dict[str, Any]],
+                 images: dict[str, Path]) -> None:
+    """Lines and pictures of a command that keeps no metrics log (derive's scores and cell, a
+    retrain's result), where the config asks for TensorBoard; a picture not drawn is left out."""
+    events = events_for(config, folder)
+    if events is None:
+        return
+    try:
+        for record in records:
+            events.scalars(phase, record)
+        for tag, png in images.items():
+            if png.is_file():
+                events.image(tag, png)
+    finally:
+        events.close()
+
+
 def numbers(figures: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
     """(name, value) of every int or float in `figures`, mappings flattened as "name/key"."""
     for name, value in figures.items():

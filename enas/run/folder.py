@@ -22,6 +22,13 @@ CONFIG_FILE = SAVED_CONFIG
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 ARCH_FILE = "arch.json"
+CANDIDATES_FILE = "candidates.jsonl"   # derive: every scored candidate
+TRIALS_FILE = "trials.jsonl"           # nas_rl and random: every trained child
+RESULT_FILE = "result.json"            # retrain: the test score
+RANK_FILE, COMPARE_FILE = "rank.json", "compare.json"
+RETRAIN_DIR = "retrain"                # retrain's output inside a run folder
+PLOTS_DIR = "plots"                    # every plot of a run (enas/report/run_plots.py)
+REPORT_FILE = "report.html"            # enas report
 LAST, PREVIOUS = "last.pt", "previous.pt"
 
 

@@ -34,7 +34,7 @@ from enas.errors import NonFiniteError
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
 from enas.run.events import events_for
-from enas.run.folder import CHECKPOINTS, check_resume_position, write_config
+from enas.run.folder import CHECKPOINTS, TRIALS_FILE, check_resume_position, write_config
 from enas.run.metrics import MetricsLog
 from enas.run.progress import Progress
 from enas.run.reporter import Reporter
@@ -49,7 +49,6 @@ from enas.strategies.watch import watch
 from enas.tasks import Task, build_task
 
 CHILDREN = "children"   # the one phase of an update: training its children
-TRIALS_FILE = "trials.jsonl"
 EPOCH_SHAPE = ("nas_rl.children",)  # a resume may change these only where an update starts
 
 
