@@ -24,6 +24,7 @@ from enas.run.folder import write_file
 from enas.spaces.graph import Edge, Graph, Node
 
 INCH_PER_CHAR = 0.075   # the width of a character of the node labels (8 points)
+LABEL_AT = 0.62         # where along an edge its label sits
 
 
 def write_cell(graph: Graph, path: Path, title: str) -> Path:
@@ -46,15 +47,18 @@ class Layout:
     at: dict[str, tuple[float, float]]
     bends: list[float]
 
-    def middle(self, number: int) -> tuple[float, float]:
-        """The middle of edge `number`: arc3 puts its control point rad * length off the line."""
+    def point(self, number: int, t: float) -> tuple[float, float]:
+        """The point at `t` (0 at the source, 1 at the target) of edge `number`: a quadratic Bezier
+        curve whose control point arc3 puts rad * length off the middle of the line."""
         edge, bend = self.edges[number], self.bends[number]
         (x1, y1), (x2, y2) = self.at[edge.source], self.at[edge.target]
-        return (x1 + x2) / 2 + bend * (y2 - y1) / 2, (y1 + y2) / 2 - bend * (x2 - x1) / 2
+        cx, cy = (x1 + x2) / 2 + bend * (y2 - y1), (y1 + y2) / 2 - bend * (x2 - x1)
+        return ((1 - t) ** 2 * x1 + 2 * t * (1 - t) * cx + t ** 2 * x2,
+                (1 - t) ** 2 * y1 + 2 * t * (1 - t) * cy + t ** 2 * y2)
 
     def extent(self) -> tuple[float, float, float, float]:
-        """(left, right, bottom, top) of the nodes and the edges' middles."""
-        points = [*self.at.values(), *(self.middle(i) for i in range(len(self.edges)))]
+        """(left, right, bottom, top) of the nodes and the edges' middles (an arc's furthest point)."""
+        points = [*self.at.values(), *(self.point(i, 0.5) for i in range(len(self.edges)))]
         xs, ys = [x for x, _ in points], [y for _, y in points]
         return min(xs) - 0.9, max(xs) + 0.9, min(ys) - 0.6, max(ys) + 0.6
 
@@ -141,8 +145,8 @@ def draw_layout(axes: Axes, lay: Layout) -> None:
             "arrowstyle": "-|>", "color": "#444444", "linewidth": 0.9, "linestyle": "--" if edge.dashed else "-",
             "connectionstyle": f"arc3,rad={bend}", "shrinkA": 1, "shrinkB": 1,
             "patchA": texts[edge.source].get_bbox_patch(), "patchB": texts[edge.target].get_bbox_patch()})
-        if edge.label:
-            axes.text(*lay.middle(number), edge.label, ha="center", va="center", fontsize=6.5, zorder=4,
+        if edge.label:   # past the middle: edges that cross there keep their labels apart
+            axes.text(*lay.point(number, LABEL_AT), edge.label, ha="center", va="center", fontsize=6.5, zorder=4,
                       color="#1f3b73", bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none",
                                              "alpha": 0.85})
     left, right, bottom, top = lay.extent()

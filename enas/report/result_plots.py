@@ -20,7 +20,7 @@ def derive_figure(run: RunFiles) -> Figure | None:
         return None
     how = "trained from scratch" if run.strategy in FROM_SCRATCH else "shared weights"
     figure, (axes,) = new_figure(f"{run.label}: derive's candidates ({len(scores)} scored)")
-    histogram(axes, scores, f"validation {run.metric_name} ({how})", "candidates")
+    histogram(axes, scores, f"validation {run.metric_name}{run.metric_unit}, {how}", "candidates")
     best = run.best(scores)
     axes.axvline(best, color="black", linestyle="--", linewidth=1, label=f"kept: {best:.4g}")
     axes.legend(loc="best", fontsize="small")
@@ -37,7 +37,8 @@ def retrain_figure(run: RunFiles, retrain: RunFiles) -> Figure | None:
     metric, x = retrain.metric, [m["epoch"] + 1 for m in lines]
     figure, (loss, valid, lr) = new_figure(f"{run.label}: retrain", 3, panel_height=2.4)
     curves(loss, {"training": (x, [m["loss"] for m in lines])}, "epoch", "training loss (cross-entropy, nats)")
-    curves(valid, {"validation": (x, [m[f"valid_{metric}"] for m in lines])}, "epoch", retrain.metric_name)
+    curves(valid, {"validation": (x, [m[f"valid_{metric}"] for m in lines])}, "epoch",
+           retrain.metric_name + retrain.metric_unit)
     for label, value, style in test_references(result, metric):
         reference(valid, value, label, style)
     curves(lr, {"SGD": (x, [m["lr"] for m in lines])}, "epoch", "learning rate")

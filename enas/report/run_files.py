@@ -113,6 +113,11 @@ class RunFiles:
         return METRIC_NAMES.get(self.metric, self.metric)
 
     @property
+    def metric_unit(self) -> str:
+        """What an axis of the metric says after its name."""
+        return " (fraction correct)" if self.metric == "acc" else ""
+
+    @property
     def lower_is_better(self) -> bool:
         return self.metric == "ppl"
 

@@ -71,8 +71,8 @@ def loss_figure(run: RunFiles) -> Figure | None:
     if not lines:
         return None
     figure, (axes,) = new_figure(f"{run.label}: supernet training loss")
-    curves(axes, {"supernet": (epochs(lines), [m["loss"] for m in lines])}, "epoch",
-           f"training loss (cross-entropy, {NATS}; epoch mean)")
+    curves(axes, {"supernet": (epochs(lines), [m["loss"] for m in lines])}, "epoch", f"training loss ({NATS})",
+           "cross-entropy, mean over the epoch's steps (a fresh architecture each)")
     return figure
 
 
@@ -82,17 +82,17 @@ def valid_figure(run: RunFiles) -> Figure | None:
     children = [t for t in run.trials if metric in t and not t.get("cached")]
     if not evals and not children:
         return None
-    which = "the most likely architecture" if evals else "each child"
+    which = "the most likely architecture (shared weights)" if evals else "each child (trained from scratch)"
     figure, (axes,) = new_figure(f"{run.label}: validation {run.metric_name} of {which}")
     if evals:
         curves(axes, {"most likely architecture": (epochs(evals), [m[metric] for m in evals])}, "epoch",
-               f"validation {run.metric_name} (shared weights)")
+               f"validation {run.metric_name}{run.metric_unit}")
     else:
         scores = [t[metric] for t in children]
         best = [run.best(scores[:i + 1]) for i in range(len(scores))]
         x = list(range(1, len(scores) + 1))
         curves(axes, {"each child": (x, scores), "best so far": (x, best)}, "child trained",
-               f"validation {run.metric_name} (trained from scratch)")
+               f"validation {run.metric_name}{run.metric_unit}")
     return figure
 
 
@@ -119,8 +119,8 @@ def lr_figure(run: RunFiles) -> Figure | None:
     if not lines:
         return None
     figure, (axes,) = new_figure(f"{run.label}: learning rate")
-    curves(axes, {"supernet (SGD)": (epochs(lines), [m["lr"] for m in lines])}, "epoch",
-           "learning rate (SGD step size per unit gradient)")
+    curves(axes, {"supernet (SGD)": (epochs(lines), [m["lr"] for m in lines])}, "epoch", "learning rate",
+           "the supernet's SGD step size, per epoch")
     return figure
 
 
