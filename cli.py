@@ -1,4 +1,4 @@
-"""The `enas` command line: search, derive, retrain, and config. Thin: parsing and exit codes only."""
+"""The `enas` command line: search, derive, retrain, their reports, and config. Thin: parsing and exit codes only."""
 
 from __future__ import annotations
 
@@ -283,6 +283,49 @@ def compare(
         typer.echo(f"derived {report['metric']} {report['derived'][report['metric']]:.4g}: beats "
                    f"{report['beaten']} of {report['random']} random architectures (percentile "
                    f"{report['percentile']:.0f})\nwrote {run_dir / COMPARE_FILE}")
+
+    _run(body)
+
+
+RunDir = Annotated[Path, typer.Argument(help="run folder (or a retrain's own output folder)")]
+
+
+@app.command()
+def plot(run_dir: RunDir) -> None:
+    """Draw a run's plots again from its files: RUN_DIR/plots/*.png."""
+
+    def body() -> None:
+        from enas.report.run_plots import draw_run
+
+        paths = draw_run(run_dir)
+        typer.echo(f"wrote {len(paths)} plots in {paths[0].parent}: {', '.join(p.name for p in paths)}")
+
+    _run(body)
+
+
+@app.command()
+def report(run_dir: RunDir) -> None:
+    """The whole run on one self-contained page: RUN_DIR/report.html."""
+
+    def body() -> None:
+        from enas.report.html import write_report
+
+        typer.echo(f"wrote {write_report(run_dir)}")
+
+    _run(body)
+
+
+@app.command()
+def runs(folder: Annotated[Path, typer.Argument(metavar="DIR", help="folder holding run folders")] = Path("runs"),
+         ) -> None:
+    """The run folders under DIR (default runs/): preset, space, status, best score, wall time."""
+
+    def body() -> None:
+        from rich.console import Console
+
+        from enas.report.runs import runs_table
+
+        Console().print(runs_table(folder))
 
     _run(body)
 
