@@ -23,6 +23,7 @@ from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLO
 from enas.report.runs import duration, status, wall_time
 from enas.report.search_plots import SEARCH_PLOTS
 from enas.run.folder import PLOTS_DIR, REPORT_FILE, write_text
+from enas.strategies import FROM_SCRATCH
 
 SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",
             "retrain": "Retrain", "rank": "Rank", "compare": "Compare"}
@@ -107,14 +108,19 @@ def run_section(run: RunFiles) -> str:
 
 
 def config_section(run: RunFiles) -> str:
-    config = run.config
-    keys = [("data.name", config.get("data", {}).get("name")), ("seed", config.get("seed")),
-            ("search.epochs", config.get("search", {}).get("epochs")),
-            ("nas_rl.updates", config.get("nas_rl", {}).get("updates")) if run.strategy == "nas_rl" else None,
-            ("retrain.epochs", config.get("retrain", {}).get("epochs")), ("device", config.get("device"))]
-    text = yaml.safe_dump(config, sort_keys=False)
-    return section("config", table(("key", "value"), [k for k in keys if k]),
+    keys = ["data.name", "seed", "nas_rl.updates" if run.strategy in FROM_SCRATCH else "search.epochs",
+            "retrain.epochs", "device"]
+    rows = [(key, value) for key in keys if (value := lookup(run.config, key)) is not None]
+    text = yaml.safe_dump(run.config, sort_keys=False)
+    return section("config", table(("key", "value"), rows),
                    f"<details><summary>config.yaml, every key</summary><pre>{escape(text)}</pre></details>")
+
+
+def lookup(config: dict[str, Any], key: str) -> Any:
+    """config["a"]["b"] for key "a.b"; None where absent."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
 
 
 def search_section(run: RunFiles) -> str:
@@ -137,6 +143,10 @@ def derive_section(run: RunFiles) -> str:
     if run.arch is None:
         return section("derive", missing(f"not derived yet: enas derive {run.folder}"))
     arch, plots = run.arch, run.folder / PLOTS_DIR
+    if not run.searched:
+        given = (run.result or {}).get("arch", "")
+        return section("derive", missing("no derive in this folder (a retrain's own output); the architecture it "
+                                         f"retrained: {given}"), image(plots / CELL_PLOT, "the retrained architecture"))
     score = next((k for k in arch if k.startswith("valid_")), "")
     shown = [("official string", arch.get("official", "")), (score.replace("_", " "), arch.get(score, "")),
              ("candidates sampled", arch.get("sampled", ""))]

@@ -1,5 +1,5 @@
-"""`enas runs [DIR]`: the run folders under DIR with their preset, space, status, best score and
-wall time, as a table.
+"""`enas runs [DIR]`: the run folders under DIR with their preset, space (and strategy, unless
+enas), status, best score and wall time, as a table.
 
 A run's status is read from its files alone (no process is asked), first rule that holds:
 - retrained:   RUN_DIR/retrain/result.json exists (or, for a retrain's own folder, result.json);
@@ -115,11 +115,16 @@ def describe(folder: Path, now: float | None = None) -> list[dict[str, Any]]:
 def runs_table(folder: Path) -> Table:
     rows = describe(folder)
     table = Table(title=f"{len(rows)} run folder{'s' * (len(rows) != 1)} in {folder}")
-    for column in ("run", "preset", "space", "strategy", "status", "best", "time"):
-        table.add_column(column, justify="right" if column == "time" else "left", overflow="fold")
+    names = max((len(row["run"]) for row in rows), default=3)
+    table.add_column("run", overflow="fold", min_width=min(names, 32))   # long names fold, short ones stay whole
+    table.add_column("preset")
+    table.add_column("space (strategy)")
+    table.add_column("status", no_wrap=True)
+    table.add_column("best")
+    table.add_column("time", justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(row["run"], row["preset"], row["space"], row["strategy"], row["status"], row["best"],
-                      duration(row["time"]))
+        space = row["space"] if row["strategy"] == "enas" else f"{row['space']} ({row['strategy']})"
+        table.add_row(row["run"], row["preset"], space, row["status"], row["best"], duration(row["time"]))
     return table
 
 
