@@ -125,7 +125,8 @@ def lookup(config: dict[str, Any], key: str) -> Any:
 
 def search_section(run: RunFiles) -> str:
     if not run.searched:
-        return section("search", missing("no search in this folder (a retrain's own output)"))
+        why = "this folder is a retrain's own output" if run.retrain is run else "no search epoch logged yet"
+        return section("search", missing(f"no search: {why}"))
     plots = run.folder / PLOTS_DIR
     evals, metric = run.phase("eval"), f"valid_{run.metric}"
     shown = [("epochs logged", len(evals) or len(run.phase("controller", "random"))),

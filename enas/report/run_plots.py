@@ -49,8 +49,11 @@ def draw_after(folder: Path) -> list[Path]:
     try:
         return draw_run(folder)
     except Exception as error:  # noqa: BLE001 - whatever goes wrong in a plot, the run's results are safe
-        where = traceback.extract_tb(error.__traceback__)[-1]
         target = plots_folder(folder)
-        warn(f"warning: the plots of {target} were not drawn ({type(error).__name__}: {error} at "
-             f"{Path(where.filename).name}:{where.lineno}); `enas plot {target}` tries again")
+        if isinstance(error, UserError):
+            why = str(error)
+        else:   # a bug or the file system: where it happened helps a report
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            why = f"{type(error).__name__}: {error} at {Path(where.filename).name}:{where.lineno}"
+        warn(f"warning: the plots of {target} were not drawn ({why}); `enas plot {target}` tries again")
         return []
