@@ -1,4 +1,4 @@
-"""The `enas` command line: search, derive, retrain, and config. Thin: parsing and exit codes only."""
+"""The `enas` command line: search, derive, retrain, their reports, and config. Thin: parsing and exit codes only."""
 
 from __future__ import annotations
 
@@ -307,12 +307,12 @@ def rank(
 
     def body() -> None:
         cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
-        from enas.commands.rank import RANK_FILE, RANK_PLOT, run_rank
+        from enas.commands.rank import RANK_FILE, RANK_PATH, run_rank
 
         report = run_rank(cfg, run_dir, panel, samples, budget, folder, top, rerun, Reporter(quiet))
         typer.echo(f"Kendall tau {report['kendall_tau']:.3f}  Spearman rho {report['spearman_rho']:.3f}  "
                    f"top-{report['top_k']} overlap {report['top_k_overlap']:.2f}\n"
-                   f"wrote {run_dir / RANK_FILE} and {run_dir / RANK_PLOT}")
+                   f"wrote {run_dir / RANK_FILE} and {run_dir / RANK_PATH}")
 
     _run(body)
 
@@ -353,6 +353,49 @@ def export(
         path, difference = export_child(run_dir, fmt)
         typer.echo(f"wrote {path} and {path.parent / CARD_FILE}\n"
                    f"checked: its outputs are within {difference:.2g} of PyTorch's")
+
+    _run(body)
+
+
+RunDir = Annotated[Path, typer.Argument(help="run folder (or a retrain's own output folder)")]
+
+
+@app.command()
+def plot(run_dir: RunDir) -> None:
+    """Draw a run's plots again from its files: RUN_DIR/plots/*.png."""
+
+    def body() -> None:
+        from enas.report.run_plots import draw_run
+
+        paths = draw_run(run_dir)
+        typer.echo(f"wrote {len(paths)} plots in {paths[0].parent}: {', '.join(p.name for p in paths)}")
+
+    _run(body)
+
+
+@app.command()
+def report(run_dir: RunDir) -> None:
+    """The whole run on one self-contained page: RUN_DIR/report.html."""
+
+    def body() -> None:
+        from enas.report.html import write_report
+
+        typer.echo(f"wrote {write_report(run_dir)}")
+
+    _run(body)
+
+
+@app.command()
+def runs(folder: Annotated[Path, typer.Argument(metavar="DIR", help="folder holding run folders")] = Path("runs"),
+         ) -> None:
+    """The run folders under DIR (default runs/): preset, space, status, best score, wall time."""
+
+    def body() -> None:
+        from rich.console import Console
+
+        from enas.report.runs import runs_table
+
+        Console().print(runs_table(folder))
 
     _run(body)
 

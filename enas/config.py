@@ -23,6 +23,7 @@ from enas.spaces import SPACES
 from enas.spaces.base import ImageShape, TextShape
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SAVED_CONFIG = "config.yaml"   # a run folder's resolved config (enas/run/folder.py's CONFIG_FILE)
 TEXT_DATASETS = ("builtin_text", "text")
 IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder", "torchvision")
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN")  # data.dataset
@@ -205,9 +206,19 @@ class CudaConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """What a run writes beside metrics.jsonl."""
+
+    tensorboard: bool = option(False, "also write TensorBoard event files beside metrics.jsonl: every figure "
+                               "of its lines as a scalar, the derived cell's picture, the test score")
+
+
+@dataclass
 class RunConfig:
     """The keys of every run; `Config` adds one section per search space."""
 
+    preset: str = option("", "the preset or YAML file the run's config came from, recorded by itself (the last "
+                         "file of the config that names none); shown in the plots, the report and `enas runs`")
     seed: int = option(0, "seed of everything random in the run")
     strategy: str = option("enas", "search strategy: enas (shared weights), nas_rl (children trained from "
                            "scratch, Zoph & Le 2017), or their baselines with uniform architectures and no "
@@ -219,6 +230,7 @@ class RunConfig:
     channels_last: bool = option(True, "images: channels-last memory layout of batches and conv weights (on "
                                  "CPU and GPU alike, convolutions and pooling run 2-3x faster in it)")
     cuda: CudaConfig = field(default_factory=CudaConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     nas_rl: NasRLConfig = field(default_factory=NasRLConfig)
@@ -262,6 +274,8 @@ def load_config(layers: list[Path], overrides: list[str]) -> Config:
             raise UserError(f"cannot read {path}: {_first_line(error)}") from None
         if not isinstance(loaded, dict):
             raise UserError(f"{path} must hold a mapping of config keys")
+        if path.name != SAVED_CONFIG:   # a preset names itself; a run's saved config keeps the name it has
+            loaded.setdefault("preset", path.stem)
         sources.append((str(path), loaded))
     for item in overrides:
         if "=" not in item:

@@ -2,61 +2,33 @@
 training them alone does, and where does the derived one stand among random ones?
 
 Plain functions on lists of numbers; larger is better in all of them (negate perplexities first).
+Tau and rho are scipy's.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 from typing import Sequence
+
+from scipy import stats
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's tau-b: (concordant - discordant) pairs over the pairs each ordering leaves untied.
     1 when both orderings agree, -1 when reversed; nan when either is constant."""
     _check_pairs(x, y)
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(len(x)):
-        for j in range(i):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    untied_x, untied_y = concordant + discordant + ties_y, concordant + discordant + ties_x
-    if untied_x == 0 or untied_y == 0:
-        return math.nan
-    return (concordant - discordant) / math.sqrt(untied_x * untied_y)
-
-
-def ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks, ascending; tied values share the mean of their ranks."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    result = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for k in range(start, end + 1):
-            result[order[k]] = (start + end) / 2 + 1
-        start = end + 1
-    return result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)   # nan says it
+        return float(stats.kendalltau(x, y).statistic)
 
 
 def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rho: the Pearson correlation of the ranks (ties at their mean rank)."""
+    """Spearman's rho: the Pearson correlation of the ranks (ties at their mean rank); nan when
+    either is constant."""
     _check_pairs(x, y)
-    rx, ry = ranks(x), ranks(y)
-    mean = (len(x) + 1) / 2
-    cov = sum((a - mean) * (b - mean) for a, b in zip(rx, ry))
-    var_x, var_y = sum((a - mean) ** 2 for a in rx), sum((b - mean) ** 2 for b in ry)
-    return cov / math.sqrt(var_x * var_y) if var_x and var_y else math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(x, y).statistic)
 
 
 def top_k_overlap(x: Sequence[float], y: Sequence[float], k: int) -> float:

@@ -143,7 +143,8 @@ def test_the_controller_samples_one_skip_bit_per_earlier_output():
 
 
 def test_render_lists_layers_skips_and_reductions():
-    text, dot = MacroSpace.render(from_official("0 1 1 2 1 1 3 0 0 1", "macro"))
+    text, graph = MacroSpace.render(from_official("0 1 1 2 1 1 3 0 0 1", "macro"))
+    dot = graph.dot()
     assert text.splitlines()[:3] == ["layer 1: conv_3x3(stem)",
                                      "  (factorized reduction: half the size, twice the width)",
                                      "layer 2: sep_conv_3x3(layer 1) + stem"]

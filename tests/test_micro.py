@@ -164,7 +164,8 @@ def test_drop_path_zeroes_whole_examples_and_keeps_the_expectation(keep):
 
 
 def test_render_names_every_node_and_the_loose_ends():
-    text, dot = MicroSpace.render(from_official(PAPER_CELLS, "micro"))
+    text, graph = MicroSpace.render(from_official(PAPER_CELLS, "micro"))
+    dot = graph.dot()
     assert "node 4 = sep_conv_5x5(input 1) + sep_conv_5x5(node 3)" in text
     assert "output = concat(node 2, node 4, node 5, node 6)" in text
     assert dot.startswith("digraph") and "reduction_3 -> reduction_4" in dot

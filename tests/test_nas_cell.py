@@ -171,7 +171,8 @@ def test_official_string_round_trips_and_renders():
     assert NasCellSpace.to_official(choices, "zoph_le") == PUBLISHED_PTB
     with pytest.raises(UserError, match="unknown nas_cell string style"):
         NasCellSpace.to_official(choices, "enas")
-    text, dot = NasCellSpace.render(Architecture("nas_cell", choices))
+    text, graph = NasCellSpace.render(Architecture("nas_cell", choices))
+    dot = graph.dot()
     assert "tree 3: relu(elem_mult(W_3 x_t, U_3 h_(t-1)))" in text
     assert "tree 8: tanh(elem_mult(tree 0, tree 1)), then tanh(add(., c_(t-1)))" in text
     assert text.endswith("c_t = tree 12 before its activation\nh_t = tree 14")

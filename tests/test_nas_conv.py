@@ -205,7 +205,8 @@ def test_a_child_trains():
 
 
 def test_render_lists_layers_inputs_and_the_classifier():
-    text, dot = NasConvSpace.render(arch_of(HAND_MADE))
+    text, graph = NasConvSpace.render(arch_of(HAND_MADE))
+    dot = graph.dot()
     assert text.splitlines() == ["layer 1: conv 3x5, 24 filters (image)",
                                  "layer 2: conv 1x7, 36 filters (image)",
                                  "layer 3: conv 5x3, 64 filters (layer 1 + layer 2)",

@@ -127,6 +127,9 @@ def test_the_nas_rl_presets_search_derive_and_retrain_through_the_command_line(p
     assert len(read_metrics(run / TRIALS_FILE)) == 4
     assert json.loads((run / "arch.json").read_text())["space"] == ("nas_conv" if preset == "nas_conv" else "nas_cell")
     assert (run / "retrain" / "result.json").is_file()
+    drawn = {path.name for path in (run / "plots").iterdir()}   # no supernet: no loss or learning-rate plot
+    assert drawn == {"search_reward.png", "search_entropy.png", "search_valid.png", "search_choices.png",
+                     "derive_scores.png", "cell.png", "retrain.png"}
 
 
 def test_published_architectures_are_taken_by_name_for_their_own_space():

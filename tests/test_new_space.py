@@ -29,6 +29,7 @@ from torch import nn
 from enas.fields import option
 from enas.spaces.architecture import parse_ints
 from enas.spaces.base import ImageShape, check_choices, check_space, op
+from enas.spaces.graph import Edge, Graph, Node
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 
@@ -96,8 +97,11 @@ class ToySpace:
 
     @classmethod
     def render(cls, arch):
-        text = " -> ".join(ACTIVATIONS[c] for c in arch.choices)
-        return text, f'digraph toy {{ label="{text}"; }}\\n'
+        names = [ACTIVATIONS[c] for c in arch.choices]
+        nodes = [Node("image", "image", terminal=True)] + [Node(f"layer{i}", f"{i + 1}: {name}")
+                                                           for i, name in enumerate(names)]
+        return " -> ".join(names), Graph("toy", "TB", tuple(nodes), tuple(Edge(a.key, b.key)
+                                                                         for a, b in zip(nodes, nodes[1:])))
 '''
 
 TOY_PRESET = """
@@ -160,6 +164,7 @@ def test_a_new_space_is_one_module_one_registry_entry_and_a_preset(tmp_path):
     assert "toy:" in (run / "config.yaml").read_text()              # the space's own config section
     enas(copy, "derive", str(run))
     assert json.loads((run / "arch.json").read_text())["space"] == "toy"
+    assert (run / "plots" / "cell.png").read_bytes()[:4] == b"\x89PNG"   # drawn without graphviz (PATH is empty)
     enas(copy, "retrain", str(run))
     assert json.loads((run / "retrain" / "result.json").read_text())["metric"] == "test_acc"
     retrained = [json.loads(line)["loss"] for line in (run / "retrain" / "metrics.jsonl").read_text().splitlines()]

@@ -16,7 +16,7 @@ import torch
 from enas.commands.derive import run_derive
 from enas.commands.search import run_search
 from enas.config import ControllerConfig, load_config, preset_path
-from enas.ranking import kendall_tau, percentile, ranks, spearman_rho, top_k_overlap
+from enas.ranking import kendall_tau, percentile, spearman_rho, top_k_overlap
 from enas.run.metrics import read_metrics
 from enas.run.reporter import Reporter
 from enas.spaces.base import TextShape
@@ -38,15 +38,15 @@ TINY = ["threads=1", "data.vocab_size=16", "data.train_tokens=6000", "data.valid
 
 def test_kendall_tau_and_spearman_rho_on_known_orderings():
     x = [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert kendall_tau(x, x) == 1.0 and spearman_rho(x, x) == pytest.approx(1.0)
-    assert kendall_tau(x, x[::-1]) == -1.0 and spearman_rho(x, x[::-1]) == pytest.approx(-1.0)
+    assert kendall_tau(x, x) == pytest.approx(1.0) and spearman_rho(x, x) == pytest.approx(1.0)
+    assert kendall_tau(x, x[::-1]) == pytest.approx(-1.0) and spearman_rho(x, x[::-1]) == pytest.approx(-1.0)
     # one swapped neighbour pair of 4: 5 concordant, 1 discordant pairs; d^2 = 2, rho = 1 - 6*2/(4*15)
     assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
     assert spearman_rho([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
     # tau-b with a tie in y: 2 concordant, 0 discordant, one pair tied in y only -> 2 / sqrt(3 * 2)
     assert kendall_tau([1, 2, 3], [1, 2, 2]) == pytest.approx(2 / math.sqrt(6))
-    assert ranks([10, 30, 20, 30]) == [1.0, 3.5, 2.0, 3.5]
-    assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3]))
+    assert spearman_rho([10, 30, 20, 30], [1, 3, 2, 3]) == pytest.approx(1.0)   # ties share their mean rank
+    assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3])) and math.isnan(spearman_rho([1, 1, 1], [1, 2, 3]))
 
 
 def test_top_k_overlap_and_percentile_on_known_numbers():
@@ -211,8 +211,10 @@ def test_watching_the_policy_logs_each_decision_and_warns_once_of_a_collapse(cap
     space = RecurrentSpace(RecurrentConfig(nodes=3), TextShape(8))
     controller = Controller.for_space(space, ControllerConfig(temperature=1.0, tanh_constant=0))
     figures = watch_policy(controller, seed=0)
-    assert len(figures.decision_entropy) == len(controller.decisions)
+    assert list(figures.decision_entropy) == [d.name for d in controller.decisions]
     assert sum(figures.op_frequency.values()) == pytest.approx(1.0)
+    # node 2 can read node 1 only, node 3 either of the two: input "0" is read 3 times in 4
+    assert figures.input_frequency.keys() == {"0", "1"} and figures.input_frequency["0"] == pytest.approx(0.75, abs=0.1)
     assert figures.entropy_share > 0.95 and collapse_warning(figures, 0, 10) is None
     with torch.no_grad():
         controller.op_heads[0].bias.copy_(torch.tensor([50.0, -50.0, -50.0, -50.0]))
@@ -233,4 +235,5 @@ def test_each_eval_line_of_a_search_holds_the_policy_figures(searched):
     for line in evals:
         assert len(line["decision_entropy"]) == 7 and 0.0 < line["entropy_share"] <= 1.0
         assert sum(line["op_frequency"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert sum(line["input_frequency"].values()) == pytest.approx(1.0, abs=1e-3)
         assert 0.0 < line["top_arch_share"] <= 1.0 and line["search_s"] > 0

@@ -114,7 +114,8 @@ def test_bad_json_architectures_are_user_errors():
 
 
 def test_render_names_every_node_and_the_output():
-    text, dot = RecurrentSpace.render(Architecture("recurrent", (0, 0, 1, 0, 2)))
+    text, graph = RecurrentSpace.render(Architecture("recurrent", (0, 0, 1, 0, 2)))
+    dot = graph.dot()
     assert text.splitlines() == ["node 1: tanh(x_t, h_(t-1))", "node 2: relu(node 1)",
                                  "node 3: identity(node 1)", "h_t = mean(node 2, node 3)"]
     assert dot.startswith("digraph") and "n0 -> n1;" in dot and "n2 -> out;" in dot

@@ -16,12 +16,10 @@ from enas.commands.standalone import Budget, train_panel
 from enas.config import Config
 from enas.errors import UserError
 from enas.ranking import percentile
-from enas.run.folder import ARCH_FILE, write_json
+from enas.run.folder import ARCH_FILE, COMPARE_FILE, write_json
 from enas.run.reporter import Reporter
 from enas.spaces import from_json, official
 from enas.tasks import build_task
-
-COMPARE_FILE = "compare.json"
 
 
 def run_compare(config: Config, run_dir: Path, random: int, budget: Budget, cache: Path, rerun: str,

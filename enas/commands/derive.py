@@ -4,15 +4,13 @@ search trained and scored every child it rewarded, so its derive keeps the child
 reward (the best validation score) among its trials.
 
 Writes RUN_DIR/arch.json (the best architecture with its score and renderings),
-RUN_DIR/candidates.jsonl (every scored candidate) and RUN_DIR/cell.txt, cell.dot (and cell.png
-where graphviz's `dot` is installed).
+RUN_DIR/candidates.jsonl (every scored candidate), RUN_DIR/cell.txt and cell.dot, then its plots
+(enas/report/run_plots.py): the candidates' scores and the cell's picture, plots/cell.png.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,17 +19,17 @@ from rich.table import Table
 from enas.commands.shared_weights import SharedWeights
 from enas.config import Config
 from enas.errors import UserError
+from enas.report.run_plots import CELL_PLOT, draw_after
 from enas.run import distributed
-from enas.run.folder import write_text
+from enas.run.events import write_events
+from enas.run.folder import ARCH_FILE, CANDIDATES_FILE, PLOTS_DIR, TRIALS_FILE, write_json, write_text
 from enas.run.metrics import read_metrics
 from enas.run.reporter import Reporter
 from enas.spaces import from_json, official, space_type
 from enas.spaces.architecture import Architecture
 from enas.strategies import FROM_SCRATCH
-from enas.strategies.nas_rl import TRIALS_FILE
 
-ARCH_FILE = "arch.json"
-CANDIDATES_FILE = "candidates.jsonl"
+CELL_TEXT, CELL_DOT = "cell.txt", "cell.dot"
 
 
 @dataclass(frozen=True)
@@ -42,10 +40,14 @@ class Candidate:
 
 def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
     """The best architecture of a search: of the trained children (NAS-RL), or of N samples from
-    the controller scored with the shared weights (ENAS)."""
-    if config.strategy in FROM_SCRATCH:
-        return derive_from_trials(config, run_dir, reporter)
-    return derive_by_shared_weights(config, run_dir, reporter)
+    the controller scored with the shared weights (ENAS). Then the run's plots, and with
+    logging.tensorboard the candidates' scores and the cell's picture as events."""
+    derive = derive_from_trials if config.strategy in FROM_SCRATCH else derive_by_shared_weights
+    best = derive(config, run_dir, reporter)
+    draw_after(run_dir)
+    write_events(config, run_dir, "derive", read_metrics(run_dir / CANDIDATES_FILE),
+                 {"derive/cell": run_dir / PLOTS_DIR / CELL_PLOT})
+    return best
 
 
 def derive_from_trials(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
@@ -92,15 +94,12 @@ def keep_best(run_dir: Path, scores: dict[Architecture, float], metric: str, low
 
 
 def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int) -> None:
-    text, dot = space_type(best.arch.space).render(best.arch)
+    text, graph = space_type(best.arch.space).render(best.arch)
     record = {**best.arch.to_json(), "official": official(best.arch),
               f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines()}
-    write_text(run_dir / ARCH_FILE, json.dumps(record, indent=2) + "\n")
-    write_text(run_dir / "cell.txt", text + "\n")
-    write_text(run_dir / "cell.dot", dot)
-    if shutil.which("dot") and distributed.is_main():
-        subprocess.run(["dot", "-Tpng", str(run_dir / "cell.dot"), "-o", str(run_dir / "cell.png")],
-                       check=False, capture_output=True)
+    write_json(run_dir / ARCH_FILE, record)
+    write_text(run_dir / CELL_TEXT, text + "\n")
+    write_text(run_dir / CELL_DOT, graph.dot())
 
 
 def _table(ranked: list[tuple[Architecture, float]], metric: str) -> Table:

@@ -4,8 +4,8 @@ A panel of architectures (the controller's most likely one, some of its samples,
 draws from the space) is scored twice: through the search's final shared weights on the
 validation split, as derive scores candidates, and by training each alone at a named budget
 (standalone.py), on the test split. Kendall's tau, Spearman's rho and the top-k overlap of the
-two orderings say how faithful a proxy the shared weights are. Writes RUN_DIR/rank.json and
-RUN_DIR/plots/rank.png.
+two orderings say how faithful a proxy the shared weights are. Writes RUN_DIR/rank.json, then
+draws the run's plots again, its scatter RUN_DIR/plots/rank.png among them.
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ from enas.commands.standalone import Budget, train_panel
 from enas.config import Config
 from enas.errors import UserError
 from enas.ranking import kendall_tau, spearman_rho, top_k_overlap
-from enas.report.plots import scatter
-from enas.run.folder import write_json
+from enas.report.run_plots import RANK_PLOT, draw_after
+from enas.run.folder import PLOTS_DIR, RANK_FILE, write_json
 from enas.run.reporter import Reporter
 from enas.spaces import official, space_type
 from enas.spaces.architecture import Architecture
 
-RANK_FILE = "rank.json"
-RANK_PLOT = Path("plots") / "rank.png"
+RANK_PATH = Path(PLOTS_DIR) / RANK_PLOT
 
 
 @dataclass(frozen=True)
@@ -82,10 +81,7 @@ def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Bud
                          "alone_params": result["params"]}
                         for m, s, result in zip(members, shared_scores, alone)]}
     write_json(run_dir / RANK_FILE, report)
-    scatter(run_dir / RANK_PLOT, shared_scores, [r["value"] for r in alone], [m.source for m in members],
-            f"{run_dir.name}: shared weights against training alone", f"shared-weight validation {metric}",
-            f"{alone[0]['metric'].replace('_', ' ')} trained alone ({budget.epochs} epochs)",
-            f"Kendall tau {report['kendall_tau']:.2f}, Spearman rho {report['spearman_rho']:.2f}")
+    draw_after(run_dir)
     reporter.print(_table(report, metric, alone[0]["metric"]))
     return report
 

@@ -5,7 +5,7 @@ where the task has no validation split apart from its test split). With `retrain
 once validation stalls the weights are averaged over every step from then on (NT-ASGD, as
 enas_lm's final training), and the averaged weights are what is validated, kept and tested. Writes
 OUT_DIR/config.yaml, arch.json, metrics.jsonl, checkpoints/, model.pt (weights only) and
-result.json. The loop runs inside a `Session` like the search (session.py): it resumes exactly
+result.json, then the plots (enas/report/run_plots.py). The loop runs inside a `Session` like the search (session.py): it resumes exactly
 from any step boundary, skips non-finite steps and rolls back.
 """
 
@@ -22,8 +22,11 @@ import torch
 from enas.config import Config, to_dict
 from enas.run import distributed
 from enas.run import state as key
+from enas.report.run_plots import draw_after
 from enas.run.checkpoint import load_checkpoint
-from enas.run.folder import ARCH_FILE, CHECKPOINTS, check_resume_position, write_config, write_file, write_json
+from enas.run.events import write_events
+from enas.run.folder import (ARCH_FILE, CHECKPOINTS, RESULT_FILE, check_resume_position, write_config, write_file,
+                             write_json)
 from enas.run.progress import Figures, Progress
 from enas.run.reporter import Reporter
 from enas.run.session import Session
@@ -34,7 +37,6 @@ from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.tasks import Task, build_task
 
-RESULT_FILE = "result.json"
 MODEL_FILE = "model.pt"
 RETRAIN = "retrain"  # the one phase of an epoch
 
@@ -86,9 +88,11 @@ class Retrain:
 
 
 def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool, reporter: Reporter,
-                data_dir: Path | None = None) -> dict:
-    """Retrain `arch` into `out_dir`; `data_dir`: the folder whose tokens.pt caches a text corpus
-    (default `out_dir`; the architectures trained alone by rank and compare share one)."""
+                data_dir: Path | None = None, plots: bool = True) -> dict:
+    """Train, test and write the result; then, unless `plots` is off (architectures trained alone
+    for rank and compare), draw the plots (a retrain in RUN_DIR/retrain: the run's). `data_dir`: the
+    folder whose tokens.pt caches a text corpus (default `out_dir`; the architectures trained alone
+    by rank and compare share one)."""
     # Read the checkpoint before building anything: a folder without a good one fails at once.
     saved = load_checkpoint(out_dir / CHECKPOINTS, Retrain.kind) if resume else None
     if saved is not None:
@@ -102,7 +106,12 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
         write_json(out_dir / ARCH_FILE, arch.to_json())
     with Session(out_dir, retrain, saved) as session:
         session.drive(config.retrain.epochs, RETRAIN, partial(retrain_epoch, retrain, Steps(session), reporter))
-    return finish(retrain, out_dir, session.elapsed)
+    result = finish(retrain, out_dir, session.elapsed)
+    named = {result["metric"]: result["value"], **{k: v for k, v in result.items() if k != "value"}}
+    write_events(config, out_dir, "result", [named], {})
+    if plots:
+        draw_after(out_dir)
+    return result
 
 
 def retrain_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> None:

@@ -72,7 +72,7 @@ def train_alone(config: Config, arch: Architecture, cache: Path, rerun: str) -> 
     if folder.exists() and not resume:
         shutil.rmtree(folder)   # a start that did not reach its first checkpoint
     try:
-        return run_retrain(config, arch, folder, resume, Reporter(quiet=True), data_dir=cache)
+        return run_retrain(config, arch, folder, resume, Reporter(quiet=True), data_dir=cache, plots=False)
     except Stopped as stop:
         raise Stopped(f"{str(stop).splitlines()[0]}\nthe trained architectures are kept; continue with: {rerun}",
                       stop.exit_code - 128) from None

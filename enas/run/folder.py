@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, Callable
 
 from omegaconf import OmegaConf
 
-from enas.config import Config, load_config, to_yaml
+from enas.config import SAVED_CONFIG, Config, load_config, to_yaml
 from enas.errors import UserError
 from enas.run.distributed import is_main
 from enas.run.state import CONFIG, PROGRESS
@@ -22,11 +22,17 @@ VOCAB_FILE = "vocab.txt"   # a text run's vocabulary, one word a line in id orde
 TOKENS_FILE = "tokens.pt"  # a text run's corpus as ids, read once from the text folder (data/text.py)
 CLASSES_FILE = "classes.txt"   # an image run's class names, one a line in label order (tasks/image.py)
 
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = SAVED_CONFIG
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 ARCH_FILE = "arch.json"
-RETRAIN_DIR = "retrain"   # where `enas retrain RUN_DIR` writes, inside the run folder
+CANDIDATES_FILE = "candidates.jsonl"   # derive: every scored candidate
+TRIALS_FILE = "trials.jsonl"           # nas_rl and random: every trained child
+RESULT_FILE = "result.json"            # retrain: the test score
+RANK_FILE, COMPARE_FILE = "rank.json", "compare.json"
+RETRAIN_DIR = "retrain"                # retrain's output inside a run folder
+PLOTS_DIR = "plots"                    # every plot of a run (enas/report/run_plots.py)
+REPORT_FILE = "report.html"            # enas report
 LAST, PREVIOUS = "last.pt", "previous.pt"
 
 

@@ -1,7 +1,8 @@
 """metrics.jsonl: one JSON object per line, appended and flushed as the run goes.
 
 A checkpoint records how many lines were written when it was saved; a run resumed or rolled back
-from it cuts the file back to that many lines, so every step appears exactly once.
+from it cuts the file back to that many lines, so every step appears exactly once. With `events`
+(logging.tensorboard) every line's numbers also go to TensorBoard (events.py).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from enas.run.distributed import is_main
+from enas.run.events import Events
 
 
 class MetricsLog:
-    def __init__(self, path: Path, keep_lines: int | None = None):
+    def __init__(self, path: Path, keep_lines: int | None = None, events: Events | None = None):
         """Open `path` for appending; `keep_lines` first drops lines written after a checkpoint.
         The other ranks of a distributed run only count the lines rank 0 writes."""
         self.path = path
         self.lines = 0
+        self.events = events
         self._handle = open(path, "a") if is_main() else None
         self.rewind(keep_lines)
 
@@ -37,6 +40,8 @@ class MetricsLog:
         if len(kept) < len(lines):
             os.truncate(self.path, sum(len(line) for line in kept))  # one call: no window for a crash
         self.lines = len(kept)
+        if self.events is not None:
+            self.events.count(json.loads(line) for line in kept)
 
     def write(self, phase: str, epoch: int, step: int, **figures: Any) -> None:
         self.lines += 1
@@ -45,6 +50,8 @@ class MetricsLog:
         record = {"phase": phase, "epoch": epoch, "step": step, "time": round(time.time(), 3), **figures}
         self._handle.write(json.dumps(record) + "\n")
         self._handle.flush()
+        if self.events is not None:
+            self.events.scalars(phase, figures)
 
     def sync(self) -> None:
         """Force the lines to disk, so that a checkpoint never counts lines a power cut could lose."""
@@ -55,6 +62,8 @@ class MetricsLog:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+        if self.events is not None:
+            self.events.close()
 
 
 WALL_CLOCK = ("time", "search_s", "seconds")   # the figures a resumed run may not repeat exactly

@@ -30,6 +30,7 @@ from enas.config import Config
 from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
 from enas.run import distributed
 from enas.run.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
+from enas.run.events import events_for
 from enas.run.folder import CHECKPOINTS, METRICS_FILE
 from enas.run.metrics import MetricsLog
 from enas.run.progress import FiguresInFlight, Progress, check_streak
@@ -82,7 +83,8 @@ class Session:
             seed = zlib.crc32(f"{self.target.config.seed}:rank{distributed.world().rank}".encode())
             random.seed(seed)
             torch.manual_seed(seed)
-        self.metrics = MetricsLog(self.folder / METRICS_FILE, self.saved[METRICS_LINES] if self.saved else None)
+        self.metrics = MetricsLog(self.folder / METRICS_FILE, self.saved[METRICS_LINES] if self.saved else None,
+                                  events_for(self.target.config, self.folder))
         self.stop.__enter__()
         return self
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from enas.errors import UserError
 from enas.spaces.architecture import Architecture, Choice
+from enas.spaces.graph import Graph
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ class SearchSpace(Protocol):
         """The choices of an official string, unchecked."""
 
     @classmethod
-    def render(cls, arch: Architecture) -> tuple[str, str]:
-        """(text, graphviz dot) pictures of the architecture."""
+    def render(cls, arch: Architecture) -> tuple[str, Graph]:
+        """The architecture as text and as a graph (enas/spaces/graph.py) of its nodes and edges."""
 
     @classmethod
     def canonical(cls, arch: Architecture) -> Hashable:

@@ -37,6 +37,7 @@ from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
 from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, op, skip
 from enas.spaces.conv_ops import MACRO_OPS, FactorizedReduction, MacroBranch, global_pool, init_weights, relu_conv_bn
+from enas.spaces.graph import Edge, Graph, Node
 
 STYLES = ("enas",)  # melodyguan/enas: per layer an op id, then one skip bit per earlier output but the input
 
@@ -198,21 +199,20 @@ class MacroSpace:
         return arch.choices
 
     @classmethod
-    def render(cls, arch: Architecture) -> tuple[str, str]:
-        """(text, graphviz dot) pictures of the network."""
+    def render(cls, arch: Architecture) -> tuple[str, Graph]:
+        """The network as text and as a graph (skip connections dashed)."""
         plan = MacroPlan.of(arch)
         pools = pool_layers(len(plan.ops))
-        lines, dot = [], ["digraph network {", "  rankdir=TB;", '  out0 [label="stem", shape=box];']
+        lines, nodes, edges = [], [Node("out0", "stem", terminal=True)], []
         for i, op_id in enumerate(plan.ops):
             added = "".join(f" + {_output(k)}" for k in plan.skips[i])
             lines.append(f"layer {i + 1}: {MACRO_OPS[op_id]}({_output(i)}){added}")
-            dot.append(f'  out{i + 1} [label="{i + 1}: {MACRO_OPS[op_id]}"];')
-            dot.append(f"  out{i} -> out{i + 1};")
-            dot += [f"  out{k} -> out{i + 1} [style=dashed];" for k in plan.skips[i]]
+            nodes.append(Node(f"out{i + 1}", f"{i + 1}: {MACRO_OPS[op_id]}"))
+            edges.append(Edge(f"out{i}", f"out{i + 1}"))
+            edges += [Edge(f"out{k}", f"out{i + 1}", dashed=True) for k in plan.skips[i]]
             if i in pools:
                 lines.append("  (factorized reduction: half the size, twice the width)")
-        dot.append("}")
-        return "\n".join(lines), "\n".join(dot) + "\n"
+        return "\n".join(lines), Graph("network", "TB", tuple(nodes), tuple(edges))
 
 
 def _output(k: int) -> str:

@@ -44,6 +44,7 @@ from torch import nn
 
 from enas.errors import UserError
 from enas.fields import option
+from enas.spaces import graph
 from enas.spaces.architecture import Architecture, Choice, parse_ints
 from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, index, op
 from enas.spaces.conv_ops import (MICRO_OPS, FactorizedReduction, drop_path, global_pool, init_weights, micro_op,
@@ -309,26 +310,24 @@ class MicroSpace:
         return tuple(c for x, y, x_op, y_op in _nodes(arch.choices) for c in sorted([(x, x_op), (y, y_op)]))
 
     @classmethod
-    def render(cls, arch: Architecture) -> tuple[str, str]:
-        """(text, graphviz dot) pictures of the normal and the reduction cell."""
+    def render(cls, arch: Architecture) -> tuple[str, graph.Graph]:
+        """The normal and the reduction cell as text and as one graph, a cluster each."""
         plan = MicroPlan.of(arch)
-        lines, dot = [], ["digraph cells {", "  rankdir=LR;"]
+        lines, nodes, edges = [], [], []
         for title, cell in (("normal", plan.normal), ("reduction", plan.reduce)):
             lines.append(f"{title} cell:")
-            dot += [f"  subgraph cluster_{title} {{", f'    label="{title} cell";']
-            dot += [f'    {title}_{p} [label="input {p}", shape=box];' for p in (0, 1)]
+            cluster = f"{title} cell"
+            nodes += [graph.Node(f"{title}_{p}", f"input {p}", terminal=True, cluster=cluster) for p in (0, 1)]
             for position, (x, x_op, y, y_op) in enumerate(cell.nodes, start=2):
                 lines.append(f"  node {position} = {MICRO_OPS[x_op]}({_source(x)}) + "
                              f"{MICRO_OPS[y_op]}({_source(y)})")
-                dot.append(f'    {title}_{position} [label="node {position}"];')
-                dot += [f'    {title}_{src} -> {title}_{position} [label="{MICRO_OPS[o]}"];'
-                        for src, o in ((x, x_op), (y, y_op))]
+                nodes.append(graph.Node(f"{title}_{position}", f"node {position}", cluster=cluster))
+                edges += [graph.Edge(f"{title}_{src}", f"{title}_{position}", MICRO_OPS[o])
+                          for src, o in ((x, x_op), (y, y_op))]
             lines.append("  output = concat(" + ", ".join(_source(p) for p in cell.loose_ends) + ")")
-            dot.append(f'    {title}_out [label="output", shape=box];')
-            dot += [f"    {title}_{p} -> {title}_out;" for p in cell.loose_ends]
-            dot.append("  }")
-        dot.append("}")
-        return "\n".join(lines), "\n".join(dot) + "\n"
+            nodes.append(graph.Node(f"{title}_out", "output", terminal=True, cluster=cluster))
+            edges += [graph.Edge(f"{title}_{p}", f"{title}_out") for p in cell.loose_ends]
+        return "\n".join(lines), graph.Graph("cells", "LR", tuple(nodes), tuple(edges))
 
 
 def _source(position: int) -> str:

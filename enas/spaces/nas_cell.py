@@ -37,6 +37,7 @@ from enas.errors import UserError
 from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
 from enas.spaces.base import Decision, TextShape, check_choices, check_space, check_style, index, op
+from enas.spaces.graph import Edge, Graph, Node
 from enas.spaces.language_model import LanguageModelConfig, TiedLanguageModel
 
 COMBINATIONS = ("add", "elem_mult")
@@ -215,12 +216,12 @@ class NasCellSpace:
         return arch.choices
 
     @classmethod
-    def render(cls, arch: Architecture) -> tuple[str, str]:
-        """(text, graphviz dot) pictures of the cell."""
+    def render(cls, arch: Architecture) -> tuple[str, Graph]:
+        """The cell as text and as a graph."""
         plan = NasCellPlan.of(arch)
-        lines, dot = [], ["digraph cell {", "  rankdir=BT;", '  x [label="x_t", shape=box];',
-                          '  h_prev [label="h_(t-1)", shape=box];', '  c_prev [label="c_(t-1)", shape=box];',
-                          '  h [label="h_t", shape=box];', '  c [label="c_t", shape=box];']
+        lines, edges = [], []
+        nodes = [Node("x", "x_t", terminal=True), Node("h_prev", "h_(t-1)", terminal=True),
+                 Node("c_prev", "c_(t-1)", terminal=True)]
         for node, (combination, activation) in enumerate(zip(plan.combinations, plan.activations)):
             inputs = (f"W_{node} x_t", f"U_{node} h_(t-1)") if node < plan.base else \
                 tuple(f"tree {k}" for k in children(node, plan.base))
@@ -228,13 +229,14 @@ class NasCellSpace:
             if node == plan.inject_node:
                 line += f", then {plan.inject_activation}({plan.inject_combination}(., c_(t-1)))"
             lines.append(line)
-            dot.append(f'  n{node} [label="{node}: {combination}, {activation}"];')
+            nodes.append(Node(f"n{node}", f"{node}: {combination}, {activation}"))
             sources = ("x", "h_prev") if node < plan.base else tuple(f"n{k}" for k in children(node, plan.base))
-            dot += [f"  {source} -> n{node};" for source in sources]
+            edges += [Edge(source, f"n{node}") for source in sources]
         lines += [f"c_t = tree {plan.cell_node} before its activation", f"h_t = tree {len(plan.activations) - 1}"]
-        dot += [f'  c_prev -> n{plan.inject_node} [label="{plan.inject_combination}, {plan.inject_activation}"];',
-                f'  n{plan.cell_node} -> c [label="pre-activation"];', f"  n{len(plan.activations) - 1} -> h;", "}"]
-        return "\n".join(lines), "\n".join(dot) + "\n"
+        nodes += [Node("h", "h_t", terminal=True), Node("c", "c_t", terminal=True)]
+        edges += [Edge("c_prev", f"n{plan.inject_node}", f"{plan.inject_combination}, {plan.inject_activation}"),
+                  Edge(f"n{plan.cell_node}", "c", "pre-activation"), Edge(f"n{len(plan.activations) - 1}", "h")]
+        return "\n".join(lines), Graph("cell", "BT", tuple(nodes), tuple(edges))
 
 
 def _is_base(base: int) -> bool:

@@ -44,6 +44,7 @@ from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
 from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, op, skip
 from enas.spaces.conv_ops import global_pool, init_weights
+from enas.spaces.graph import Edge, Graph, Node
 
 HEIGHTS = (1, 3, 5, 7)       # the paper's options (section 4.1); option indices are the choices
 WIDTHS = (1, 3, 5, 7)
@@ -273,22 +274,21 @@ class NasConvSpace:
         return arch.choices
 
     @classmethod
-    def render(cls, arch: Architecture) -> tuple[str, str]:
-        """(text, graphviz dot) pictures of the network, with the paper's filter counts (scale 1)."""
+    def render(cls, arch: Architecture) -> tuple[str, Graph]:
+        """The network as text and as a graph, with the paper's filter counts (scale 1)."""
         plan = NasConvPlan.of(arch)
-        lines, dot = [], ["digraph network {", "  rankdir=TB;", '  image [shape=box];']
+        lines, nodes, edges = [], [Node("image", "image", terminal=True)], []
         for i, spec in enumerate(plan.layers):
             stride = f", stride {spec.stride}" if spec.stride > 1 else ""
             reads = " + ".join(f"layer {j + 1}" for j in spec.inputs) or "image"
             lines.append(f"layer {i + 1}: conv {spec.height}x{spec.width}, {spec.filters} filters{stride} ({reads})")
-            dot.append(f'  layer{i + 1} [label="{i + 1}: {spec.height}x{spec.width}, {spec.filters}{stride}"];')
-            dot += [f"  {source} -> layer{i + 1};" for source in [f"layer{j + 1}" for j in spec.inputs] or ["image"]]
+            nodes.append(Node(f"layer{i + 1}", f"{i + 1}: {spec.height}x{spec.width}, {spec.filters}{stride}"))
+            edges += [Edge(source, f"layer{i + 1}") for source in [f"layer{j + 1}" for j in spec.inputs] or ["image"]]
         ends = plan.loose_ends()
         lines.append("classifier: " + " + ".join(f"layer {j + 1}" for j in ends))
-        dot.append('  classifier [shape=box];')
-        dot += [f"  layer{j + 1} -> classifier;" for j in ends]
-        dot.append("}")
-        return "\n".join(lines), "\n".join(dot) + "\n"
+        nodes.append(Node("classifier", "classifier", terminal=True))
+        edges += [Edge(f"layer{j + 1}", "classifier") for j in ends]
+        return "\n".join(lines), Graph("network", "TB", tuple(nodes), tuple(edges))
 
 
 def _string_length(layers: int, strides: bool) -> int:

@@ -22,6 +22,7 @@ from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
 from enas.spaces.base import Decision, TextShape, check_choices, check_space, check_style, index, op
 from enas.spaces.decoder_loss import in_autocast_dtype
+from enas.spaces.graph import Edge, Graph, Node
 from enas.spaces.language_model import LanguageModelConfig, TiedLanguageModel
 
 ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
@@ -383,22 +384,19 @@ class RecurrentSpace:
         return arch.choices
 
     @classmethod
-    def render(cls, arch: Architecture) -> tuple[str, str]:
-        """(text, graphviz dot) pictures of the cell."""
+    def render(cls, arch: Architecture) -> tuple[str, Graph]:
+        """The cell as text and as a graph."""
         plan = RecurrentPlan.of(arch)
         lines = [f"node 1: {plan.activations[0]}(x_t, h_(t-1))"]
         lines += [f"node {j + 1}: {plan.activations[j]}(node {plan.inputs[j - 1] + 1})"
                   for j in range(1, len(plan.activations))]
         lines.append("h_t = mean(" + ", ".join(f"node {n + 1}" for n in plan.loose_ends) + ")")
-        dot = ["digraph cell {", "  rankdir=LR;", '  x [label="x_t", shape=box];',
-               '  h_prev [label="h_(t-1)", shape=box];', '  out [label="h_t", shape=box];']
-        for j, act in enumerate(plan.activations):
-            dot.append(f'  n{j} [label="{j + 1}: {act}"];')
-        dot += ["  x -> n0;", "  h_prev -> n0;"]
-        dot += [f"  n{plan.inputs[j - 1]} -> n{j};" for j in range(1, len(plan.activations))]
-        dot += [f"  n{n} -> out;" for n in plan.loose_ends]
-        dot.append("}")
-        return "\n".join(lines), "\n".join(dot) + "\n"
+        nodes = [Node("x", "x_t", terminal=True), Node("h_prev", "h_(t-1)", terminal=True)]
+        nodes += [Node(f"n{j}", f"{j + 1}: {act}") for j, act in enumerate(plan.activations)]
+        edges = [Edge("x", "n0"), Edge("h_prev", "n0")]
+        edges += [Edge(f"n{plan.inputs[j - 1]}", f"n{j}") for j in range(1, len(plan.activations))]
+        edges += [Edge(f"n{n}", "out") for n in plan.loose_ends]
+        return "\n".join(lines), Graph("cell", "LR", (*nodes, Node("out", "h_t", terminal=True)), tuple(edges))
 
 
 def _decisions(nodes: int) -> list[Decision]:

@@ -34,7 +34,8 @@ from enas.errors import NonFiniteError
 from enas.run import distributed
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
-from enas.run.folder import CHECKPOINTS, check_resume_position, write_config
+from enas.run.events import events_for
+from enas.run.folder import CHECKPOINTS, TRIALS_FILE, check_resume_position, write_config
 from enas.run.metrics import MetricsLog
 from enas.run.progress import Progress
 from enas.run.reporter import Reporter
@@ -49,7 +50,6 @@ from enas.strategies.watch import watch
 from enas.tasks import Task, build_task
 
 CHILDREN = "children"   # the one phase of an update: training its children
-TRIALS_FILE = "trials.jsonl"
 EPOCH_SHAPE = ("nas_rl.children",)  # a resume may change these only where an update starts
 
 
@@ -137,7 +137,8 @@ def run_nas_rl(config: Config, run_dir: Path, resume: bool, reporter: Reporter) 
     write_config(run_dir, config)
     if note := search.task.keep_data(run_dir):
         reporter.print(note)
-    search.trials = MetricsLog(run_dir / TRIALS_FILE, saved[key.TRIALS_LINES] if saved else 0)
+    search.trials = MetricsLog(run_dir / TRIALS_FILE, saved[key.TRIALS_LINES] if saved else 0,
+                               events_for(config, run_dir))
     try:
         search.mark_boundary()
         with Session(run_dir, search, saved) as session:

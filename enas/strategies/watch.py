@@ -2,7 +2,7 @@
 
 Once an epoch the search draws a fixed number of architectures with a generator of its own (so
 watching changes nothing the search draws) and logs the entropy of each decision, how often each
-op is chosen, and the share of the most frequent architecture. A controller whose entropy falls
+op is chosen and each input is read, and the share of the most frequent architecture. A controller whose entropy falls
 low in the first half of the search, or that gives one op almost every choice of a decision,
 has stopped exploring before the shared weights could rank what it left out: that is worth one
 warning.
@@ -26,17 +26,20 @@ DOMINANT_OP = 0.9      # warn when one op takes more than this share of a decisi
 
 @dataclass(frozen=True)
 class PolicyFigures:
-    decision_entropy: list[float]         # mean entropy of each decision, nats
+    decision_entropy: dict[str, float]    # mean entropy of each decision by its name, nats
     entropy_share: float                  # the policy's mean entropy over its maximum (uniform): 0..1
     op_frequency: dict[str, float]        # share of op choices per op name, over every op decision
+    input_frequency: dict[str, float]     # share of the inputs read, by position among a decision's
+                                          # candidates ("0": the earliest), over every index and skip decision
     top_op_share: tuple[str, str, float]  # (decision, op, share): the most dominant op of any decision
     top_arch_share: float                 # share of the samples that are the most frequent architecture
 
     def as_metrics(self) -> dict:
         decision, op, share = self.top_op_share
-        return {"decision_entropy": [round(e, 4) for e in self.decision_entropy],
+        return {"decision_entropy": {k: round(v, 4) for k, v in self.decision_entropy.items()},
                 "entropy_share": round(self.entropy_share, 4),
                 "op_frequency": {k: round(v, 4) for k, v in self.op_frequency.items()},
+                "input_frequency": {k: round(v, 4) for k, v in self.input_frequency.items()},
                 "top_op": {"decision": decision, "op": op, "share": round(share, 4)},
                 "top_arch_share": round(self.top_arch_share, 4)}
 
@@ -50,20 +53,30 @@ def watch_policy(controller: Controller, seed: int) -> PolicyFigures:
     entropy = samples.decision_entropy.mean(0).tolist()
     uniform = controller.max_entropy
     ops: Counter[str] = Counter()
+    inputs: Counter[int] = Counter()
     top: tuple[str, str, float] = ("", "", 0.0)
     for position, decision in enumerate(decisions):
-        if decision.kind != "op":
-            continue
-        chosen = Counter(decision.options[arch.choices[position]] for arch in samples.architectures)
-        ops.update(chosen)
-        op, count = chosen.most_common(1)[0]
-        if count / WATCH_SAMPLES > top[2]:
-            top = (decision.name, op, count / WATCH_SAMPLES)
-    total = sum(ops.values())
-    frequency = {op: ops[op] / total for op in sorted(ops)} if total else {}
+        choices = [arch.choices[position] for arch in samples.architectures]
+        if decision.kind == "index":
+            inputs.update(choices)
+        elif decision.kind == "skip":
+            inputs.update(k for bits in choices for k, bit in enumerate(bits) if bit)
+        else:   # an op
+            chosen = Counter(decision.options[choice] for choice in choices)
+            ops.update(chosen)
+            op, count = chosen.most_common(1)[0]
+            if count / WATCH_SAMPLES > top[2]:
+                top = (decision.name, op, count / WATCH_SAMPLES)
     most_frequent = Counter(samples.architectures).most_common(1)[0][1]
-    return PolicyFigures(entropy, sum(entropy) / uniform if uniform else 0.0, frequency, top,
+    return PolicyFigures(dict(zip((d.name for d in decisions), entropy)), sum(entropy) / uniform if uniform else 0.0,
+                         shares(ops), {str(k): v for k, v in shares(inputs).items()}, top,
                          most_frequent / WATCH_SAMPLES)
+
+
+def shares(counts: Counter) -> dict:
+    """Each key's share of the counts, in key order; empty when there are none."""
+    total = sum(counts.values())
+    return {key: counts[key] / total for key in sorted(counts)} if total else {}
 
 
 def collapse_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | None:

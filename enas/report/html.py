@@ -1,0 +1,213 @@
+"""`enas report RUN_DIR`: the whole run on one self-contained page, RUN_DIR/report.html.
+
+Sections, each present whether or not its step has run (one that has not says what to type):
+the run (status, preset, space, strategy, time), its config, the search's curves, the derived
+architecture with its picture and the candidate table, the retrain's result (on built-in text
+against the entropy floor), and rank's and compare's results where they exist. The plots are
+drawn again first and inlined as base64 PNGs; the CSS is inline; the page loads nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from html import escape
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from enas.report.run_files import RunFiles, plots_folder
+from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLOT, draw_after
+from enas.report.runs import duration, status, wall_time
+from enas.report.search_plots import SEARCH_PLOTS
+from enas.run.folder import PLOTS_DIR, REPORT_FILE, write_text
+from enas.strategies import FROM_SCRATCH
+
+SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",
+            "retrain": "Retrain", "rank": "Rank", "compare": "Compare"}
+CANDIDATE_ROWS = 10
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0; background: #f6f7f9; }
+main { max-width: 1320px; margin: 0 auto; padding: 1.2em 2em 3em; }
+h1 { font-size: 1.6em; margin: 0.2em 0; } h2 { border-bottom: 2px solid #d0d7e2; padding-bottom: 0.2em; margin-top: 1.8em; }
+nav { position: sticky; top: 0; background: #1f3b73; padding: 0.5em 2em; z-index: 1; }
+nav a { color: #fff; margin-right: 1.4em; text-decoration: none; font-weight: 600; }
+section { scroll-margin-top: 3em; background: #fff; border-radius: 8px; padding: 0.4em 1.4em 1.2em; margin-top: 1.2em; box-shadow: 0 1px 3px #0002; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
+th, td { border: 1px solid #d0d7e2; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
+th { background: #eef2f8; } table.facts th { font-weight: normal; color: #444; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 1em; align-items: start; }
+figure { margin: 0.6em 0; } img { max-width: 100%; height: auto; border: 1px solid #e3e7ee; }
+pre { background: #f1f3f6; padding: 0.8em; overflow-x: auto; font-size: 0.88em; }
+.note { color: #666; } .missing { color: #8a5a00; background: #fff6e0; padding: 0.5em 0.8em; border-radius: 4px; }
+code { background: #f1f3f6; padding: 0 0.25em; }
+"""
+
+
+def write_report(folder: Path) -> Path:
+    """Draw the plots again, then write the report of the run in `folder` (a retrain's output in
+    RUN_DIR/retrain reports the run); return its path."""
+    folder = plots_folder(folder)
+    run = RunFiles(folder)   # a one-line error before anything is drawn when it is no run folder
+    draw_after(folder)
+    body = [run_section(run), config_section(run), search_section(run), derive_section(run),
+            retrain_section(run), rank_section(run), compare_section(run)]
+    nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title in SECTIONS.items())
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(run.label)}: enas report'
+            f'</title>\n<style>{CSS}</style></head>\n<body><nav>{nav}</nav><main>\n<h1>{escape(run.label)}</h1>\n'
+            + "\n".join(body) + "\n</main></body></html>\n")
+    path = folder / REPORT_FILE
+    write_text(path, page)
+    return path
+
+
+def section(key: str, *parts: str) -> str:
+    return f'<section id="{key}">\n<h2>{escape(SECTIONS[key])}</h2>\n' + "\n".join(p for p in parts if p) + "\n</section>"
+
+
+def missing(text: str) -> str:
+    return f'<p class="missing">{escape(text)}</p>'
+
+
+def image(path: Path, alt: str) -> str:
+    """`path` inline as a data URI (the plot's title says what it is), or nothing where it was not drawn."""
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{escape(alt)}"></figure>'
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(cell(value) for value in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def facts(rows: Sequence[tuple[str, Any]]) -> str:
+    """A table of (name, value) rows, without a header."""
+    body = "".join(f"<tr><th>{escape(name)}</th>{cell(value)}</tr>" for name, value in rows)
+    return f'<table class="facts"><tbody>{body}</tbody></table>'
+
+
+def cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f'<td class="num">{value:.4g}</td>'
+    if isinstance(value, int):
+        return f'<td class="num">{value:,}</td>'
+    return f"<td>{escape(str(value))}</td>"
+
+
+def run_section(run: RunFiles) -> str:
+    shown = [("folder", str(run.folder.resolve())), ("status", status(run, time.time())),
+             ("preset", run.preset or "(not recorded)"), ("space", run.space), ("strategy", run.strategy),
+             ("wall time (search + retrain)", duration(wall_time(run))),
+             ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
+    return section("run", facts(shown))
+
+
+def config_section(run: RunFiles) -> str:
+    keys = ["data.name", "seed", "nas_rl.updates" if run.strategy in FROM_SCRATCH else "search.epochs",
+            "retrain.epochs", "device"]
+    rows = [(key, value) for key in keys if (value := lookup(run.config, key)) is not None]
+    text = yaml.safe_dump(run.config, sort_keys=False)
+    return section("config", table(("key", "value"), rows),
+                   f"<details><summary>config.yaml, every key</summary><pre>{escape(text)}</pre></details>")
+
+
+def lookup(config: dict[str, Any], key: str) -> Any:
+    """config["a"]["b"] for key "a.b"; None where absent."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def search_section(run: RunFiles) -> str:
+    if not run.searched:
+        why = "this folder is a retrain's own output" if run.retrain is run else "no search epoch logged yet"
+        return section("search", missing(f"no search: {why}"))
+    plots = run.folder / PLOTS_DIR
+    evals, metric = run.phase("eval"), f"valid_{run.metric}"
+    shown = [("epochs logged", len(evals) or len(run.phase("controller", "random"))),
+             ("controller updates", len(run.phase("controller")))]
+    if evals and metric in evals[-1]:
+        shown += [(f"last validation {run.metric_name} of the most likely architecture", evals[-1][metric]),
+                  ("that architecture (official string)", evals[-1].get("arch", ""))]
+    warnings = [m["warning"] for m in run.metrics if "warning" in m]
+    images = "".join(image(plots / name, name.removesuffix(".png").replace("_", " ")) for name in SEARCH_PLOTS)
+    return section("search", facts(shown), "".join(f"<p class=\"missing\">{escape(w)}</p>" for w in warnings),
+                   f'<div class="plots">{images}</div>')
+
+
+def derive_section(run: RunFiles) -> str:
+    if run.arch is None:
+        return section("derive", missing(f"not derived yet: enas derive {run.folder}"))
+    arch, plots = run.arch, run.folder / PLOTS_DIR
+    if not run.searched:
+        given = (run.result or {}).get("arch", "")
+        return section("derive", missing("no derive in this folder (a retrain's own output); the architecture it "
+                                         f"retrained: {given}"), image(plots / CELL_PLOT, "the retrained architecture"))
+    score = next((k for k in arch if k.startswith("valid_")), "")
+    shown = [("official string", arch.get("official", "")), (score.replace("_", " "), arch.get(score, "")),
+             ("candidates sampled", arch.get("sampled", ""))]
+    text = "\n".join(arch.get("cell", []))
+    return section("derive", facts(shown), image(plots / CELL_PLOT, "the derived architecture"),
+                   f"<pre>{escape(text)}</pre>", "<h3>Best candidates</h3>", candidates_table(run),
+                   image(plots / DERIVE_PLOT, "the distribution of the candidates' scores"))
+
+
+def candidates_table(run: RunFiles) -> str:
+    """The distinct candidates, best first, with how often each was sampled."""
+    key = f"valid_{run.metric}"
+    scored = [c for c in run.candidates if key in c]
+    counts = Counter(c["arch"] for c in scored)
+    distinct = {c["arch"]: c[key] for c in scored}
+    ranked = sorted(distinct.items(), key=lambda item: item[1], reverse=not run.lower_is_better)
+    rows = [(rank, value, counts[arch], arch) for rank, (arch, value) in enumerate(ranked[:CANDIDATE_ROWS], start=1)]
+    note = f'<p class="note">{len(distinct)} distinct of {len(scored)} scored; the best {len(rows)} shown.</p>'
+    return table(("rank", f"validation {run.metric_name}", "sampled", "architecture (official string)"), rows) + note
+
+
+def retrain_section(run: RunFiles) -> str:
+    retrain = run.retrain
+    if retrain is None or retrain.result is None:
+        hint = "retraining" if retrain is not None else f"not retrained yet: enas retrain {run.folder}"
+        return section("retrain", missing(hint))
+    result = retrain.result
+    rows = [(key.replace("_", " "), value) for key, value in result.items() if key not in ("metric", "value", "arch")]
+    headline = f"{result['metric'].replace('_', ' ')} {result['value']:.4g}"
+    if "floor" in result:
+        headline += (f": {result['value'] / result['floor']:.2f} times the entropy floor {result['floor']:.4g}, "
+                     "the best perplexity the built-in language allows")
+    if "unigram_ppl" in result:
+        headline += f" (the unigram model: {result['unigram_ppl']:.4g})"
+    return section("retrain", f"<p><strong>{escape(headline)}</strong></p>", facts(rows),
+                   image(run.folder / PLOTS_DIR / RETRAIN_PLOT, "retrain: training, validation and test"))
+
+
+def rank_section(run: RunFiles) -> str:
+    report = run.rank
+    if report is None:
+        return section("rank", missing(f"not ranked: enas rank {run.folder}"))
+    shown = [("Kendall tau", report["kendall_tau"]), ("Spearman rho", report["spearman_rho"]),
+             (f"top-{report['top_k']} overlap", report["top_k_overlap"]),
+             ("Kendall tau, uniform draws alone", report.get("kendall_tau_uniform") or "")]
+    metric = report["metric"]
+    alone = next(k for k in report["panel"][0] if k.startswith("alone_") and k != "alone_params")
+    rows = [(row["source"], row[f"shared_valid_{metric}"], row[alone], row["arch"]) for row in report["panel"]]
+    return section("rank", facts(shown), image(run.folder / PLOTS_DIR / RANK_PLOT, "rank"),
+                   table(("source", f"shared valid {metric}", alone.replace("_", " "), "architecture"), rows))
+
+
+def compare_section(run: RunFiles) -> str:
+    report = run.compare
+    if report is None:
+        return section("compare", missing(f"not compared: enas compare {run.folder}"))
+    metric = report["metric"]
+    headline = (f"the derived architecture beats {report['beaten']} of {report['random']} random ones "
+                f"(percentile {report['percentile']:.0f}) at {metric.replace('_', ' ')}")
+    rows = [("derived", report["derived"][metric], report["derived"]["params"], report["derived"]["arch"])]
+    rows += [("random", row[metric], row["params"], row["arch"]) for row in report["random_panel"]]
+    return section("compare", f"<p><strong>{escape(headline)}</strong></p>",
+                   table(("", metric.replace("_", " "), "params", "architecture"), rows))

@@ -1,0 +1,71 @@
+"""The plots of what follows a search: the scores of derive's candidates, retrain's training,
+validation and test curves, and rank's scatter of shared-weight against stand-alone scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from enas.report.plots import curves, histogram, new_figure, reference, scatter
+from enas.report.run_files import RunFiles
+from enas.strategies import FROM_SCRATCH
+
+
+def derive_figure(run: RunFiles) -> Figure | None:
+    """The distribution of the candidates' scores, the kept one marked."""
+    metric = f"valid_{run.metric}"
+    scores = [c[metric] for c in run.candidates if metric in c]
+    if not scores:
+        return None
+    how = "trained from scratch" if run.strategy in FROM_SCRATCH else "shared weights"
+    figure, (axes,) = new_figure(f"{run.label}: derive's candidates ({len(scores)} scored)")
+    histogram(axes, scores, f"validation {run.metric_name}{run.metric_unit}, {how}", "candidates")
+    best = run.best(scores)
+    axes.axvline(best, color="black", linestyle="--", linewidth=1, label=f"kept: {best:.4g}")
+    axes.legend(loc="best", fontsize="small")
+    return figure
+
+
+def retrain_figure(run: RunFiles, retrain: RunFiles) -> Figure | None:
+    """Training loss, validation score (with the test score and the references of the result)
+    and learning rate per epoch of `retrain`, titled with `run`'s name."""
+    lines = retrain.phase("retrain")
+    result = retrain.result or {}
+    if not lines:
+        return None
+    metric, x = retrain.metric, [m["epoch"] + 1 for m in lines]
+    figure, (loss, valid, lr) = new_figure(f"{run.label}: retrain", 3, panel_height=2.4)
+    curves(loss, {"training": (x, [m["loss"] for m in lines])}, "epoch", "training loss (cross-entropy, nats)")
+    curves(valid, {"validation": (x, [m[f"valid_{metric}"] for m in lines])}, "epoch",
+           retrain.metric_name + retrain.metric_unit)
+    for label, value, style in test_references(result, metric):
+        reference(valid, value, label, style)
+    curves(lr, {"SGD": (x, [m["lr"] for m in lines])}, "epoch", "learning rate")
+    return figure
+
+
+def test_references(result: dict[str, Any], metric: str) -> list[tuple[str, float, str]]:
+    """The horizontal lines of a retrain's validation panel: its test score, and where the task
+    has them the entropy floor, the unigram model and chance."""
+    lines = [(f"test: {result['value']:.4g}", result["value"], "--")] if "value" in result else []
+    if metric == "ppl" and "floor" in result:
+        lines.append((f"entropy floor: {result['floor']:.4g}", result["floor"], ":"))
+    if "chance_acc" in result:
+        lines.append((f"chance: {result['chance_acc']:.2g}", result["chance_acc"], ":"))
+    return lines
+
+
+def rank_figure(run: RunFiles) -> Figure | None:
+    """rank.json's panel: each architecture's shared-weight score against its score trained alone."""
+    report = run.rank
+    if not report:
+        return None
+    metric = report["metric"]
+    alone = next(key for key in report["panel"][0] if key.startswith("alone_") and key != "alone_params")
+    figure, (axes,) = new_figure(f"{run.label}: shared weights against training alone", panel_height=4.2)
+    scatter(axes, [row[f"shared_valid_{metric}"] for row in report["panel"]], [row[alone] for row in report["panel"]],
+            [row["source"] for row in report["panel"]], f"shared-weight validation {metric}",
+            f"{alone.removeprefix('alone_').replace('_', ' ')} trained alone ({report['budget']['epochs']} epochs)",
+            f"Kendall tau {report['kendall_tau']:.2f}, Spearman rho {report['spearman_rho']:.2f}")
+    return figure

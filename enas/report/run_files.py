@@ -1,0 +1,156 @@
+"""A run folder read back for its plots, its report and `enas runs`: the config as saved, the
+metrics by phase, and the results of derive, retrain, rank and compare where they exist.
+
+Nothing here trains or loads a model; a file that is absent reads as empty (or None)."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from enas.errors import UserError
+from enas.run.folder import (ARCH_FILE, CANDIDATES_FILE, COMPARE_FILE, CONFIG_FILE, METRICS_FILE, RANK_FILE,
+                             RESULT_FILE, RETRAIN_DIR, TRIALS_FILE)
+
+METRIC_NAMES = {"ppl": "perplexity", "acc": "accuracy"}
+
+
+class RunFiles:
+    """The files of the run (or retrain) folder `folder`."""
+
+    def __init__(self, folder: Path):
+        path = folder / CONFIG_FILE
+        if not path.is_file():
+            raise UserError(f"{folder} is not a run folder (no {CONFIG_FILE}); give a folder written by "
+                            "`enas search` or `enas retrain`")
+        try:
+            config = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{path} must hold a mapping of config keys")
+        self.folder, self.config = folder, config
+
+    @property
+    def preset(self) -> str:
+        return str(self.config.get("preset") or "")
+
+    @property
+    def space(self) -> str:
+        return str(self.config.get("space", ""))
+
+    @property
+    def strategy(self) -> str:
+        return str(self.config.get("strategy", ""))
+
+    @property
+    def label(self) -> str:
+        """The run's name in titles: its folder, and its preset where recorded."""
+        return f"{self.folder.name} ({self.preset})" if self.preset else self.folder.name
+
+    @cached_property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_lines(self.folder / METRICS_FILE)
+
+    def phase(self, *names: str) -> list[dict[str, Any]]:
+        """The metrics lines of these phases, in order."""
+        return [line for line in self.metrics if line["phase"] in names]
+
+    @cached_property
+    def trials(self) -> list[dict[str, Any]]:
+        return read_lines(self.folder / TRIALS_FILE)
+
+    @cached_property
+    def candidates(self) -> list[dict[str, Any]]:
+        return read_lines(self.folder / CANDIDATES_FILE)
+
+    @cached_property
+    def arch(self) -> dict[str, Any] | None:
+        return read_json(self.folder / ARCH_FILE)
+
+    @cached_property
+    def result(self) -> dict[str, Any] | None:
+        """A retrain folder's result.json."""
+        return read_json(self.folder / RESULT_FILE)
+
+    @cached_property
+    def rank(self) -> dict[str, Any] | None:
+        return read_json(self.folder / RANK_FILE)
+
+    @cached_property
+    def compare(self) -> dict[str, Any] | None:
+        return read_json(self.folder / COMPARE_FILE)
+
+    @cached_property
+    def retrain(self) -> RunFiles | None:
+        """The retrain of this run: the folder itself when it is a retrain's output, else
+        RUN_DIR/retrain where it exists."""
+        if self.result is not None or self.phase("retrain"):
+            return self
+        inner = self.folder / RETRAIN_DIR
+        return RunFiles(inner) if (inner / CONFIG_FILE).is_file() else None
+
+    @property
+    def searched(self) -> bool:
+        """Whether the folder holds a search (not only a retrain)."""
+        return any(line["phase"] != "retrain" for line in self.metrics) or bool(self.trials)
+
+    @property
+    def metric(self) -> str:
+        """The task's figure, "ppl" or "acc", as the metrics lines and results name it."""
+        for record in [*self.metrics, *self.candidates, *self.trials, self.arch or {}, self.result or {}]:
+            for key in record:
+                if key.startswith("valid_") and key.removeprefix("valid_") in METRIC_NAMES:
+                    return key.removeprefix("valid_")
+        return ""
+
+    @property
+    def metric_name(self) -> str:
+        return METRIC_NAMES.get(self.metric, self.metric)
+
+    @property
+    def metric_unit(self) -> str:
+        """What an axis of the metric says after its name."""
+        return " (fraction correct)" if self.metric == "acc" else ""
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric == "ppl"
+
+    def best(self, values: list[float]) -> float:
+        return min(values) if self.lower_is_better else max(values)
+
+
+def plots_folder(folder: Path) -> Path:
+    """Where the plots of `folder` go: a retrain's output inside a run folder (RUN_DIR/retrain)
+    plots into the run's plots/, as one run; any other folder into its own."""
+    if folder.name == RETRAIN_DIR and (folder.parent / CONFIG_FILE).is_file():
+        return folder.parent
+    return folder
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file, one a line; [] where it does not exist. A cut-off last
+    line (a run killed mid-write) is left out."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None

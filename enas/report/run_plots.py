@@ -1,0 +1,62 @@
+"""Every plot of a run folder, RUN_DIR/plots/*.png, drawn from the files the run has written so
+far: the search's, derive's (with the cell's picture, cell.png), retrain's (RUN_DIR/retrain, or a
+retrain's own output folder) and rank's. `enas plot` draws them all again; search, derive and
+retrain draw them at their end, where a failure is a warning: plots never cost a run.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from enas.errors import UserError
+from enas.report.cell_drawing import write_cell
+from enas.report.plots import save
+from enas.report.result_plots import derive_figure, rank_figure, retrain_figure
+from enas.report.run_files import RunFiles, plots_folder
+from enas.report.search_plots import search_figures
+from enas.run.distributed import is_main
+from enas.run.folder import PLOTS_DIR
+from enas.run.session import warn
+from enas.spaces import from_json, space_type
+
+CELL_PLOT, DERIVE_PLOT, RETRAIN_PLOT, RANK_PLOT = "cell.png", "derive_scores.png", "retrain.png", "rank.png"
+
+
+def draw_run(folder: Path) -> list[Path]:
+    """Draw every plot the files of `folder` allow into folder/plots/ (a retrain's output in
+    RUN_DIR/retrain draws the run's); return their paths."""
+    folder = plots_folder(folder)
+    run = RunFiles(folder)
+    out = folder / PLOTS_DIR
+    figures = {**search_figures(run), DERIVE_PLOT: derive_figure(run), RANK_PLOT: rank_figure(run),
+               RETRAIN_PLOT: retrain_figure(run, run.retrain) if run.retrain is not None else None}
+    paths = [save(figure, out / name) for name, figure in figures.items() if figure is not None]
+    if run.arch is not None:
+        try:
+            arch = from_json(run.arch)
+        except UserError as error:
+            raise UserError(f"{folder / 'arch.json'}: {error}") from None
+        _, graph = space_type(arch.space).render(arch)
+        paths.append(write_cell(graph, out / CELL_PLOT, f"{run.label}: {arch.space} architecture"))
+    if not paths:
+        raise UserError(f"{folder} holds nothing to plot yet (no metrics, candidates or results)")
+    return paths
+
+
+def draw_after(folder: Path) -> list[Path]:
+    """`draw_run` at the end of a command on `folder`: a failure is one warning line on stderr,
+    never an error; only rank 0 of a distributed run draws."""
+    if not is_main():
+        return []
+    try:
+        return draw_run(folder)
+    except Exception as error:  # noqa: BLE001 - whatever goes wrong in a plot, the run's results are safe
+        target = plots_folder(folder)
+        if isinstance(error, UserError):
+            why = str(error)
+        else:   # a bug or the file system: where it happened helps a report
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            why = f"{type(error).__name__}: {error} at {Path(where.filename).name}:{where.lineno}"
+        warn(f"warning: the plots of {target} were not drawn ({why}); `enas plot {target}` tries again")
+        return []
