@@ -44,9 +44,10 @@ def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
     logging.tensorboard the candidates' scores and the cell's picture as events."""
     derive = derive_from_trials if config.strategy in FROM_SCRATCH else derive_by_shared_weights
     best = derive(config, run_dir, reporter)
-    draw_after(run_dir)
-    write_events(config, run_dir, "derive", read_metrics(run_dir / CANDIDATES_FILE),
-                 {"derive/cell": run_dir / PLOTS_DIR / CELL_PLOT})
+    if distributed.is_main():   # the files rank 0 has just written
+        draw_after(run_dir, "derive")
+        write_events(config, run_dir, "derive", read_metrics(run_dir / CANDIDATES_FILE),
+                     {"derive/cell": run_dir / PLOTS_DIR / CELL_PLOT})
     return best
 
 

@@ -81,7 +81,7 @@ def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Bud
                          "alone_params": result["params"]}
                         for m, s, result in zip(members, shared_scores, alone)]}
     write_json(run_dir / RANK_FILE, report)
-    draw_after(run_dir)
+    draw_after(run_dir, "rank")
     reporter.print(_table(report, metric, alone[0]["metric"]))
     return report
 

@@ -110,7 +110,7 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
     named = {result["metric"]: result["value"], **{k: v for k, v in result.items() if k != "value"}}
     write_events(config, out_dir, "result", [named], {})
     if plots:
-        draw_after(out_dir)
+        draw_after(out_dir, "retrain")
     return result
 
 

@@ -17,5 +17,5 @@ STRATEGIES = {"enas": run_enas, "random_ws": run_enas, "nas_rl": run_nas_rl, "ra
 def run_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter) -> Any:
     """Run the search, then draw its plots (a failure to draw is a warning)."""
     search = STRATEGIES[config.strategy](config, run_dir, resume, reporter)
-    draw_after(run_dir)
+    draw_after(run_dir, "search")
     return search

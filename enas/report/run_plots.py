@@ -23,16 +23,20 @@ from enas.spaces import from_json, space_type
 CELL_PLOT, DERIVE_PLOT, RETRAIN_PLOT, RANK_PLOT = "cell.png", "derive_scores.png", "retrain.png", "rank.png"
 
 
-def draw_run(folder: Path) -> list[Path]:
+def draw_run(folder: Path, only: str | None = None) -> list[Path]:
     """Draw every plot the files of `folder` allow into folder/plots/ (a retrain's output in
-    RUN_DIR/retrain draws the run's); return their paths."""
+    RUN_DIR/retrain draws the run's), or only those of one command (`only`: search, derive,
+    retrain or rank); return their paths."""
     folder = plots_folder(folder)
     run = RunFiles(folder)
     out = folder / PLOTS_DIR
-    figures = {**search_figures(run), DERIVE_PLOT: derive_figure(run), RANK_PLOT: rank_figure(run),
-               RETRAIN_PLOT: retrain_figure(run, run.retrain) if run.retrain is not None else None}
+    drawers = {"search": lambda: search_figures(run), "derive": lambda: {DERIVE_PLOT: derive_figure(run)},
+               "rank": lambda: {RANK_PLOT: rank_figure(run)},
+               "retrain": lambda: {RETRAIN_PLOT: retrain_figure(run, run.retrain) if run.retrain is not None else None}}
+    figures = {name: figure for command, draw in drawers.items() if only in (None, command)
+               for name, figure in draw().items()}
     paths = [save(figure, out / name) for name, figure in figures.items() if figure is not None]
-    if run.arch is not None:
+    if run.arch is not None and only in (None, "derive"):
         try:
             arch = from_json(run.arch)
         except UserError as error:
@@ -44,13 +48,13 @@ def draw_run(folder: Path) -> list[Path]:
     return paths
 
 
-def draw_after(folder: Path) -> list[Path]:
-    """`draw_run` at the end of a command on `folder`: a failure is one warning line on stderr,
-    never an error; only rank 0 of a distributed run draws."""
+def draw_after(folder: Path, only: str | None = None) -> list[Path]:
+    """`draw_run` at the end of a command on `folder` (`only`: that command's plots): a failure is
+    one warning line on stderr, never an error; only rank 0 of a distributed run draws."""
     if not is_main():
         return []
     try:
-        return draw_run(folder)
+        return draw_run(folder, only)
     except Exception as error:  # noqa: BLE001 - whatever goes wrong in a plot, the run's results are safe
         target = plots_folder(folder)
         if isinstance(error, UserError):
