@@ -20,7 +20,7 @@ search: install
 	$(BIN)/enas search
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python -m benchmarks $(ARGS)
