@@ -27,8 +27,8 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         run(args)
     except ChildFailedError as error:
-        # The cause: a rank killed by a signal (not the launcher's SIGTERM to the others), else the
-        # first to end; a rank that lost its peers (exit 1) is only a consequence.
+        # The cause: a rank killed by a signal other than the SIGTERM the launcher sends the rest,
+        # else the first rank to end (its peers then fail in their next collective).
         rank, failure = min(error.failures.items(), key=lambda item: (
             not (item[1].exitcode < 0 and item[1].exitcode != -signal.SIGTERM), item[1].timestamp))
         if failure.exitcode in OWN_STATUSES:
