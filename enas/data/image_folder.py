@@ -16,7 +16,6 @@ import os
 import pickle
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -137,8 +136,8 @@ def decode_listing(listing: Listing, root: Path, reporter: Reporter | None, work
     paths = [path for split in listing.files for path in listing.files[split]]
     chunks = [paths[start:start + CHUNK] for start in range(0, len(paths), CHUNK)]
     large = len(paths) >= PARALLEL_FROM
-    progress = reporter.phase(f"decoding the {len(paths):,} images of {root}", len(paths)) \
-        if reporter is not None and large else nullcontext(lambda advance=1: None)
+    shown = reporter if reporter is not None and large else Reporter(quiet=True)
+    progress = shown.phase(f"decoding the {len(paths):,} images of {root}", len(paths))
     arrays: list[np.ndarray] = []
     with _pool(workers or (_cores() if large else 1), len(chunks)) as pool:
         decoded = pool.map(decode_files, chunks)   # forks the workers before the progress bar starts its thread

@@ -10,10 +10,9 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -149,9 +148,9 @@ def load_text_folder(root: str | Path, max_vocab: int = 0, min_count: int = 1, u
     if cache is not None and (corpus := _cached_corpus(cache, source)) is not None:
         return corpus
     total = sum(path.stat().st_size for path in paths.values())
-    phase = reporter.phase if reporter and total >= _PROGRESS_MIN_BYTES else _silent_phase
+    shown = reporter if reporter and total >= _PROGRESS_MIN_BYTES else Reporter(quiet=True)
     ids: dict[str, int] = {}
-    with phase(f"reading {Path(root).name or root} (MB)", round(total / 1e6)) as update:
+    with shown.phase(f"reading {Path(root).name or root} (MB)", round(total / 1e6)) as update:
         mb = _MegabyteCounter(update)
         read = {split: _read_split(path, unit, ids, mb.advance) for split, path in paths.items()}
     tokens = list(ids)
@@ -182,11 +181,6 @@ class _MegabyteCounter:
     def advance(self, count: int) -> None:
         self.bytes += count
         self.update(completed=round(self.bytes / 1e6))
-
-
-@contextmanager
-def _silent_phase(description: str, total: int) -> Iterator[Callable[..., None]]:
-    yield lambda advance=1, completed=None, **figures: None
 
 
 def _size_and_time(path: Path) -> list[int]:
