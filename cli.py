@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -245,30 +244,13 @@ def _resumed_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optio
 
 def _architecture(text: str, space: str):
     """An architecture from an ARCH.json path, a published architecture's name or an official
-    string, checked against the config's space."""
-    from enas.spaces import from_json, from_official
+    string (enas.spaces.load_architecture), checked against the config's space."""
+    from enas.spaces import load_architecture
     from enas.spaces.published import PUBLISHED
 
-    path = Path(text)
-    if text in PUBLISHED:
-        named_space, string = PUBLISHED[text]
-        _check_space(f"{text} is", named_space, space)
-        return from_official(string, space)
-    # An official string is digits and spaces; the macro ones are longer than a file name may be.
-    official = set(text) <= set("0123456789, \t\n")
-    if not official and (path.suffix == ".json" or path.is_file()):
-        if not path.is_file():
-            raise UserError(f"architecture file {path} does not exist; run `enas derive RUN_DIR` first")
-        try:
-            architecture = from_json(json.loads(path.read_text()))
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
-        _check_space(f"{path} holds", architecture.space, space)
-        return architecture
-    if not official:
-        raise UserError(f"--arch {text!r} is no ARCH.json file, published architecture ({', '.join(PUBLISHED)}) "
-                        "or official string of numbers")
-    return from_official(text, space)
+    architecture = load_architecture(text, space)
+    _check_space(f"{text} is" if text in PUBLISHED else f"{text} holds", architecture.space, space)
+    return architecture
 
 
 def _check_space(what: str, arch_space: str, space: str) -> None:

@@ -87,13 +87,18 @@ def load_architecture(source: str | Path, space: str | None = None) -> Architect
     if text in PUBLISHED:
         return from_official(PUBLISHED[text][1], PUBLISHED[text][0])
     path = Path(source)
-    if path.suffix == ".json" or path.is_file():
+    # An official string is digits and spaces; the macro ones are longer than a file name may be.
+    official = set(text) <= set("0123456789, \t\n")
+    if not official and (path.suffix == ".json" or path.is_file()):
         if not path.is_file():
-            raise UserError(f"architecture file {path} does not exist")
+            raise UserError(f"architecture file {path} does not exist; run `enas derive RUN_DIR` first")
         try:
             return from_json(json.loads(path.read_text()))
         except json.JSONDecodeError as error:
             raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not official:
+        raise UserError(f"{text!r} is no ARCH.json file, published architecture ({', '.join(PUBLISHED)}) "
+                        "or official string of numbers")
     if space is None:
         raise UserError(f"{text!r} is no arch.json file or published name; an official string needs its space "
                         f"({', '.join(SPACES)})")
