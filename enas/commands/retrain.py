@@ -5,8 +5,8 @@ where the task has no validation split apart from its test split). With `retrain
 once validation stalls the weights are averaged over every step from then on (NT-ASGD, as
 enas_lm's final training), and the averaged weights are what is validated, kept and tested. Writes
 OUT_DIR/config.yaml, arch.json, metrics.jsonl, checkpoints/, model.pt (weights only) and
-result.json, then the plots (enas/report/run_plots.py). The loop runs inside a `Session` like the search (session.py): it resumes exactly
-from any step boundary, skips non-finite steps and rolls back.
+result.json, then the plots (enas/report/run_plots.py). The loop runs inside a `Session` like the
+search (session.py): it resumes exactly from any step boundary, skips non-finite steps and rolls back.
 """
 
 from __future__ import annotations

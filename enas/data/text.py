@@ -147,7 +147,7 @@ def load_text_folder(root: str | Path, max_vocab: int = 0, min_count: int = 1, u
               "unit": unit, "max_vocab": max_vocab, "min_count": min_count, "version": _CACHE_VERSION}
     if cache is not None and (corpus := _cached_corpus(cache, source)) is not None:
         return corpus
-    total = sum(path.stat().st_size for path in paths.values())
+    total = sum(size for _, size, _ in source["files"])
     shown = reporter if reporter and total >= _PROGRESS_MIN_BYTES else Reporter(quiet=True)
     ids: dict[str, int] = {}
     with shown.phase(f"reading {Path(root).name or root} (MB)", round(total / 1e6)) as update:
