@@ -10,9 +10,9 @@ from typing import Annotated, Callable, Literal, Optional
 import typer
 
 from enas.config import describe_keys, load_config, preset_names, preset_path, to_yaml
+from enas.console import Reporter
 from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
 from enas.run.distributed import RankLost
-from enas.run.reporter import Reporter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="ENAS: Efficient Neural Architecture Search via Parameter Sharing.")
@@ -92,7 +92,9 @@ def search(
     quiet: Quiet = False,
 ) -> None:
     """Train the shared weights and the controller in alternation; write a run folder."""
-    from enas.run.folder import CONFIG_FILE, check_resume_config, check_run_dir, default_run_dir, saved_config
+    from enas.folder.config_file import saved_config
+    from enas.folder.names import CONFIG_FILE, default_run_dir
+    from enas.run.resume import check_resume_config, check_run_dir
 
     def body() -> None:
         if seeds is not None:
@@ -114,7 +116,9 @@ def search(
             cfg = load_config(layers, overrides or [])
         if nproc > 1:
             _relaunch(nproc, run_dir)
-        from enas.commands.search import run_search  # torch loads only once the command line is known to be good
+        from enas.commands.search import (
+            run_search,  # torch loads only once the command line is known to be good
+        )
 
         run_search(cfg, run_dir, resume, _reporter(quiet))
         typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
@@ -124,7 +128,7 @@ def search(
 
 def _sweep(overrides: list[str], preset: Optional[str], out: Optional[Path], resume: bool, seeds: str,
            quiet: bool) -> None:
-    from enas.run.folder import default_run_dir
+    from enas.folder.names import default_run_dir
     from enas.spaces.architecture import parse_ints
 
     if resume:
@@ -137,7 +141,8 @@ def _sweep(overrides: list[str], preset: Optional[str], out: Optional[Path], res
     cfg_layers = [preset_path(preset or "default")]
     load_config(cfg_layers, overrides)   # every mistake in the overrides before anything runs
     out_dir = out or default_run_dir(f"{preset or 'default'}-seeds")
-    from enas.commands.sweep import SEEDS_FILE, run_sweep
+    from enas.commands.sweep import run_sweep
+    from enas.folder.names import SEEDS_FILE
 
     summary = run_sweep(cfg_layers, overrides, values, out_dir, Reporter(quiet))
     typer.echo(f"{summary['metric']} {summary['value_mean']:.4g} ± {summary['value_std']:.2g} over "
@@ -154,7 +159,7 @@ def derive(
 ) -> None:
     """Sample architectures from the trained controller, score them with the shared weights, keep the best."""
     from enas.commands.derive import run_derive
-    from enas.run.folder import saved_config
+    from enas.folder.config_file import saved_config
 
     def body() -> None:
         overrides = [f"derive.samples={samples}"] * (samples is not None) + [f"derive.top={top}"] * (top is not None)
@@ -194,7 +199,9 @@ def retrain(
         cfg, architecture, out_dir = prepare(run_dir, arch, config, out, overrides)
         if nproc > 1:
             _relaunch(nproc, out_dir)
-        from enas.commands.retrain import run_retrain  # torch loads only once the command line is known to be good
+        from enas.commands.retrain import (
+            run_retrain,  # torch loads only once the command line is known to be good
+        )
 
         result = run_retrain(cfg, architecture, out_dir, resume, _reporter(quiet))
         extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("test_bpc", "floor", "unigram_ppl", "oov_test"))
@@ -208,7 +215,8 @@ def retrain(
 def _fresh_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
                    overrides: list[str]) -> tuple:
     """Config, architecture and output folder of a new retrain, every mistake caught before any writing."""
-    from enas.run.folder import ARCH_FILE, CONFIG_FILE, check_run_dir
+    from enas.folder.names import ARCH_FILE, CONFIG_FILE
+    from enas.run.resume import check_run_dir
 
     if run_dir is None and arch is None:
         raise UserError("give one RUN_DIR, or --arch ARCH.json|\"official string\" (see enas retrain --help)")
@@ -227,7 +235,9 @@ def _fresh_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optiona
 def _resumed_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
                      overrides: list[str]) -> tuple:
     """An interrupted retrain continues with the config and architecture saved in its own folder."""
-    from enas.run.folder import ARCH_FILE, CONFIG_FILE, check_resume_config, check_run_dir, saved_config
+    from enas.folder.config_file import saved_config
+    from enas.folder.names import ARCH_FILE, CONFIG_FILE
+    from enas.run.resume import check_resume_config, check_run_dir
 
     out_dir = out or (run_dir / "retrain" if run_dir else None)
     if out_dir is None:
@@ -268,8 +278,9 @@ Cache = Annotated[Optional[Path], typer.Option("--cache", help="folder of the ar
 
 def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Path]) -> tuple:
     """The run's config, the panel's training budget, its cache folder and the command that reruns it."""
-    from enas.commands.standalone import STANDALONE_DIR, Budget
-    from enas.run.folder import saved_config
+    from enas.commands.standalone import Budget
+    from enas.folder.names import STANDALONE_DIR
+    from enas.folder.config_file import saved_config
 
     cfg = saved_config(run_dir)
     rerun = "enas " + " ".join(sys.argv[1:])
@@ -330,7 +341,10 @@ def export(
     """Write the retrained child to RUN_DIR/export/ (model.safetensors, model.pt or model.onnx) with model.json."""
 
     def body() -> None:
-        from enas.export import CARD_FILE, export as export_child  # torch loads only once the command line is good
+        from enas.export import (  # torch loads only once the command line is good
+            CARD_FILE,
+        )
+        from enas.export import export as export_child
 
         path, difference = export_child(run_dir, fmt)
         typer.echo(f"wrote {path} and {path.parent / CARD_FILE}\n"

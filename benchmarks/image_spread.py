@@ -18,7 +18,7 @@ from pathlib import Path
 
 from enas.commands.retrain import run_retrain
 from enas.config import Config, load_config, preset_path
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 from enas.spaces import architecture, official
 from enas.spaces.architecture import Architecture
 from enas.tasks import build_task

@@ -21,7 +21,7 @@ from pathlib import Path
 from enas.commands.search import run_search
 from enas.config import Config, load_config, preset_path
 from enas.run.metrics import read_metrics
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 
 
 def timed_search(config: Config, folder: Path) -> float:

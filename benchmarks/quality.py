@@ -29,7 +29,7 @@ from enas.commands.rank import RANK_FILE, run_rank
 from enas.commands.standalone import Budget
 from enas.commands.sweep import search_and_derive, search_seconds
 from enas.config import load_config, preset_path
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 
 QUIET = Reporter(quiet=True)
 

@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from enas.config import Config, load_config, preset_path
 from enas.run import distributed
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 from enas.run.session import Session
 from enas.run.steps import Steps
 from enas.run.training import setup_runtime

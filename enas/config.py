@@ -19,11 +19,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from enas.errors import UserError
 from enas.fields import option
+from enas.folder.names import CONFIG_FILE
 from enas.spaces import SPACES
 from enas.spaces.base import ImageShape, TextShape
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-SAVED_CONFIG = "config.yaml"   # a run folder's resolved config (enas/run/folder.py's CONFIG_FILE)
 TEXT_DATASETS = ("builtin_text", "text")
 IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder", "torchvision")
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN")  # data.dataset
@@ -274,7 +274,7 @@ def load_config(layers: list[Path], overrides: list[str]) -> Config:
             raise UserError(f"cannot read {path}: {_first_line(error)}") from None
         if not isinstance(loaded, dict):
             raise UserError(f"{path} must hold a mapping of config keys")
-        if path.name != SAVED_CONFIG:   # a preset names itself; a run's saved config keeps the name it has
+        if path.name != CONFIG_FILE:   # a preset names itself; a run's saved config keeps the name it has
             loaded.setdefault("preset", path.stem)
         sources.append((str(path), loaded))
     for item in overrides:

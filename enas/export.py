@@ -31,11 +31,18 @@ import torch
 from torch import nn
 
 from enas import __version__
-from enas.commands.retrain import MODEL_FILE, RESULT_FILE
 from enas.config import Config, to_dict
 from enas.errors import UserError
-from enas.run.folder import (ARCH_FILE, CONFIG_FILE, RETRAIN_DIR, VOCAB_FILE, saved_config, write_file, write_json,
-                             write_text)
+from enas.folder.atomic import write_file, write_json, write_text
+from enas.folder.config_file import saved_config
+from enas.folder.names import (
+    ARCH_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    RESULT_FILE,
+    RETRAIN_DIR,
+    VOCAB_FILE,
+)
 from enas.spaces import from_json, load_architecture, official, space_type
 from enas.spaces.base import DataShape, ImageShape, TextShape
 from enas.tasks import Task, build_task

@@ -12,7 +12,7 @@ from enas.commands.derive import run_derive
 from enas.commands.search import run_search
 from enas.config import ControllerConfig, load_config, preset_path
 from enas.run.metrics import read_metrics
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 from enas.spaces.base import ImageShape, TextShape
 from enas.spaces.macro import MacroConfig, MacroSpace
 from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace

@@ -127,7 +127,7 @@ def test_on_the_cpu_autocast_is_off_and_channels_last_follows_its_switch():
 
 
 def test_a_search_with_every_switch_on_equals_one_with_every_switch_off_on_the_cpu(tmp_path):
-    from enas.run.reporter import Reporter
+    from enas.console import Reporter
     from enas.strategies.enas import run_search
 
     tiny = ["data.train_images=200", "data.test_images=32", "micro.layers=1", "micro.filters=4", "micro.nodes=2",

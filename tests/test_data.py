@@ -18,7 +18,7 @@ from enas.data.text import (
 )
 from enas.config import load_config
 from enas.errors import UserError
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 from enas.tasks.text import TextTask
 
 PTB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"

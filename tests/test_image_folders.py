@@ -18,7 +18,7 @@ from rich.console import Console
 from enas.config import load_config
 from enas.data.image_folder import cache_folder, load_image_folder
 from enas.errors import UserError
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 from enas.tasks import build_task
 
 ENAS = str(Path(sys.executable).parent / "enas")
@@ -223,7 +223,7 @@ def test_a_run_keeps_its_classes_and_a_changed_class_set_is_exit_2(tmp_path):
 
 def test_where_the_cache_lies_is_no_part_of_what_a_resume_or_a_panel_keeps(tmp_path):
     from enas.commands.standalone import result_folder
-    from enas.run.folder import check_resume_config
+    from enas.run.resume import check_resume_config
     from enas.spaces import from_official
     from enas.spaces.published import PUBLISHED
 

@@ -14,7 +14,7 @@ import torch
 from enas.config import load_config
 from enas.strategies.controller import Controller
 from enas.run.metrics import read_metrics, without_wall_clock
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 from enas.strategies.enas import run_search
 from enas.tasks import build_task
 from enas.tasks.image import ImageTask

@@ -16,7 +16,7 @@ import torch
 from enas.config import load_config, preset_path
 from enas.errors import UserError
 from enas.run.metrics import read_metrics, without_wall_clock
-from enas.run.reporter import Reporter
+from enas.console import Reporter
 from enas.run.signals import FAULT_HOOK
 from enas.spaces import from_official
 from enas.spaces.micro import MicroSpace

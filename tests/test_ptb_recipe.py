@@ -92,7 +92,7 @@ def tiny_retrain(tmp_path, monkeypatch, *overrides, resume=False, name="run"):
     """A tiny retrain whose validation never improves after its first epoch (patched), so that
     averaging starts after epoch `average_after` + 1; returns the run folder."""
     from enas.commands.retrain import run_retrain
-    from enas.run.reporter import Reporter
+    from enas.console import Reporter
     from enas.tasks.text import TextTask
 
     real = TextTask.evaluate
@@ -134,7 +134,7 @@ def test_retrain_averages_the_weights_of_every_step_once_validation_stalls_and_k
 
 def retrain_run(folder, *overrides, resume=False):
     from enas.commands.retrain import run_retrain
-    from enas.run.reporter import Reporter
+    from enas.console import Reporter
 
     config = load_config([], [*TINY_RETRAIN, *overrides])
     return run_retrain(config, Architecture("recurrent", (0, 0, 1, 1, 2)), folder, resume, Reporter(quiet=True))

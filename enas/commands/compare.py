@@ -14,10 +14,11 @@ from rich.table import Table
 from enas.commands.panel import uniform_architectures
 from enas.commands.standalone import Budget, train_panel
 from enas.config import Config
+from enas.console import Reporter
 from enas.errors import UserError
+from enas.folder.atomic import write_json
+from enas.folder.names import ARCH_FILE, COMPARE_FILE
 from enas.ranking import percentile
-from enas.run.folder import ARCH_FILE, COMPARE_FILE, write_json
-from enas.run.reporter import Reporter
 from enas.spaces import from_json, official
 from enas.tasks import build_task
 

@@ -18,13 +18,14 @@ from rich.table import Table
 
 from enas.commands.shared_weights import SharedWeights
 from enas.config import Config
+from enas.console import Reporter
 from enas.errors import UserError
+from enas.folder.atomic import write_json, write_text
+from enas.folder.names import ARCH_FILE, CANDIDATES_FILE, PLOTS_DIR, TRIALS_FILE
 from enas.report.run_plots import CELL_PLOT, draw_after
 from enas.run import distributed
 from enas.run.events import write_events
-from enas.run.folder import ARCH_FILE, CANDIDATES_FILE, PLOTS_DIR, TRIALS_FILE, write_json, write_text
 from enas.run.metrics import read_metrics
-from enas.run.reporter import Reporter
 from enas.spaces import from_json, official, space_type
 from enas.spaces.architecture import Architecture
 from enas.strategies import FROM_SCRATCH

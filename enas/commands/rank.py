@@ -20,11 +20,12 @@ from enas.commands.panel import uniform_architectures
 from enas.commands.shared_weights import SharedWeights
 from enas.commands.standalone import Budget, train_panel
 from enas.config import Config
+from enas.console import Reporter
 from enas.errors import UserError
+from enas.folder.atomic import write_json
+from enas.folder.names import PLOTS_DIR, RANK_FILE
 from enas.ranking import kendall_tau, spearman_rho, top_k_overlap
 from enas.report.run_plots import RANK_PLOT, draw_after
-from enas.run.folder import PLOTS_DIR, RANK_FILE, write_json
-from enas.run.reporter import Reporter
 from enas.spaces import official, space_type
 from enas.spaces.architecture import Architecture
 

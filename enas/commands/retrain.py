@@ -20,24 +20,34 @@ from typing import Any, Iterator
 import torch
 
 from enas.config import Config, to_dict
+from enas.console import Reporter
+from enas.folder.atomic import write_file, write_json
+from enas.folder.config_file import write_config
+from enas.folder.names import ARCH_FILE, CHECKPOINTS, MODEL_FILE, RESULT_FILE
+from enas.report.run_plots import draw_after
 from enas.run import distributed
 from enas.run import state as key
-from enas.report.run_plots import draw_after
 from enas.run.checkpoint import load_checkpoint
 from enas.run.events import write_events
-from enas.run.folder import (ARCH_FILE, CHECKPOINTS, RESULT_FILE, check_resume_position, write_config, write_file,
-                             write_json)
 from enas.run.progress import Figures, Progress
-from enas.run.reporter import Reporter
+from enas.run.resume import check_resume_position
 from enas.run.session import Session
 from enas.run.steps import Steps
-from enas.run.training import (auxiliary_parameters, count_parameters, learning_rate, model_of, place, rng_state,
-                               set_rng_state, setup_runtime, sgd)
+from enas.run.training import (
+    auxiliary_parameters,
+    count_parameters,
+    learning_rate,
+    model_of,
+    place,
+    rng_state,
+    set_rng_state,
+    setup_runtime,
+    sgd,
+)
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.tasks import Task, build_task
 
-MODEL_FILE = "model.pt"
 RETRAIN = "retrain"  # the one phase of an epoch
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from enas.config import Config
+from enas.console import Reporter
 from enas.report.run_plots import draw_after
-from enas.run.reporter import Reporter
 from enas.strategies.enas import run_search as run_enas
 from enas.strategies.nas_rl import run_nas_rl
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 
 from enas.config import Config
+from enas.console import Reporter
 from enas.errors import UserError
+from enas.folder.names import CHECKPOINTS
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
-from enas.run.folder import CHECKPOINTS
-from enas.run.reporter import Reporter
 from enas.run.training import model_of, place, setup_runtime
 from enas.spaces.architecture import Architecture
 from enas.strategies import WITH_SUPERNET

@@ -18,15 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from enas.commands.retrain import RESULT_FILE, run_retrain
+from enas.commands.retrain import run_retrain
 from enas.config import Config
+from enas.console import Reporter
 from enas.errors import Stopped
-from enas.run.folder import has_checkpoint
-from enas.run.reporter import Reporter
+from enas.folder.names import RESULT_FILE, STANDALONE_DIR, has_checkpoint
 from enas.spaces import space_type
 from enas.spaces.architecture import Architecture
-
-STANDALONE_DIR = "standalone"   # the default cache, inside the run folder
 
 
 @dataclass(frozen=True)

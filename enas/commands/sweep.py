@@ -15,16 +15,16 @@ from typing import Any
 from rich.table import Table
 
 from enas.commands.derive import run_derive
-from enas.commands.retrain import RESULT_FILE, run_retrain
+from enas.commands.retrain import run_retrain
 from enas.commands.search import run_search
 from enas.config import Config, load_config
-from enas.run.folder import (ARCH_FILE, METRICS_FILE, check_resume_config, check_run_dir, has_checkpoint, saved_config,
-                             write_json)
+from enas.console import Reporter
+from enas.folder.atomic import write_json
+from enas.folder.config_file import saved_config
+from enas.folder.names import ARCH_FILE, METRICS_FILE, RESULT_FILE, SEEDS_FILE, has_checkpoint
 from enas.run.metrics import read_metrics
-from enas.run.reporter import Reporter
+from enas.run.resume import check_resume_config, check_run_dir
 from enas.spaces import from_json
-
-SEEDS_FILE = "seeds.json"
 
 
 def seed_folder(out_dir: Path, seed: int) -> Path:

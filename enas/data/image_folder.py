@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from enas.console import Reporter, warn
 from enas.data.images import ImageData
 from enas.errors import UserError
-from enas.run.folder import write_file
-from enas.run.reporter import Reporter
-from enas.run.session import warn
+from enas.folder.atomic import write_file
 
 FOLDER_LAYOUT = "train/<class>/*, optionally valid/<class>/*, and test/<class>/* (png, jpg, ...), all of one size"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")

@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import torch
 
+from enas.console import Reporter
 from enas.errors import UserError
-from enas.run.folder import write_file
-from enas.run.reporter import Reporter
+from enas.folder.atomic import write_file
 
 EOS = "<eos>"
 UNK = "<unk>"

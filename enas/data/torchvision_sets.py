@@ -62,7 +62,7 @@ def _datasets(name: str) -> Any:
     if name == "SVHN" and importlib.util.find_spec("scipy") is None:
         raise UserError("torchvision reads SVHN's .mat files with scipy, which is not installed: pip install scipy")
     try:
-        import torchvision.datasets   # a second's import that only this path needs
+        import torchvision.datasets  # a second's import that only this path needs
     except ImportError:
         raise UserError("data.name=torchvision needs torchvision (the version that matches torch): "
                         "pip install torchvision") from None

@@ -19,8 +19,8 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from enas.folder.atomic import write_file
 from enas.report.plots import DPI, save
-from enas.run.folder import write_file
 from enas.spaces.graph import Edge, Graph, Node
 
 INCH_PER_CHAR = 0.075   # the width of a character of the node labels (8 points)

@@ -18,11 +18,18 @@ from typing import Any, Sequence
 
 import yaml
 
+from enas.folder.atomic import write_text
+from enas.folder.names import PLOTS_DIR, REPORT_FILE
 from enas.report.run_files import RunFiles, plots_folder
-from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLOT, draw_after
+from enas.report.run_plots import (
+    CELL_PLOT,
+    DERIVE_PLOT,
+    RANK_PLOT,
+    RETRAIN_PLOT,
+    draw_after,
+)
 from enas.report.runs import duration, status, wall_time
 from enas.report.search_plots import SEARCH_PLOTS
-from enas.run.folder import PLOTS_DIR, REPORT_FILE, write_text
 from enas.strategies import FROM_SCRATCH
 
 SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",

@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from enas.run.folder import write_file
+from enas.folder.atomic import write_file
 
 DPI = 100
 Series = tuple[Sequence[float], Sequence[float]]   # x, y

@@ -13,8 +13,17 @@ from typing import Any
 import yaml
 
 from enas.errors import UserError
-from enas.run.folder import (ARCH_FILE, CANDIDATES_FILE, COMPARE_FILE, CONFIG_FILE, METRICS_FILE, RANK_FILE,
-                             RESULT_FILE, RETRAIN_DIR, TRIALS_FILE)
+from enas.folder.names import (
+    ARCH_FILE,
+    CANDIDATES_FILE,
+    COMPARE_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RANK_FILE,
+    RESULT_FILE,
+    RETRAIN_DIR,
+    TRIALS_FILE,
+)
 
 METRIC_NAMES = {"ppl": "perplexity", "acc": "accuracy"}
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from enas.console import warn
 from enas.errors import UserError
+from enas.folder.names import PLOTS_DIR
 from enas.report.cell_drawing import write_cell
 from enas.report.plots import save
 from enas.report.result_plots import derive_figure, rank_figure, retrain_figure
 from enas.report.run_files import RunFiles, plots_folder
 from enas.report.search_plots import search_figures
 from enas.run.distributed import is_main
-from enas.run.folder import PLOTS_DIR
-from enas.run.session import warn
 from enas.spaces import from_json, space_type
 
 CELL_PLOT, DERIVE_PLOT, RETRAIN_PLOT, RANK_PLOT = "cell.png", "derive_scores.png", "retrain.png", "rank.png"

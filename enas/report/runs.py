@@ -24,8 +24,8 @@ from typing import Any
 from rich.table import Table
 
 from enas.errors import UserError
+from enas.folder.names import CHECKPOINTS, CONFIG_FILE, METRICS_FILE, TRIALS_FILE
 from enas.report.run_files import RunFiles
-from enas.run.folder import CHECKPOINTS, CONFIG_FILE, METRICS_FILE, TRIALS_FILE
 from enas.strategies import FROM_SCRATCH
 
 LIVE_FACTOR = 3.0

@@ -22,8 +22,9 @@ from typing import Any, Callable
 import torch
 
 from enas.errors import DiskFullError, NonFiniteError, UserError, is_disk_full
+from enas.folder.atomic import fsync_folder, write_synced
+from enas.folder.names import LAST, PREVIOUS
 from enas.run.distributed import is_main
-from enas.run.folder import LAST, PREVIOUS, fsync_folder, write_synced
 from enas.run.signals import fault_point
 from enas.run.state import CONFIG, KIND, SCHEMA, SCHEMA_VERSION, schema_problem
 

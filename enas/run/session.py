@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -27,15 +26,17 @@ from typing import Any, Callable, Protocol
 import torch
 
 from enas.config import Config
+from enas.console import warn
 from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
+from enas.folder.names import CHECKPOINTS, METRICS_FILE
 from enas.run import distributed
 from enas.run.checkpoint import load_checkpoint, newest_checkpoint, save_checkpoint
 from enas.run.events import events_for
-from enas.run.folder import CHECKPOINTS, METRICS_FILE
 from enas.run.metrics import MetricsLog
 from enas.run.progress import FiguresInFlight, Progress, check_streak
 from enas.run.signals import StopFlag, fault_point
 from enas.run.state import ELAPSED, KIND, METRICS_LINES, PER_RANK, RANKS, WORLD_SIZE
+
 
 class Resumable(Protocol):
     """What a Session drives: a search or a retrain, with its whole state."""
@@ -194,7 +195,3 @@ def own_state(saved: dict[str, Any]) -> dict[str, Any]:
                         f"{world.size}; resume with --nproc {saved.get(WORLD_SIZE, 1)} (torchrun --nproc-per-node)")
     return saved if world.main else {**saved, **saved[RANKS][world.rank - 1]}
 
-
-def warn(message: str) -> None:
-    """Warnings reach the user even with --quiet (a live progress bar shows them above itself)."""
-    print(message, file=sys.stderr)

@@ -18,10 +18,17 @@ import torch
 from torch import nn
 
 from enas.config import TrainConfig
+from enas.console import Reporter, warn
 from enas.errors import NonFiniteError
-from enas.run.progress import MAX_NONFINITE_IN_A_ROW, Figures, FiguresInFlight, Progress, check_streak, nonfinite_what
-from enas.run.reporter import Reporter
-from enas.run.session import Session, warn
+from enas.run.progress import (
+    MAX_NONFINITE_IN_A_ROW,
+    Figures,
+    FiguresInFlight,
+    Progress,
+    check_streak,
+    nonfinite_what,
+)
+from enas.run.session import Session
 from enas.run.training import learning_rate, set_learning_rate, train_step
 from enas.spaces.base import Model
 from enas.tasks import Task

@@ -46,9 +46,24 @@ from enas.errors import UserError
 from enas.fields import option
 from enas.spaces import graph
 from enas.spaces.architecture import Architecture, Choice, parse_ints
-from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, index, op
-from enas.spaces.conv_ops import (MICRO_OPS, FactorizedReduction, drop_path, global_pool, init_weights, micro_op,
-                                  relu_conv_bn)
+from enas.spaces.base import (
+    Decision,
+    ImageShape,
+    check_choices,
+    check_space,
+    check_style,
+    index,
+    op,
+)
+from enas.spaces.conv_ops import (
+    MICRO_OPS,
+    FactorizedReduction,
+    drop_path,
+    global_pool,
+    init_weights,
+    micro_op,
+    relu_conv_bn,
+)
 
 STYLES = ("enas",)  # melodyguan/enas: idx1 op1 idx2 op2 per node, normal cell then reduction cell
 

@@ -33,8 +33,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from enas.spaces.architecture import Architecture
 from enas.config import ControllerConfig
+from enas.spaces.architecture import Architecture
 from enas.spaces.base import Decision, SearchSpace
 
 

@@ -22,21 +22,36 @@ from typing import Any
 import torch
 
 from enas.config import Config, to_dict
+from enas.console import Reporter
+from enas.folder.config_file import write_config
+from enas.folder.names import CHECKPOINTS
 from enas.run import distributed
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
-from enas.run.folder import CHECKPOINTS, check_resume_position, write_config
 from enas.run.progress import Progress
-from enas.run.reporter import Reporter
+from enas.run.resume import check_resume_position
 from enas.run.session import Session
 from enas.run.steps import Steps
-from enas.run.training import (learning_rate, model_of, place, rng_state, set_learning_rate, set_rng_state,
-                               setup_runtime, sgd)
+from enas.run.training import (
+    learning_rate,
+    model_of,
+    place,
+    rng_state,
+    set_learning_rate,
+    set_rng_state,
+    setup_runtime,
+    sgd,
+)
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import Model
 from enas.strategies import UNIFORM
-from enas.strategies.controller import Controller, UpdateStats, build_optimizer, reinforce_update
+from enas.strategies.controller import (
+    Controller,
+    UpdateStats,
+    build_optimizer,
+    reinforce_update,
+)
 from enas.strategies.watch import watch
 from enas.tasks import Task, build_task
 

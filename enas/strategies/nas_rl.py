@@ -30,18 +30,28 @@ from typing import Any
 import torch
 
 from enas.config import Config, to_dict
+from enas.console import Reporter
 from enas.errors import NonFiniteError
+from enas.folder.config_file import write_config
+from enas.folder.names import CHECKPOINTS, TRIALS_FILE
 from enas.run import distributed
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
 from enas.run.events import events_for
-from enas.run.folder import CHECKPOINTS, TRIALS_FILE, check_resume_position, write_config
 from enas.run.metrics import MetricsLog
 from enas.run.progress import Progress
-from enas.run.reporter import Reporter
+from enas.run.resume import check_resume_position
 from enas.run.session import Session, StopPending
 from enas.run.steps import Steps
-from enas.run.training import count_parameters, model_of, place, rng_state, set_rng_state, setup_runtime, sgd
+from enas.run.training import (
+    count_parameters,
+    model_of,
+    place,
+    rng_state,
+    set_rng_state,
+    setup_runtime,
+    sgd,
+)
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.strategies import UNIFORM

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from enas.run.session import warn
+from enas.console import warn
 from enas.strategies.controller import Controller
 
 WATCH_SAMPLES = 100    # architectures drawn to watch the policy once an epoch

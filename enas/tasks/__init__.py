@@ -12,9 +12,9 @@ from typing import Any, Protocol
 import torch
 
 from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
+from enas.console import Reporter
 from enas.run import distributed
 from enas.run.distributed import World
-from enas.run.reporter import Reporter
 from enas.spaces.base import DataShape, Model, SearchSpace
 from enas.tasks.image import ImageTask
 from enas.tasks.text import TextTask

@@ -23,13 +23,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from enas.config import Config, DataConfig, TrainConfig
+from enas.console import Reporter
 from enas.data.image_folder import cache_folder, load_image_folder
-from enas.data.images import ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise
+from enas.data.images import (
+    ImageData,
+    augment,
+    builtin_images,
+    channel_stats,
+    load_cifar10,
+    normalise,
+)
 from enas.data.torchvision_sets import load_torchvision
 from enas.errors import UserError
+from enas.folder.atomic import write_text
+from enas.folder.names import CLASSES_FILE
 from enas.run.distributed import World
-from enas.run.folder import CLASSES_FILE, write_text
-from enas.run.reporter import Reporter
 from enas.spaces import build_space
 from enas.spaces.base import ImageShape, Model
 

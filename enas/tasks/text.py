@@ -19,11 +19,19 @@ from pathlib import Path
 import torch
 
 from enas.config import Config, RetrainConfig, TrainConfig
-from enas.data.text import UNK, Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
+from enas.console import Reporter
+from enas.data.text import (
+    UNK,
+    Corpus,
+    batchify,
+    builtin_text,
+    load_text_folder,
+    unigram_ppl,
+)
 from enas.errors import UserError
-from enas.run.folder import TOKENS_FILE, VOCAB_FILE, write_text
+from enas.folder.atomic import write_text
+from enas.folder.names import TOKENS_FILE, VOCAB_FILE
 from enas.run.distributed import World
-from enas.run.reporter import Reporter
 from enas.spaces import build_space
 from enas.spaces.base import Model, TextShape
 

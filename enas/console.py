@@ -1,12 +1,20 @@
-"""Console output: rich progress bars with live figures, tables, and a quiet mode."""
+"""Console output, which every layer may use: rich progress bars with live figures, tables, a quiet
+mode, and warnings."""
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 Update = Callable[..., None]
 
@@ -43,3 +51,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def warn(message: str) -> None:
+    """Warnings reach the user even with --quiet (a live progress bar shows them above itself)."""
+    print(message, file=sys.stderr)
