@@ -22,7 +22,7 @@ from enas.commands.retrain import run_retrain
 from enas.config import Config
 from enas.console import Reporter
 from enas.errors import Stopped
-from enas.folder.names import RESULT_FILE, STANDALONE_DIR, has_checkpoint
+from enas.folder.names import RESULT_FILE, has_checkpoint
 from enas.spaces import space_type
 from enas.spaces.architecture import Architecture
 
