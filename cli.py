@@ -92,9 +92,8 @@ def search(
     quiet: Quiet = False,
 ) -> None:
     """Train the shared weights and the controller in alternation; write a run folder."""
-    from enas.folder.config_file import saved_config
-    from enas.folder.names import CONFIG_FILE, default_run_dir
-    from enas.run.resume import check_resume_config, check_run_dir
+    from enas.folder.names import default_run_dir
+    from enas.run.resume import run_config
 
     def body() -> None:
         if seeds is not None:
@@ -107,18 +106,10 @@ def search(
         preset = config or "default"
         layers = [preset_path(preset)] if config or not resume else []
         run_dir = out or default_run_dir(preset)
-        check_run_dir(run_dir, resume)
-        if resume:
-            saved = saved_config(run_dir)
-            cfg = load_config([run_dir / CONFIG_FILE, *layers], overrides or [])
-            check_resume_config(saved, cfg)
-        else:
-            cfg = load_config(layers, overrides or [])
+        cfg = run_config(run_dir, resume, layers, overrides or [])
         if nproc > 1:
             _relaunch(nproc, run_dir)
-        from enas.commands.search import (
-            run_search,  # torch loads only once the command line is known to be good
-        )
+        from enas.commands.search import run_search  # torch loads only once the command line is known to be good
 
         run_search(cfg, run_dir, resume, _reporter(quiet))
         typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
@@ -199,9 +190,7 @@ def retrain(
         cfg, architecture, out_dir = prepare(run_dir, arch, config, out, overrides)
         if nproc > 1:
             _relaunch(nproc, out_dir)
-        from enas.commands.retrain import (
-            run_retrain,  # torch loads only once the command line is known to be good
-        )
+        from enas.commands.retrain import run_retrain  # torch loads only once the command line is known to be good
 
         result = run_retrain(cfg, architecture, out_dir, resume, _reporter(quiet))
         extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("test_bpc", "floor", "unigram_ppl", "oov_test"))
@@ -235,17 +224,13 @@ def _fresh_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optiona
 def _resumed_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
                      overrides: list[str]) -> tuple:
     """An interrupted retrain continues with the config and architecture saved in its own folder."""
-    from enas.folder.config_file import saved_config
-    from enas.folder.names import ARCH_FILE, CONFIG_FILE
-    from enas.run.resume import check_resume_config, check_run_dir
+    from enas.folder.names import ARCH_FILE
+    from enas.run.resume import run_config
 
     out_dir = out or (run_dir / "retrain" if run_dir else None)
     if out_dir is None:
         raise UserError("--resume needs the retrain folder: enas retrain -o OUT_DIR --resume (or RUN_DIR --resume)")
-    check_run_dir(out_dir, resume=True)
-    saved = saved_config(out_dir)
-    cfg = load_config([out_dir / CONFIG_FILE, *([preset_path(preset)] if preset else [])], overrides)
-    check_resume_config(saved, cfg)
+    cfg = run_config(out_dir, True, [preset_path(preset)] if preset else [], overrides)
     architecture = _architecture(str(out_dir / ARCH_FILE), cfg.space)
     if arch is not None and _architecture(arch, cfg.space) != architecture:
         raise UserError(f"--resume: --arch differs from the architecture being retrained in {out_dir}; drop --arch")
@@ -279,8 +264,8 @@ Cache = Annotated[Optional[Path], typer.Option("--cache", help="folder of the ar
 def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Path]) -> tuple:
     """The run's config, the panel's training budget, its cache folder and the command that reruns it."""
     from enas.commands.standalone import Budget
-    from enas.folder.names import STANDALONE_DIR
     from enas.folder.config_file import saved_config
+    from enas.folder.names import STANDALONE_DIR
 
     cfg = saved_config(run_dir)
     rerun = "enas " + " ".join(sys.argv[1:])
@@ -341,9 +326,7 @@ def export(
     """Write the retrained child to RUN_DIR/export/ (model.safetensors, model.pt or model.onnx) with model.json."""
 
     def body() -> None:
-        from enas.export import (  # torch loads only once the command line is good
-            CARD_FILE,
-        )
+        from enas.export import CARD_FILE  # torch loads only once the command line is good
         from enas.export import export as export_child
 
         path, difference = export_child(run_dir, fmt)

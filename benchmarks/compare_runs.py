@@ -1,7 +1,7 @@
 """`python -m benchmarks.compare_runs RUN_A RUN_B`: do two runs write the same metrics.jsonl numbers?
 
 For refactors that must not change behaviour: run the same preset with the same seed before and
-after the change, then compare. Wall-clock times are left out, and the supernet phase's old name
+after the change, then compare. Wall-clock times (WALL_CLOCK) are left out, and the supernet phase's old name
 ("shared", before the seams were redrawn) counts as its new one. Exit status 0 when they agree.
 """
 
@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 RENAMED_PHASES = {"shared": "supernet"}
+WALL_CLOCK = ("time", "search_s", "seconds")   # figures of the machine's speed, not of the run
 
 
 def numbers(run: Path) -> list[dict[str, Any]]:
     records = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
-        record.pop("time", None)
+        for clock in WALL_CLOCK:
+            record.pop(clock, None)
         record["phase"] = RENAMED_PHASES.get(record["phase"], record["phase"])
         records.append(record)
     return records

@@ -34,8 +34,8 @@ from enas.console import Reporter
 from enas.run.session import Session
 from enas.run.steps import Steps
 from enas.run.training import setup_runtime
-from enas.strategies.enas import Search, controller_phase, supernet_phase
-from enas.strategies.nas_rl import run_nas_rl
+from enas.strategies.supernet_search import Search, controller_phase, supernet_phase
+from enas.strategies.child_search import run_child_search
 
 QUIET = Reporter(quiet=True)
 
@@ -63,7 +63,7 @@ def worker(config: Config, steps: int, folder: Path) -> dict[str, float]:
         figures.update(sync_costs(search, min(steps, 20)))
     start = time.perf_counter()
     nas_config = load_config([preset_path("default")], [*_nas_rl_overrides(config)])
-    run_nas_rl(nas_config, folder / "nas_rl", False, QUIET)
+    run_child_search(nas_config, folder / "nas_rl", False, QUIET)
     children = nas_config.nas_rl.updates * nas_config.nas_rl.children * world.size
     figures["children_per_h"] = children / (time.perf_counter() - start) * 3600
     return figures

@@ -93,7 +93,7 @@ def peak_rss_mb() -> float:
 def main(epochs: int, device: str, overrides: Sequence[str]) -> None:
     from enas.config import load_config, preset_path
     from enas.console import Reporter
-    from enas.strategies.enas import run_search
+    from enas.strategies.supernet_search import run_search
 
     clock = Clock()
     instrument(clock)

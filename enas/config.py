@@ -22,6 +22,7 @@ from enas.fields import option
 from enas.folder.names import CONFIG_FILE
 from enas.spaces import SPACES
 from enas.spaces.base import ImageShape, TextShape
+from enas.strategies import STRATEGIES
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TEXT_DATASETS = ("builtin_text", "text")
@@ -106,20 +107,6 @@ class ControllerConfig:
     entropy_floor: float = option(0.0, "keep the policy's entropy above this share of its maximum: an update whose "
                                   "samples fall below it also climbs the entropy's gradient; 0 disables",
                                   min=0.0, max=1.0)
-
-
-@dataclass
-class NasRLConfig:
-    """NAS-RL (Zoph & Le 2017): children trained from scratch with the search.* recipe, no shared weights."""
-
-    updates: int = option(5, "controller updates; each trains `children` new children", min=1)
-    children: int = option(4, "m: architectures sampled, trained and rewarded per controller update", min=1)
-    child_epochs: int = option(2, "each child's training budget, in epochs of the search.* recipe "
-                               "(search.steps_per_epoch caps an epoch's steps)", min=1)
-    reward_window: int = option(5, "the reward reads the best validation score of the child's last N epochs "
-                                "(the paper: the maximum accuracy of the last 5 epochs, cubed)", min=1)
-    cache: bool = option(True, "a child sampled again is looked up by its architecture's canonical form "
-                         "instead of trained again")
 
 
 @dataclass
@@ -220,10 +207,8 @@ class RunConfig:
     preset: str = option("", "the preset or YAML file the run's config came from, recorded by itself (the last "
                          "file of the config that names none); shown in the plots, the report and `enas runs`")
     seed: int = option(0, "seed of everything random in the run")
-    strategy: str = option("enas", "search strategy: enas (shared weights), nas_rl (children trained from "
-                           "scratch, Zoph & Le 2017), or their baselines with uniform architectures and no "
-                           "controller updates: random_ws (shared weights) and random (from scratch)",
-                           choices=("enas", "nas_rl", "random_ws", "random"))
+    strategy: str = option("enas", "search strategy: " + "; ".join(f"{name} ({strategy.summary})" for name, strategy
+                                                                  in STRATEGIES.items()), choices=tuple(STRATEGIES))
     space: str = option("recurrent", f"search space: {', '.join(SPACES)}", choices=tuple(SPACES))
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
     threads: int = option(0, "CPU threads for torch; 0 uses every core", min=0)
@@ -233,17 +218,18 @@ class RunConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
-    nas_rl: NasRLConfig = field(default_factory=NasRLConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 
-# A search space brings its own config section, named after it (`micro.filters`): registering the
-# space in enas/spaces/__init__.py is all it takes.
-Config = make_dataclass("Config", [(name, space.config, field(default_factory=space.config))
-                                   for name, space in SPACES.items()], bases=(RunConfig,))
-Config.__doc__ = "The whole configuration of a run: RunConfig's keys and a section per search space."
+# A search space brings its own config section, named after it (`micro.filters`), and so does a
+# strategy with keys of its own (`nas_rl.updates`): registering it is all it takes.
+SECTIONS = {**{name: space.config for name, space in SPACES.items()},
+            **{s.section: s.config for s in STRATEGIES.values() if s.section}}
+Config = make_dataclass("Config", [(name, section, field(default_factory=section)) for name, section in SECTIONS.items()],
+                        bases=(RunConfig,))
+Config.__doc__ = "The whole configuration of a run: RunConfig's keys, a section per search space and per strategy."
 
 
 def preset_path(name: str) -> Path:

@@ -35,14 +35,7 @@ from enas.config import Config, to_dict
 from enas.errors import UserError
 from enas.folder.atomic import write_file, write_json, write_text
 from enas.folder.config_file import saved_config
-from enas.folder.names import (
-    ARCH_FILE,
-    CONFIG_FILE,
-    MODEL_FILE,
-    RESULT_FILE,
-    RETRAIN_DIR,
-    VOCAB_FILE,
-)
+from enas.folder.names import ARCH_FILE, CONFIG_FILE, MODEL_FILE, RESULT_FILE, RETRAIN_DIR, VOCAB_FILE
 from enas.spaces import from_json, load_architecture, official, space_type
 from enas.spaces.base import DataShape, ImageShape, TextShape
 from enas.tasks import Task, build_task

@@ -27,7 +27,7 @@ from enas.spaces.macro import MacroConfig, MacroSpace
 from enas.spaces.micro import MicroConfig, MicroSpace
 from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
 from enas.strategies.controller import draw_architectures
-from enas.strategies.enas import Search
+from enas.strategies.supernet_search import Search
 from enas.tasks.image import ImageTask
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -128,7 +128,7 @@ def test_on_the_cpu_autocast_is_off_and_channels_last_follows_its_switch():
 
 def test_a_search_with_every_switch_on_equals_one_with_every_switch_off_on_the_cpu(tmp_path):
     from enas.console import Reporter
-    from enas.strategies.enas import run_search
+    from enas.strategies.supernet_search import run_search
 
     tiny = ["data.train_images=200", "data.test_images=32", "micro.layers=1", "micro.filters=4", "micro.nodes=2",
             "search.epochs=1", "search.steps_per_epoch=4", "search.batch_size=8", "controller.steps=2",
@@ -175,7 +175,7 @@ def tiny_runs(space: str, *extra: str) -> list[tuple[Any, Callable[[int], None]]
     arch = search.sample(1)[0]
     retrain = Retrain(config, arch, device)
     return [stepper(search, search.bind(arch), search.supernet, search.supernet_optimizer, config.search.grad_clip),
-            stepper(retrain, retrain.child, retrain.model, retrain.optimizer, config.retrain.grad_clip)]
+            stepper(retrain, retrain.model, retrain.module, retrain.optimizer, config.retrain.grad_clip)]
 
 
 def stepper(target: Any, model: Model, module: torch.nn.Module, optimizer: torch.optim.SGD,

@@ -15,7 +15,7 @@ from enas.config import load_config
 from enas.strategies.controller import Controller
 from enas.run.metrics import read_metrics, without_wall_clock
 from enas.console import Reporter
-from enas.strategies.enas import run_search
+from enas.strategies.supernet_search import run_search
 from enas.tasks import build_task
 from enas.tasks.image import ImageTask
 from enas.spaces.base import Model

@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from enas.config import load_config, preset_path
-from enas.errors import UserError
-from enas.run.metrics import read_metrics, without_wall_clock
 from enas.console import Reporter
+from enas.errors import UserError
+from enas.folder.names import TRIALS_FILE
+from enas.run.metrics import read_metrics, without_wall_clock
 from enas.run.signals import FAULT_HOOK
 from enas.spaces import from_official
 from enas.spaces.micro import MicroSpace
-from enas.strategies.nas_rl import TRIALS_FILE, run_nas_rl
+from enas.strategies.child_search import run_child_search
 
 ENAS = str(Path(sys.executable).parent / "enas")
 # A tiny text task: a 2-node cell (16 architectures), children of 20 steps an epoch.
@@ -42,7 +43,7 @@ def trials(run: Path) -> list[dict]:
 
 def test_the_reward_rises_where_the_architecture_matters(tmp_path, one_thread):
     # 16 architectures, so the cache trains each at most once; the controller learns which are good
-    run_nas_rl(tiny("nas_rl.updates=16", "controller.lr=0.05"), tmp_path / "run", False, Reporter(quiet=True))
+    run_child_search(tiny("nas_rl.updates=16", "controller.lr=0.05"), tmp_path / "run", False, Reporter(quiet=True))
     rewards = [m["reward"] for m in read_metrics(tmp_path / "run" / "metrics.jsonl") if m["phase"] == "controller"]
     assert len(rewards) == 16
     assert sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 * 1.1
@@ -52,7 +53,7 @@ def test_the_reward_rises_where_the_architecture_matters(tmp_path, one_thread):
 
 
 def test_a_child_sampled_again_is_looked_up_unless_the_cache_is_off(tmp_path, one_thread):
-    run_nas_rl(tiny("nas_rl.updates=4"), tmp_path / "cached", False, Reporter(quiet=True))
+    run_child_search(tiny("nas_rl.updates=4"), tmp_path / "cached", False, Reporter(quiet=True))
     lines = trials(tmp_path / "cached")
     first = {}
     for trial in lines:
@@ -62,7 +63,7 @@ def test_a_child_sampled_again_is_looked_up_unless_the_cache_is_off(tmp_path, on
             assert {k: v for k, v in trial.items() if k not in ("cached", "epoch", "step")} == first[key]
         first.setdefault(key, {k: v for k, v in trial.items() if k not in ("cached", "epoch", "step")})
     assert len(first) < len(lines)                   # 16 updates' worth of samples from 16 architectures
-    run_nas_rl(tiny("nas_rl.updates=4", "nas_rl.cache=false"), tmp_path / "fresh", False, Reporter(quiet=True))
+    run_child_search(tiny("nas_rl.updates=4", "nas_rl.cache=false"), tmp_path / "fresh", False, Reporter(quiet=True))
     assert not any(t["cached"] for t in trials(tmp_path / "fresh"))
 
 

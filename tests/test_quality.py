@@ -22,7 +22,7 @@ from enas.console import Reporter
 from enas.spaces.base import TextShape
 from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
 from enas.strategies.controller import Controller, build_optimizer, reinforce_update
-from enas.strategies.enas import Search
+from enas.strategies.supernet_search import Search
 from enas.strategies.watch import collapse_warning, watch, watch_policy
 from enas.tasks.text import TextTask
 

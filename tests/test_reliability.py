@@ -41,7 +41,7 @@ from enas.config import Config, TrainConfig, load_config, preset_path
 from enas.errors import DiskFullError, NonFiniteError, Stopped
 from enas.run.metrics import read_metrics, without_wall_clock
 from enas.console import Reporter
-from enas.strategies.enas import Search, controller_step, run_search
+from enas.strategies.supernet_search import Search, controller_step, run_search
 from enas.run.signals import FAULT_HOOK
 from enas.run.training import sgd, train_step
 

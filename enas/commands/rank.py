@@ -17,7 +17,6 @@ from typing import Any
 from rich.table import Table
 
 from enas.commands.panel import uniform_architectures
-from enas.commands.shared_weights import SharedWeights
 from enas.commands.standalone import Budget, train_panel
 from enas.config import Config
 from enas.console import Reporter
@@ -28,6 +27,8 @@ from enas.ranking import kendall_tau, spearman_rho, top_k_overlap
 from enas.report.run_plots import RANK_PLOT, draw_after
 from enas.spaces import official, space_type
 from enas.spaces.architecture import Architecture
+from enas.strategies import strategy_of
+from enas.strategies.base import Scorer
 
 RANK_PATH = Path(PLOTS_DIR) / RANK_PLOT
 
@@ -38,7 +39,7 @@ class Member:
     source: str   # "most likely", "sampled" (from the controller) or "uniform"
 
 
-def panel_members(shared: SharedWeights, size: int, samples: int, seed: int) -> list[Member]:
+def panel_members(shared: Scorer, size: int, samples: int, seed: int) -> list[Member]:
     """`size` distinct networks: the most likely, up to `samples` sampled, the rest uniform."""
     canonical = space_type(shared.task.space.name).canonical
     sources = (("most likely", shared.sample(1, seed, greedy=True)), ("sampled", shared.sample(samples, seed + 1)),
@@ -55,7 +56,7 @@ def panel_members(shared: SharedWeights, size: int, samples: int, seed: int) -> 
 
 def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Budget, cache: Path, top: int,
              rerun: str, reporter: Reporter) -> dict[str, Any]:
-    shared = SharedWeights(config, run_dir, reporter)
+    shared = strategy_of(config.strategy).scorer(config, run_dir, reporter)
     task = shared.task
     members = panel_members(shared, size, samples, budget.seed)
     if len(members) < 2:

@@ -22,15 +22,13 @@ import torch
 from enas.config import Config, to_dict
 from enas.console import Reporter
 from enas.folder.atomic import write_file, write_json
-from enas.folder.config_file import write_config
-from enas.folder.names import ARCH_FILE, CHECKPOINTS, MODEL_FILE, RESULT_FILE
+from enas.folder.names import ARCH_FILE, MODEL_FILE, RESULT_FILE, RETRAIN_PHASE
 from enas.report.run_plots import draw_after
 from enas.run import distributed
 from enas.run import state as key
-from enas.run.checkpoint import load_checkpoint
 from enas.run.events import write_events
+from enas.run.opening import open_run
 from enas.run.progress import Figures, Progress
-from enas.run.resume import check_resume_position
 from enas.run.session import Session
 from enas.run.steps import Steps
 from enas.run.training import (
@@ -41,14 +39,11 @@ from enas.run.training import (
     place,
     rng_state,
     set_rng_state,
-    setup_runtime,
     sgd,
 )
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.tasks import Task, build_task
-
-RETRAIN = "retrain"  # the one phase of an epoch
 
 
 class Retrain:
@@ -61,13 +56,13 @@ class Retrain:
         """`out_dir`, `reporter`: where a text corpus keeps its ids, and what shows their reading."""
         self.config, self.arch, self.device = config, arch, device
         self.task: Task = build_task(config, config.retrain, out_dir, reporter, sharded=True).to(device)
-        self.model = place(self.task.space.child(arch), config, device)
-        self.child = model_of(self.model, config, device)
+        self.module = place(self.task.space.child(arch), config, device)
+        self.model = model_of(self.module, config, device)
         # what trains: the child (every parameter of which a step uses), its gradients averaged over the ranks
-        self.trained = model_of(distributed.data_parallel(self.model, unused_parameters=False), config, device)
-        self.optimizer = sgd(self.model, config.retrain)
+        self.trained = model_of(distributed.data_parallel(self.module, unused_parameters=False), config, device)
+        self.optimizer = sgd(self.module, config.retrain)
         self.shuffler = torch.Generator().manual_seed(config.seed + 2)
-        self.progress = Progress(phase=RETRAIN)
+        self.progress = Progress(phase=RETRAIN_PHASE)
         self.best: float | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.average = WeightAverage()
@@ -76,14 +71,14 @@ class Retrain:
     def state_dict(self) -> dict[str, Any]:
         """The learning-rate schedule is a function of the epoch, so `progress` is its whole state."""
         return {key.CONFIG: to_dict(self.config), key.PROGRESS: self.progress.state_dict(),
-                key.CHILD: self.model.state_dict(), key.OPTIMIZER: self.optimizer.state_dict(),
+                key.CHILD: self.module.state_dict(), key.OPTIMIZER: self.optimizer.state_dict(),
                 key.SHUFFLER: self.shuffler.get_state(), key.TASK: self.task.state_dict(), key.RNG: rng_state(),
                 key.BEST: self.best, key.BEST_WEIGHTS: self.best_weights,
                 key.AVERAGE: {**self.average.state_dict(), "stale": self.stale}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.progress = Progress.from_state(state[key.PROGRESS], self.device)
-        self.model.load_state_dict(state[key.CHILD])
+        self.module.load_state_dict(state[key.CHILD])
         self.optimizer.load_state_dict(state[key.OPTIMIZER])
         self.shuffler.set_state(state[key.SHUFFLER])
         self.task.load_state_dict(state[key.TASK])
@@ -103,19 +98,14 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
     for rank and compare), draw the plots (a retrain in RUN_DIR/retrain: the run's). `data_dir`: the
     folder whose tokens.pt caches a text corpus (default `out_dir`; the architectures trained alone
     by rank and compare share one)."""
-    # Read the checkpoint before building anything: a folder without a good one fails at once.
-    saved = load_checkpoint(out_dir / CHECKPOINTS, Retrain.kind) if resume else None
-    if saved is not None:
-        check_resume_position(saved, config, RETRAIN, ("retrain.batch_size", "retrain.steps_per_epoch"))
-    device = setup_runtime(config)
-    retrain = Retrain(config, arch, device, data_dir or out_dir, reporter)
-    write_config(out_dir, config)  # on a resume too: a later resume starts from its overrides
-    if note := retrain.task.keep_data(out_dir):
-        reporter.print(note)
+    run = open_run(config, out_dir, resume, reporter, Retrain.kind, RETRAIN_PHASE,
+                   ("retrain.batch_size", "retrain.steps_per_epoch"))
+    retrain = Retrain(config, arch, run.device, data_dir or out_dir, reporter)
+    run.keep(retrain.task)
     if not resume:
         write_json(out_dir / ARCH_FILE, arch.to_json())
-    with Session(out_dir, retrain, saved) as session:
-        session.drive(config.retrain.epochs, RETRAIN, partial(retrain_epoch, retrain, Steps(session), reporter))
+    with run.session(retrain) as session:
+        session.drive(config.retrain.epochs, RETRAIN_PHASE, partial(retrain_epoch, retrain, Steps(session), reporter))
     result = finish(retrain, out_dir, session.elapsed)
     named = {result["metric"]: result["value"], **{k: v for k, v in result.items() if k != "value"}}
     write_events(config, out_dir, "result", [named], {})
@@ -134,8 +124,8 @@ def train_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> Figures:
     cfg = retrain.config.retrain
     figures = runner.train_epoch(reporter, f"retrain epoch {retrain.progress.epoch + 1}/{cfg.epochs}", retrain.task,
                                  retrain.trained, retrain.optimizer, cfg, retrain.shuffler,
-                                 after_step=partial(retrain.average.add, retrain.model))
-    distributed.broadcast_buffers(retrain.model)   # every rank then scores the same network
+                                 after_step=partial(retrain.average.add, retrain.module))
+    distributed.broadcast_buffers(retrain.module)   # every rank then scores the same network
     return figures
 
 
@@ -143,14 +133,14 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
     """Score the epoch's model on the validation split; keep its weights if they are the best yet
     (or, where the validation split is the test split, the latest). `trained`: the epoch's training figures."""
     task, progress, average = retrain.task, retrain.progress, retrain.average
-    retrain.model.eval()
-    with average.swapped_in(retrain.model):
-        value = task.evaluate(retrain.child, "valid")
+    retrain.module.eval()
+    with average.swapped_in(retrain.module):
+        value = task.evaluate(retrain.model, "valid")
         best = retrain.best
         # Choosing the best epoch by the test split would report an optimistic test score: a task that
         # validates on its test split (images retrain on every training image) reports its final model.
         if task.valid_is_test or best is None or (value < best if task.lower_is_better else value > best):
-            retrain.best, retrain.best_weights = value, copy.deepcopy(retrain.model.state_dict())
+            retrain.best, retrain.best_weights = value, copy.deepcopy(retrain.module.state_dict())
             retrain.stale = 0
         else:
             retrain.stale += 1
@@ -158,14 +148,14 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
     patience = retrain.config.retrain.average_after
     last_epoch = progress.epoch + 1 >= retrain.config.retrain.epochs   # no epoch left to validate an average
     if patience and not average.active and retrain.stale >= patience and not last_epoch:
-        average.start(retrain.model)
+        average.start(retrain.module)
         retrain.best = None   # from here on the averaged weights are kept, validated and tested
     lr = learning_rate(retrain.config.retrain, progress.epoch)
-    session.metrics.write(RETRAIN, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
+    session.metrics.write(RETRAIN_PHASE, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
                           lr=lr, skipped=trained.skipped, **{f"valid_{task.metric}": value},
                           **{f"valid_{unit}": v for unit, v in task.other_units(value).items()},
                           **({"averaged": average.steps} if averaged else {}),
-                          **distributed.check_replicas(retrain.model))
+                          **distributed.check_replicas(retrain.module))
     kept = "" if retrain.best is None else f" (best {retrain.best:.4g})"
     reporter.print(f"retrain epoch {progress.epoch + 1}: valid {task.metric} {value:.4g}{kept}"
                    + (" of the averaged weights" if averaged else "")
@@ -175,10 +165,10 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
 def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
     """Score the best weights on the test split; write model.pt and result.json. `elapsed`: the
     training's seconds, over all its sessions."""
-    model, task = retrain.model, retrain.task
+    model, task = retrain.module, retrain.task
     model.load_state_dict(retrain.best_weights)
     model.eval()
-    test = task.evaluate(retrain.child, "test", final=True)
+    test = task.evaluate(retrain.model, "test", final=True)
     result = {"metric": f"test_{task.metric}", "value": test, f"valid_{task.metric}": retrain.best,
               **{f"test_{unit}": value for unit, value in task.other_units(test).items()},
               **{f"valid_{unit}": value for unit, value in task.other_units(retrain.best).items()},
@@ -189,7 +179,7 @@ def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
     if retrain.average.active:
         result["averaged"] = True   # the kept weights are an average (retrain.average_after)
     if task.final_layout_differs:   # e.g. the paper's batch 1, BPTT 1 test: the training layout's score beside it
-        result[f"test_{task.metric}_training_layout"] = task.evaluate(retrain.child, "test")
+        result[f"test_{task.metric}_training_layout"] = task.evaluate(retrain.model, "test")
     weights = model.state_dict()
     write_file(out_dir / MODEL_FILE, lambda handle: torch.save(weights, handle))
     write_json(out_dir / RESULT_FILE, result)

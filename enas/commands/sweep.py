@@ -17,13 +17,13 @@ from rich.table import Table
 from enas.commands.derive import run_derive
 from enas.commands.retrain import run_retrain
 from enas.commands.search import run_search
-from enas.config import Config, load_config
+from enas.config import Config
 from enas.console import Reporter
 from enas.folder.atomic import write_json
 from enas.folder.config_file import saved_config
-from enas.folder.names import ARCH_FILE, METRICS_FILE, RESULT_FILE, SEEDS_FILE, has_checkpoint
+from enas.folder.names import ARCH_FILE, METRICS_FILE, RESULT_FILE, RETRAIN_DIR, SEEDS_FILE, has_checkpoint
 from enas.run.metrics import read_metrics
-from enas.run.resume import check_resume_config, check_run_dir
+from enas.run.resume import run_config
 from enas.spaces import from_json
 
 
@@ -37,7 +37,7 @@ def run_sweep(layers: list[Path], overrides: list[str], seeds: list[int], out_di
     for seed in seeds:
         run_dir = seed_folder(out_dir, seed)
         reporter.print(f"seed {seed}: {run_dir}")
-        rows.append(run_one(load_config(layers, [*overrides, f"seed={seed}"]), run_dir, reporter) | {"seed": seed})
+        rows.append(run_one(layers, [*overrides, f"seed={seed}"], run_dir, reporter) | {"seed": seed})
     metric = rows[0]["metric"]
     summary = {"metric": metric, "seeds": seeds, "runs": rows,
                **{f"{name}_mean": statistics.fmean(r[name] for r in rows) for name in ("value", "search_s")},
@@ -48,11 +48,11 @@ def run_sweep(layers: list[Path], overrides: list[str], seeds: list[int], out_di
     return summary
 
 
-def run_one(config: Config, run_dir: Path, reporter: Reporter) -> dict[str, Any]:
+def run_one(layers: list[Path], overrides: list[str], run_dir: Path, reporter: Reporter) -> dict[str, Any]:
     """Search, derive and retrain of one seed, each skipped where its output exists."""
-    retrain_dir = run_dir / "retrain"
+    retrain_dir = run_dir / RETRAIN_DIR
     if not (retrain_dir / RESULT_FILE).is_file():
-        search_and_derive(config, run_dir, reporter)
+        search_and_derive(layers, overrides, run_dir, reporter)
         arch = from_json(json.loads((run_dir / ARCH_FILE).read_text()))
         run_retrain(saved_config(run_dir), arch, retrain_dir, has_checkpoint(retrain_dir), reporter)
     result = json.loads((retrain_dir / RESULT_FILE).read_text())
@@ -60,14 +60,11 @@ def run_one(config: Config, run_dir: Path, reporter: Reporter) -> dict[str, Any]
             "search_s": search_seconds(run_dir), "retrain_s": result["time_s"]}
 
 
-def search_and_derive(config: Config, run_dir: Path, reporter: Reporter) -> Config:
+def search_and_derive(layers: list[Path], overrides: list[str], run_dir: Path, reporter: Reporter) -> Config:
     """The search in `run_dir` (resumed where it has a checkpoint; a finished one has no epoch left
     to run) and its derive unless arch.json exists; returns the run's saved config."""
     resume = has_checkpoint(run_dir)
-    check_run_dir(run_dir, resume)
-    if resume:
-        check_resume_config(saved_config(run_dir), config)
-    run_search(config, run_dir, resume, reporter)
+    run_search(run_config(run_dir, resume, layers, overrides), run_dir, resume, reporter)
     saved = saved_config(run_dir)
     if not (run_dir / ARCH_FILE).is_file():
         run_derive(saved, run_dir, reporter)

@@ -24,6 +24,7 @@ STANDALONE_DIR = "standalone"          # rank and compare: architectures trained
 PLOTS_DIR = "plots"                    # every plot of a run (enas/report/run_plots.py)
 REPORT_FILE = "report.html"            # enas report
 EXPORT_DIR = "export"                  # enas export
+RETRAIN_PHASE = "retrain"              # the phase of retrain's metrics lines (the strategies' are theirs)
 
 
 def default_run_dir(preset: str) -> Path:

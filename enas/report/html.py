@@ -16,21 +16,14 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
+from enas.config import to_yaml
 from enas.folder.atomic import write_text
 from enas.folder.names import PLOTS_DIR, REPORT_FILE
 from enas.report.run_files import RunFiles, plots_folder
-from enas.report.run_plots import (
-    CELL_PLOT,
-    DERIVE_PLOT,
-    RANK_PLOT,
-    RETRAIN_PLOT,
-    draw_after,
-)
+from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLOT, draw_after
 from enas.report.runs import duration, status, wall_time
 from enas.report.search_plots import SEARCH_PLOTS
-from enas.strategies import FROM_SCRATCH
+from enas.strategies.base import CONTROLLER, EVAL
 
 SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",
             "retrain": "Retrain", "rank": "Rank", "compare": "Compare"}
@@ -108,26 +101,18 @@ def cell(value: Any) -> str:
 
 def run_section(run: RunFiles) -> str:
     shown = [("folder", str(run.folder.resolve())), ("status", status(run, time.time())),
-             ("preset", run.preset or "(not recorded)"), ("space", run.space), ("strategy", run.strategy),
+             ("preset", run.preset or "(not recorded)"), ("space", run.space), ("strategy", run.strategy.name),
              ("wall time (search + retrain)", duration(wall_time(run))),
              ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
     return section("run", facts(shown))
 
 
 def config_section(run: RunFiles) -> str:
-    keys = ["data.name", "seed", "nas_rl.updates" if run.strategy in FROM_SCRATCH else "search.epochs",
-            "retrain.epochs", "device"]
-    rows = [(key, value) for key in keys if (value := lookup(run.config, key)) is not None]
-    text = yaml.safe_dump(run.config, sort_keys=False)
+    keys = ["data.name", "seed", run.strategy.budget, "retrain.epochs", "device"]
+    rows = [(key, run.setting(key)) for key in keys]
+    text = to_yaml(run.config)
     return section("config", table(("key", "value"), rows),
                    f"<details><summary>config.yaml, every key</summary><pre>{escape(text)}</pre></details>")
-
-
-def lookup(config: dict[str, Any], key: str) -> Any:
-    """config["a"]["b"] for key "a.b"; None where absent."""
-    for part in key.split("."):
-        config = config.get(part) if isinstance(config, dict) else None
-    return config
 
 
 def search_section(run: RunFiles) -> str:
@@ -135,9 +120,10 @@ def search_section(run: RunFiles) -> str:
         why = "this folder is a retrain's own output" if run.retrain is run else "no search epoch logged yet"
         return section("search", missing(f"no search: {why}"))
     plots = run.folder / PLOTS_DIR
-    evals, metric = run.phase("eval"), f"valid_{run.metric}"
-    shown = [("epochs logged", len(evals) or len(run.phase("controller", "random"))),
-             ("controller updates", len(run.phase("controller")))]
+    evals, metric = run.phase(EVAL), f"valid_{run.metric}"
+    done = len(run.phase(run.strategy.done_phase))
+    shown = [(f"{run.strategy.unit}s logged", f"{done} of {run.setting(run.strategy.budget)}"),
+             ("controller updates", len(run.phase(CONTROLLER)))]
     if evals and metric in evals[-1]:
         shown += [(f"last validation {run.metric_name} of the most likely architecture", evals[-1][metric]),
                   ("that architecture (official string)", evals[-1].get("arch", ""))]

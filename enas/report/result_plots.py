@@ -7,9 +7,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from enas.folder.names import RETRAIN_PHASE
 from enas.report.plots import curves, histogram, new_figure, reference, scatter
 from enas.report.run_files import RunFiles
-from enas.strategies import FROM_SCRATCH
 
 
 def derive_figure(run: RunFiles) -> Figure | None:
@@ -18,7 +18,7 @@ def derive_figure(run: RunFiles) -> Figure | None:
     scores = [c[metric] for c in run.candidates if metric in c]
     if not scores:
         return None
-    how = "trained from scratch" if run.strategy in FROM_SCRATCH else "shared weights"
+    how = run.strategy.scored_by
     figure, (axes,) = new_figure(f"{run.label}: derive's candidates ({len(scores)} scored)")
     histogram(axes, scores, f"validation {run.metric_name}{run.metric_unit}, {how}", "candidates")
     best = run.best(scores)
@@ -30,7 +30,7 @@ def derive_figure(run: RunFiles) -> Figure | None:
 def retrain_figure(run: RunFiles, retrain: RunFiles) -> Figure | None:
     """Training loss, validation score (with the test score and the references of the result)
     and learning rate per epoch of `retrain`, titled with `run`'s name."""
-    lines = retrain.phase("retrain")
+    lines = retrain.phase(RETRAIN_PHASE)
     result = retrain.result or {}
     if not lines:
         return None

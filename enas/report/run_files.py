@@ -6,13 +6,13 @@ Nothing here trains or loads a model; a file that is absent reads as empty (or N
 from __future__ import annotations
 
 import json
-from functools import cached_property
+from functools import cached_property, reduce
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from enas.config import Config
 from enas.errors import UserError
+from enas.folder.config_file import saved_config
 from enas.folder.names import (
     ARCH_FILE,
     CANDIDATES_FILE,
@@ -22,8 +22,12 @@ from enas.folder.names import (
     RANK_FILE,
     RESULT_FILE,
     RETRAIN_DIR,
+    RETRAIN_PHASE,
     TRIALS_FILE,
 )
+from enas.strategies import strategy_of
+from enas.strategies.base import Strategy
+from enas.tasks import Task, task_kind
 
 METRIC_NAMES = {"ppl": "perplexity", "acc": "accuracy"}
 
@@ -32,29 +36,22 @@ class RunFiles:
     """The files of the run (or retrain) folder `folder`."""
 
     def __init__(self, folder: Path):
-        path = folder / CONFIG_FILE
-        if not path.is_file():
-            raise UserError(f"{folder} is not a run folder (no {CONFIG_FILE}); give a folder written by "
-                            "`enas search` or `enas retrain`")
-        try:
-            config = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-        if not isinstance(config, dict):
-            raise UserError(f"{path} must hold a mapping of config keys")
-        self.folder, self.config = folder, config
+        self.folder = folder
+        self.config: Config = saved_config(folder)   # a one-line error where there is no good config.yaml
+        self.strategy: Strategy = strategy_of(self.config.strategy)
+        self.task: type[Task] = task_kind(self.config)   # what its scores are, without reading the data
 
     @property
     def preset(self) -> str:
-        return str(self.config.get("preset") or "")
+        return self.config.preset
 
     @property
     def space(self) -> str:
-        return str(self.config.get("space", ""))
+        return self.config.space
 
-    @property
-    def strategy(self) -> str:
-        return str(self.config.get("strategy", ""))
+    def setting(self, key: str) -> Any:
+        """The config's value of a dotted key, e.g. search.epochs."""
+        return reduce(getattr, key.split("."), self.config)
 
     @property
     def label(self) -> str:
@@ -98,7 +95,7 @@ class RunFiles:
     def retrain(self) -> RunFiles | None:
         """The retrain of this run: the folder itself when it is a retrain's output, else
         RUN_DIR/retrain where it exists."""
-        if self.result is not None or self.phase("retrain"):
+        if self.result is not None or self.phase(RETRAIN_PHASE):
             return self
         inner = self.folder / RETRAIN_DIR
         return RunFiles(inner) if (inner / CONFIG_FILE).is_file() else None
@@ -106,16 +103,12 @@ class RunFiles:
     @property
     def searched(self) -> bool:
         """Whether the folder holds a search (not only a retrain)."""
-        return any(line["phase"] != "retrain" for line in self.metrics) or bool(self.trials)
+        return any(line["phase"] != RETRAIN_PHASE for line in self.metrics) or bool(self.trials)
 
     @property
     def metric(self) -> str:
         """The task's figure, "ppl" or "acc", as the metrics lines and results name it."""
-        for record in [*self.metrics, *self.candidates, *self.trials, self.arch or {}, self.result or {}]:
-            for key in record:
-                if key.startswith("valid_") and key.removeprefix("valid_") in METRIC_NAMES:
-                    return key.removeprefix("valid_")
-        return ""
+        return self.task.metric
 
     @property
     def metric_name(self) -> str:
@@ -128,7 +121,7 @@ class RunFiles:
 
     @property
     def lower_is_better(self) -> bool:
-        return self.metric == "ppl"
+        return self.task.lower_is_better
 
     def best(self, values: list[float]) -> float:
         return min(values) if self.lower_is_better else max(values)

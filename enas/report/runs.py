@@ -6,8 +6,9 @@ A run's status is read from its files alone (no process is asked), first rule th
 - retraining:  a retrain has begun (metrics or a checkpoint in RUN_DIR/retrain) and is still
                writing (see "live" below); else interrupted;
 - derived:     arch.json exists;
-- searched:    the search logged all its epochs (eval lines = search.epochs; NAS-RL: update lines
-               = nas_rl.updates) and nothing after it was run yet;
+- searched:    the search logged its whole budget (its strategy's `done_phase` lines = its `budget`:
+               ENAS eval lines = search.epochs, NAS-RL update lines = nas_rl.updates) and nothing
+               after it was run yet;
 - searching:   the search is live; else interrupted.
 "Live": a metrics or trials line or a checkpoint was written within the last LIVE_FACTOR times the
 longest gap between two of the run's lines so far (at least MIN_LIVE_S; NO_LINES_LIVE_S before its
@@ -24,9 +25,8 @@ from typing import Any
 from rich.table import Table
 
 from enas.errors import UserError
-from enas.folder.names import CHECKPOINTS, CONFIG_FILE, METRICS_FILE, TRIALS_FILE
+from enas.folder.names import CHECKPOINTS, CONFIG_FILE, METRICS_FILE, RETRAIN_PHASE, TRIALS_FILE
 from enas.report.run_files import RunFiles
-from enas.strategies import FROM_SCRATCH
 
 LIVE_FACTOR = 3.0
 MIN_LIVE_S = 120.0
@@ -60,11 +60,7 @@ def status(run: RunFiles, now: float) -> str:
 
 
 def search_done(run: RunFiles) -> bool:
-    if run.strategy in FROM_SCRATCH:
-        epochs, done = run.config.get("nas_rl", {}).get("updates"), len(run.phase("controller", "random"))
-    else:
-        epochs, done = run.config.get("search", {}).get("epochs"), len(run.phase("eval"))
-    return epochs is not None and done >= epochs
+    return len(run.phase(run.strategy.done_phase)) >= run.setting(run.strategy.budget)
 
 
 def live(run: RunFiles, now: float) -> bool:
@@ -86,7 +82,7 @@ def best_score(run: RunFiles) -> str:
         key = next((k for k in run.arch if k.startswith("valid_")), None)
         return f"{key.replace('_', ' ')} {run.arch[key]:.4g}" if key else ""
     key = f"valid_{run.metric}"
-    values = [line[key] for line in [*run.phase("eval"), *run.trials] if key in line]
+    values = [line[key] for line in [*run.metrics, *run.trials] if key in line and line["phase"] != RETRAIN_PHASE]
     return f"valid {run.metric} {run.best(values):.4g}" if values else ""
 
 
@@ -107,7 +103,7 @@ def describe(folder: Path, now: float | None = None) -> list[dict[str, Any]]:
     for path in run_folders(folder):
         run = RunFiles(path)
         rows.append({"run": str(path.relative_to(folder)) if path != folder else str(path), "preset": run.preset,
-                     "space": run.space, "strategy": run.strategy, "status": status(run, now),
+                     "space": run.space, "strategy": run.strategy.name, "status": status(run, now),
                      "best": best_score(run), "time": wall_time(run)})
     return rows
 

@@ -12,10 +12,8 @@ from matplotlib.figure import Figure
 
 from enas.report.plots import curves, heatmap, new_figure
 from enas.report.run_files import RunFiles
-from enas.strategies import FROM_SCRATCH
+from enas.strategies.base import EVAL, SUPERNET
 
-REWARDS = {("enas", "ppl"): "c / validation perplexity", ("enas", "acc"): "validation accuracy",
-           ("scratch", "ppl"): "c / validation perplexity²", ("scratch", "acc"): "validation accuracy³"}
 NATS = "nats"
 
 
@@ -26,12 +24,12 @@ def search_figures(run: RunFiles) -> dict[str, Figure]:
 
 
 def epoch_unit(run: RunFiles) -> str:
-    """What a search's epoch is: an epoch of ENAS, a controller update of NAS-RL."""
-    return "controller update" if run.strategy in FROM_SCRATCH else "epoch"
+    """What a search's epoch is, as its strategy says: an epoch of ENAS, a controller update of NAS-RL."""
+    return run.strategy.unit
 
 
 def reward_figure(run: RunFiles) -> Figure | None:
-    lines = run.phase("controller", "random")
+    lines = run.phase(run.strategy.reward_phase)
     if not lines:
         return None
     x = list(range(1, len(lines) + 1))
@@ -40,14 +38,13 @@ def reward_figure(run: RunFiles) -> Figure | None:
         series["baseline (moving average)"] = (x, [m["baseline"] for m in lines])
     if any("best_reward" in m for m in lines):
         series["best child so far"] = (x, [m["best_reward"] for m in lines])
-    kind = "scratch" if run.strategy in FROM_SCRATCH else "enas"
     figure, (axes,) = new_figure(f"{run.label}: reward and baseline")
-    curves(axes, series, "controller update", f"reward ({REWARDS.get((kind, run.metric), 'unitless')})")
+    curves(axes, series, "controller update", f"reward ({run.strategy.rewards.get(run.metric, 'unitless')})")
     return figure
 
 
 def entropy_figure(run: RunFiles) -> Figure | None:
-    updates = [m for m in run.phase("controller") if "entropy" in m]
+    updates = [m for m in run.phase(run.strategy.reward_phase) if "entropy" in m]
     watched = policy_lines(run)
     if not updates and not watched:
         return None
@@ -78,7 +75,7 @@ def loss_figure(run: RunFiles) -> Figure | None:
 
 def valid_figure(run: RunFiles) -> Figure | None:
     metric = f"valid_{run.metric}"
-    evals = [m for m in run.phase("eval") if metric in m]
+    evals = [m for m in run.phase(EVAL) if metric in m]
     children = [t for t in run.trials if metric in t and not t.get("cached")]
     if not evals and not children:
         return None
@@ -115,7 +112,7 @@ def choices_figure(run: RunFiles) -> Figure | None:
 
 
 def lr_figure(run: RunFiles) -> Figure | None:
-    lines = [m for m in run.phase("supernet") if "lr" in m]
+    lines = [m for m in run.phase(SUPERNET) if "lr" in m]
     if not lines:
         return None
     figure, (axes,) = new_figure(f"{run.label}: learning rate")
@@ -125,8 +122,8 @@ def lr_figure(run: RunFiles) -> Figure | None:
 
 
 def policy_lines(run: RunFiles) -> list[dict[str, Any]]:
-    """The lines with the watched policy's figures: eval (ENAS) or controller (NAS-RL) lines."""
-    return [m for m in run.phase("eval", "controller") if "decision_entropy" in m]
+    """The lines with the watched policy's figures, whichever phase carries them (ENAS: eval, NAS-RL: controller)."""
+    return [m for m in run.metrics if "decision_entropy" in m]
 
 
 def epochs(lines: list[dict[str, Any]]) -> list[int]:

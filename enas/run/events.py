@@ -23,9 +23,7 @@ class Events:
     """A TensorBoard writer on `folder` (a new event file per session, as TensorBoard expects)."""
 
     def __init__(self, folder: Path):
-        from torch.utils.tensorboard import (
-            SummaryWriter,  # imported only when asked for: slow to load
-        )
+        from torch.utils.tensorboard import SummaryWriter  # imported only when asked for: slow to load
 
         self.writer = SummaryWriter(log_dir=str(folder))
         self.lines: Counter[str] = Counter()   # metrics lines written so far, per phase

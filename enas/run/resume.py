@@ -8,8 +8,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from enas.config import Config
+from enas.config import Config, load_config
 from enas.errors import UserError
+from enas.folder.config_file import saved_config
 from enas.folder.names import CHECKPOINTS, CONFIG_FILE, LAST, has_checkpoint
 from enas.run.state import CONFIG, PROGRESS
 from enas.spaces import SPACES
@@ -52,3 +53,15 @@ def check_resume_position(saved: dict[str, Any], requested: Config, first_phase:
         raise UserError(f"--resume cannot change {', '.join(changed)} in the middle of an epoch (the last "
                         f"checkpoint is at epoch {progress['epoch'] + 1}, {progress['phase']} step "
                         f"{progress['step']}); drop those overrides, or pass them to a resume that starts an epoch")
+
+
+def run_config(run_dir: Path, resume: bool, layers: list[Path], overrides: list[str]) -> Config:
+    """The config of a run in `run_dir`: `layers` of YAML and the overrides for a new run; for a
+    resumed one the saved config first, and nothing changed that decides its results so far."""
+    check_run_dir(run_dir, resume)
+    if not resume:
+        return load_config(layers, overrides)
+    saved = saved_config(run_dir)
+    config = load_config([run_dir / CONFIG_FILE, *layers], overrides)
+    check_resume_config(saved, config)
+    return config

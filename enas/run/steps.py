@@ -12,7 +12,7 @@ with a rollback (session.py).
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch import nn
@@ -20,20 +20,23 @@ from torch import nn
 from enas.config import TrainConfig
 from enas.console import Reporter, warn
 from enas.errors import NonFiniteError
-from enas.run.progress import (
-    MAX_NONFINITE_IN_A_ROW,
-    Figures,
-    FiguresInFlight,
-    Progress,
-    check_streak,
-    nonfinite_what,
-)
+from enas.run.progress import MAX_NONFINITE_IN_A_ROW, Figures, FiguresInFlight, Progress, check_streak, nonfinite_what
 from enas.run.session import Session
 from enas.run.training import learning_rate, set_learning_rate, train_step
 from enas.spaces.base import Model
-from enas.tasks import Task
 
 REPORT_EVERY = 10  # training steps between two looks at a phase's figures
+
+
+class TrainingTask(Protocol):
+    """What training steps need of a task (enas/tasks): its batches, losses and carried state."""
+
+    def batches(self, split: str) -> int: ...
+    def start_epoch(self, shuffler: torch.Generator) -> None: ...
+    def lr_scale(self, index: int) -> float: ...
+    def train_loss(self, model: Model, index: int) -> torch.Tensor: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class Steps:
@@ -61,7 +64,7 @@ class Steps:
         if in_a_row >= MAX_NONFINITE_IN_A_ROW:
             raise NonFiniteError(f"non-finite {nonfinite} in {in_a_row} steps in a row at {progress}")
 
-    def train_on(self, task: Task, model: Model, index: int, params: Iterable[nn.Parameter],
+    def train_on(self, task: TrainingTask, model: Model, index: int, params: Iterable[nn.Parameter],
                  optimizer: torch.optim.SGD, grad_clip: float, decay_unused: bool = False) -> None:
         """Train on the task's window or batch `index`. A skipped step also leaves the task's carried
         state (e.g. a recurrent hidden state) as it was, so that no NaN outlives its step; like the
@@ -78,7 +81,7 @@ class Steps:
         self.progress.step += 1
         self.progress.record(outcome.loss, outcome.skipped)
 
-    def train_epoch(self, reporter: Reporter, title: str, task: Task, model: Model, optimizer: torch.optim.SGD,
+    def train_epoch(self, reporter: Reporter, title: str, task: TrainingTask, model: Model, optimizer: torch.optim.SGD,
                     cfg: TrainConfig, shuffler: torch.Generator,
                     after_step: Callable[[], None] | None = None) -> Figures:
         """Train `model` for the rest of the progress's epoch (cfg.steps_per_epoch steps, or a pass

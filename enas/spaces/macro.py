@@ -35,23 +35,8 @@ from torch import nn
 from enas.errors import UserError
 from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
-from enas.spaces.base import (
-    Decision,
-    ImageShape,
-    check_choices,
-    check_space,
-    check_style,
-    op,
-    skip,
-)
-from enas.spaces.conv_ops import (
-    MACRO_OPS,
-    FactorizedReduction,
-    MacroBranch,
-    global_pool,
-    init_weights,
-    relu_conv_bn,
-)
+from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, op, skip
+from enas.spaces.conv_ops import MACRO_OPS, FactorizedReduction, MacroBranch, global_pool, init_weights, relu_conv_bn
 from enas.spaces.graph import Edge, Graph, Node
 
 STYLES = ("enas",)  # melodyguan/enas: per layer an op id, then one skip bit per earlier output but the input

@@ -46,15 +46,7 @@ from enas.errors import UserError
 from enas.fields import option
 from enas.spaces import graph
 from enas.spaces.architecture import Architecture, Choice, parse_ints
-from enas.spaces.base import (
-    Decision,
-    ImageShape,
-    check_choices,
-    check_space,
-    check_style,
-    index,
-    op,
-)
+from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, index, op
 from enas.spaces.conv_ops import (
     MICRO_OPS,
     FactorizedReduction,

@@ -36,15 +36,7 @@ from torch import nn
 from enas.errors import UserError
 from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
-from enas.spaces.base import (
-    Decision,
-    TextShape,
-    check_choices,
-    check_space,
-    check_style,
-    index,
-    op,
-)
+from enas.spaces.base import Decision, TextShape, check_choices, check_space, check_style, index, op
 from enas.spaces.graph import Edge, Graph, Node
 from enas.spaces.language_model import LanguageModelConfig, TiedLanguageModel
 

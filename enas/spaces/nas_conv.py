@@ -42,15 +42,7 @@ from torch import nn
 from enas.errors import UserError
 from enas.fields import option
 from enas.spaces.architecture import Architecture, Choice, parse_ints
-from enas.spaces.base import (
-    Decision,
-    ImageShape,
-    check_choices,
-    check_space,
-    check_style,
-    op,
-    skip,
-)
+from enas.spaces.base import Decision, ImageShape, check_choices, check_space, check_style, op, skip
 from enas.spaces.conv_ops import global_pool, init_weights
 from enas.spaces.graph import Edge, Graph, Node
 

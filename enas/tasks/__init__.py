@@ -77,8 +77,13 @@ def build_task(config: Config, train: TrainConfig, folder: Path | None = None,
     run, each rank trains on its own part of every training batch (data parallel); else each
     rank reads whole batches."""
     shard = distributed.world() if sharded else World()
-    if config.data.name in IMAGE_DATASETS:
+    if task_kind(config) is ImageTask:
         # Search holds out part of the training images for rewards; retrain trains on all of them.
         return ImageTask(config, train, hold_out=isinstance(train, SearchConfig), reporter=reporter,
                          shard=shard)
     return TextTask(config, train, folder=folder, reporter=reporter, shard=shard)
+
+
+def task_kind(config: Config) -> type[Task]:
+    """The class of the config's task: what its scores are (`metric`, `lower_is_better`), without reading the data."""
+    return ImageTask if config.data.name in IMAGE_DATASETS else TextTask

@@ -25,14 +25,7 @@ from torch import nn
 from enas.config import Config, DataConfig, TrainConfig
 from enas.console import Reporter
 from enas.data.image_folder import cache_folder, load_image_folder
-from enas.data.images import (
-    ImageData,
-    augment,
-    builtin_images,
-    channel_stats,
-    load_cifar10,
-    normalise,
-)
+from enas.data.images import ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise
 from enas.data.torchvision_sets import load_torchvision
 from enas.errors import UserError
 from enas.folder.atomic import write_text

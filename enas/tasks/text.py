@@ -20,14 +20,7 @@ import torch
 
 from enas.config import Config, RetrainConfig, TrainConfig
 from enas.console import Reporter
-from enas.data.text import (
-    UNK,
-    Corpus,
-    batchify,
-    builtin_text,
-    load_text_folder,
-    unigram_ppl,
-)
+from enas.data.text import UNK, Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
 from enas.errors import UserError
 from enas.folder.atomic import write_text
 from enas.folder.names import TOKENS_FILE, VOCAB_FILE

@@ -1,4 +1,5 @@
-"""A finished weight-sharing search, read back from its checkpoint to score architectures.
+"""A finished weight-sharing search, read back from its checkpoint to score architectures, and the
+derive of the strategies that keep one (enas.py).
 
 Derive and rank both score architectures the same way: bound to the search's final supernet, with
 batch-norm statistics recomputed for each one (conv spaces), over the whole validation split.
@@ -12,13 +13,14 @@ import torch
 
 from enas.config import Config
 from enas.console import Reporter
-from enas.errors import UserError
 from enas.folder.names import CHECKPOINTS
+from enas.run import distributed
 from enas.run import state as key
 from enas.run.checkpoint import load_checkpoint
 from enas.run.training import model_of, place, setup_runtime
+from enas.spaces import official
 from enas.spaces.architecture import Architecture
-from enas.strategies import WITH_SUPERNET
+from enas.strategies.base import Derived
 from enas.strategies.controller import Controller
 from enas.tasks import Task, build_task
 
@@ -27,9 +29,6 @@ class SharedWeights:
     """The supernet and controller of the search in `run_dir` (nothing else of its state)."""
 
     def __init__(self, config: Config, run_dir: Path, reporter: Reporter):
-        if config.strategy not in WITH_SUPERNET:
-            raise UserError(f"{run_dir} is a strategy={config.strategy} search, which trains no shared weights; "
-                            f"shared-weight scores need one of: {', '.join(WITH_SUPERNET)}")
         saved = load_checkpoint(run_dir / CHECKPOINTS, warn=reporter.print)
         self.config = config
         self.device = setup_runtime(config)
@@ -53,3 +52,21 @@ class SharedWeights:
         candidate = model_of(self.supernet, self.config, self.device, arch)
         self.task.calibrate(candidate)
         return self.task.evaluate(candidate, "valid")
+
+
+def derive_by_shared_weights(config: Config, run_dir: Path, reporter: Reporter) -> Derived:
+    """Score N samples of the search's controller with its shared weights (ENAS section 2.2, "Deriving
+    Architectures"); under torchrun each rank scores its share of them (every rank draws the same samples)."""
+    shared = SharedWeights(config, run_dir, reporter)
+    task, world = shared.task, distributed.world()
+    architectures = shared.sample(config.derive.samples, config.seed + 3)
+    distinct = list(dict.fromkeys(architectures))   # the controller often samples the same one twice
+    mine: dict[Architecture, float] = {}
+    with reporter.phase("derive", len(distinct[world.rank::world.size])) as update:
+        for arch in distinct[world.rank::world.size]:
+            mine[arch] = shared.score(arch)
+            update(best=min(mine.values()) if task.lower_is_better else max(mine.values()))
+    scores = {arch: score for share in distributed.gather(mine) for arch, score in share.items()}
+    candidates = [{"arch": official(arch), "choices": arch.to_json()["choices"], f"valid_{task.metric}": scores[arch]}
+                  for arch in architectures]
+    return Derived(scores, task.metric, task.lower_is_better, len(architectures), candidates)

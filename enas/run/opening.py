@@ -1,0 +1,60 @@
+"""Opening a run in its folder, the one preamble of every loop (the strategies' searches and
+retrain): the checkpoint a resume continues from, checked before anything is built; the runtime
+(threads, seeds, device); then, once the loop's objects exist, the config and the data's
+vocabulary written beside them, and the session that drives the loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from enas.config import Config
+from enas.console import Reporter
+from enas.folder.config_file import write_config
+from enas.folder.names import CHECKPOINTS
+from enas.run.checkpoint import load_checkpoint
+from enas.run.resume import check_resume_position
+from enas.run.session import Resumable, Session
+from enas.run.training import setup_runtime
+
+
+class KeepsData(Protocol):
+    """A task (enas/tasks), as far as opening a run needs it."""
+
+    def keep_data(self, folder: Path) -> str:
+        """Record or check in `folder` what the models depend on in the data; a line worth printing, or ""."""
+
+
+@dataclass
+class OpenRun:
+    """A run being started or resumed in `folder`."""
+
+    config: Config
+    folder: Path
+    reporter: Reporter
+    device: torch.device
+    saved: dict[str, Any] | None   # the checkpoint a resume continues from; None for a new run
+
+    def keep(self, task: KeepsData) -> None:
+        """Write the config (on a resume too: a later resume starts from its overrides) and record
+        or check what the run's models depend on in the data."""
+        write_config(self.folder, self.config)
+        if note := task.keep_data(self.folder):
+            self.reporter.print(note)
+
+    def session(self, target: Resumable) -> Session:
+        return Session(self.folder, target, self.saved)
+
+
+def open_run(config: Config, folder: Path, resume: bool, reporter: Reporter, kind: str, first_phase: str,
+             epoch_shape: tuple[str, ...]) -> OpenRun:
+    """Open a run of `kind` ("search", "retrain"): a resumed one must have a good checkpoint, and
+    change what shapes an epoch (`epoch_shape`) only where one starts, in `first_phase`."""
+    # Read the checkpoint before building anything: a folder without a good one fails at once.
+    saved = load_checkpoint(folder / CHECKPOINTS, kind) if resume else None
+    if saved is not None:
+        check_resume_position(saved, config, first_phase, epoch_shape)
+    return OpenRun(config, folder, reporter, setup_runtime(config), saved)
