@@ -136,7 +136,7 @@ def _sweep(overrides: list[str], preset: Optional[str], out: Optional[Path], res
     from enas.folder.names import SEEDS_FILE
 
     summary = run_sweep(cfg_layers, overrides, values, out_dir, Reporter(quiet))
-    typer.echo(f"{summary['metric']} {summary['value_mean']:.4g} ± {summary['value_std']:.2g} over "
+    typer.echo(f"{summary.metric} {summary.value_mean:.4g} ± {summary.value_std:.2g} over "
                f"{len(values)} seeds\nwrote {out_dir / SEEDS_FILE}")
 
 
@@ -193,9 +193,10 @@ def retrain(
         from enas.commands.retrain import run_retrain  # torch loads only once the command line is known to be good
 
         result = run_retrain(cfg, architecture, out_dir, resume, _reporter(quiet))
-        extra = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k in ("test_bpc", "floor", "unigram_ppl", "oov_test"))
-        aux = f" (+{result['aux_params']:,} in the auxiliary head)" if "aux_params" in result else ""
-        typer.echo(f"{result['metric']} {result['value']:.4g}  params {result['params']:,}{aux}  {extra}\n"
+        extra = "  ".join(f"{k} {v:.4g}" for k, v in result.figures.items()
+                          if k in ("test_bpc", "floor", "unigram_ppl", "oov_test"))
+        aux = f" (+{result.aux_params:,} in the auxiliary head)" if result.aux_params else ""
+        typer.echo(f"{result.metric} {result.value:.4g}  params {result.params:,}{aux}  {extra}\n"
                    f"wrote {out_dir / 'result.json'}")
 
     _run(body)
@@ -288,8 +289,8 @@ def rank(
         from enas.commands.rank import RANK_FILE, RANK_PATH, run_rank
 
         report = run_rank(cfg, run_dir, panel, samples, budget, folder, top, rerun, Reporter(quiet))
-        typer.echo(f"Kendall tau {report['kendall_tau']:.3f}  Spearman rho {report['spearman_rho']:.3f}  "
-                   f"top-{report['top_k']} overlap {report['top_k_overlap']:.2f}\n"
+        typer.echo(f"Kendall tau {report.kendall_tau:.3f}  Spearman rho {report.spearman_rho:.3f}  "
+                   f"top-{report.top_k} overlap {report.top_k_overlap:.2f}\n"
                    f"wrote {run_dir / RANK_FILE} and {run_dir / RANK_PATH}")
 
     _run(body)
@@ -308,9 +309,9 @@ def compare(
         from enas.commands.compare import COMPARE_FILE, run_compare
 
         report = run_compare(cfg, run_dir, random, budget, folder, rerun, Reporter(quiet))
-        typer.echo(f"derived {report['metric']} {report['derived'][report['metric']]:.4g}: beats "
-                   f"{report['beaten']} of {report['random']} random architectures (percentile "
-                   f"{report['percentile']:.0f})\nwrote {run_dir / COMPARE_FILE}")
+        typer.echo(f"derived {report.metric} {report.derived[report.metric]:.4g}: beats "
+                   f"{report.beaten} of {report.random} random architectures (percentile "
+                   f"{report.percentile:.0f})\nwrote {run_dir / COMPARE_FILE}")
 
     _run(body)
 

@@ -35,7 +35,8 @@ from enas.config import Config, to_dict
 from enas.errors import UserError
 from enas.folder.atomic import write_file, write_json, write_text
 from enas.folder.config_file import saved_config
-from enas.folder.names import ARCH_FILE, CONFIG_FILE, MODEL_FILE, RESULT_FILE, RETRAIN_DIR, VOCAB_FILE
+from enas.folder.names import ARCH_FILE, CONFIG_FILE, MODEL_FILE, RETRAIN_DIR, VOCAB_FILE
+from enas.records import Result
 from enas.spaces import from_json, load_architecture, official, space_type
 from enas.spaces.base import DataShape, ImageShape, TextShape
 from enas.tasks import Task, build_task
@@ -149,12 +150,12 @@ def describe(folder: Path, config: Config, task: Task) -> dict[str, Any]:
                              "how": "pixels 0..255 / 255, then (x - mean[channel]) / std[channel]"}
     else:
         data["vocab_file"] = VOCAB_FILE   # token id = line number (from 0); unknown words: <unk>
-    result = json.loads((folder / RESULT_FILE).read_text()) if (folder / RESULT_FILE).is_file() else {}
+    result = Result.read_if_any(folder)
     return {"format_version": CARD_VERSION, "enas_version": __version__, "torch_version": torch.__version__,
             "space": config.space, "arch": arch.to_json(), "official": official(arch),
             "space_config": to_dict(config)[config.space], "data": data,
             **({"window": config.retrain.bptt} if isinstance(task.shape, TextShape) else {}),
-            "result": {key: result[key] for key in ("metric", "value", "params") if key in result}}
+            "result": {"metric": result.metric, "value": result.value, "params": result.params} if result else {}}
 
 
 def card_shape(card: dict[str, Any]) -> DataShape:

@@ -152,7 +152,7 @@ def test_an_averaging_retrain_resumed_at_an_epoch_ends_as_an_uninterrupted_one(t
     resumed = retrain_run(tmp_path / "run", "retrain.epochs=5", *common, resume=True)
     lines = [m for m in read_metrics(tmp_path / "straight" / "metrics.jsonl") if m["phase"] == "retrain"]
     assert [m.get("averaged") for m in lines] == averaged
-    assert resumed["value"] == straight["value"]
+    assert resumed.value == straight.value
     a, b = (torch.load(tmp_path / r / "model.pt", weights_only=True) for r in ("straight", "run"))
     assert all(torch.equal(a[name], b[name]) for name in a)
 

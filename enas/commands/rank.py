@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 
@@ -21,9 +20,9 @@ from enas.commands.standalone import Budget, train_panel
 from enas.config import Config
 from enas.console import Reporter
 from enas.errors import UserError
-from enas.folder.atomic import write_json
-from enas.folder.names import PLOTS_DIR, RANK_FILE
+from enas.folder.names import PLOTS_DIR
 from enas.ranking import kendall_tau, spearman_rho, top_k_overlap
+from enas.records import RankReport
 from enas.report.run_plots import RANK_PLOT, draw_after
 from enas.spaces import official, space_type
 from enas.spaces.architecture import Architecture
@@ -55,7 +54,7 @@ def panel_members(shared: Scorer, size: int, samples: int, seed: int) -> list[Me
 
 
 def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Budget, cache: Path, top: int,
-             rerun: str, reporter: Reporter) -> dict[str, Any]:
+             rerun: str, reporter: Reporter) -> RankReport:
     shared = strategy_of(config.strategy).scorer(config, run_dir, reporter)
     task = shared.task
     members = panel_members(shared, size, samples, budget.seed)
@@ -69,32 +68,29 @@ def run_rank(config: Config, run_dir: Path, size: int, samples: int, budget: Bud
     alone = train_panel(config, [m.arch for m in members], budget, cache, rerun, reporter, "rank")
     metric, sign = task.metric, -1.0 if task.lower_is_better else 1.0
     x = [sign * s for s in shared_scores]
-    y = [sign * result["value"] for result in alone]
+    y = [sign * result.value for result in alone]
     k = min(top, len(members))
     # The controller's own samples are where the shared weights were trained most: the uniform
     # part alone says how well they rank the space at large.
     uniform = [i for i, m in enumerate(members) if m.source == "uniform"]
     tau_uniform = kendall_tau([x[i] for i in uniform], [y[i] for i in uniform]) if len(uniform) > 2 else None
-    report = {"metric": metric, "lower_is_better": task.lower_is_better, "budget": vars(budget) | {"cache": str(cache)},
-              "kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y), "top_k": k,
-              "top_k_overlap": top_k_overlap(x, y, k), "kendall_tau_uniform": tau_uniform,
-              "panel": [{"arch": official(m.arch), "choices": m.arch.to_json()["choices"], "source": m.source,
-                         f"shared_valid_{metric}": s, f"alone_{result['metric']}": result["value"],
-                         "alone_params": result["params"]}
-                        for m, s, result in zip(members, shared_scores, alone)]}
-    write_json(run_dir / RANK_FILE, report)
+    panel = [{"arch": official(m.arch), "choices": m.arch.to_json()["choices"], "source": m.source,
+              f"shared_valid_{metric}": s, f"alone_{result.metric}": result.value, "alone_params": result.params}
+             for m, s, result in zip(members, shared_scores, alone)]
+    report = RankReport(metric, task.lower_is_better, vars(budget) | {"cache": str(cache)}, kendall_tau(x, y),
+                        spearman_rho(x, y), k, top_k_overlap(x, y, k), panel, tau_uniform)
+    report.write(run_dir)
     draw_after(run_dir, "rank")
-    reporter.print(_table(report, metric, alone[0]["metric"]))
+    reporter.print(_table(report))
     return report
 
 
-def _table(report: dict[str, Any], metric: str, alone_metric: str) -> Table:
-    table = Table(title=f"rank: Kendall tau {report['kendall_tau']:.3f}, Spearman rho {report['spearman_rho']:.3f}, "
-                        f"top-{report['top_k']} overlap {report['top_k_overlap']:.2f}")
-    for column in ("source", f"shared valid {metric}", f"alone {alone_metric.replace('_', ' ')}", "architecture"):
+def _table(report: RankReport) -> Table:
+    metric, alone = report.metric, report.alone_metric
+    table = Table(title=f"rank: Kendall tau {report.kendall_tau:.3f}, Spearman rho {report.spearman_rho:.3f}, "
+                        f"top-{report.top_k} overlap {report.top_k_overlap:.2f}")
+    for column in ("source", f"shared valid {metric}", alone.replace("_", " "), "architecture"):
         table.add_column(column, justify="left" if column in ("source", "architecture") else "right")
-    rows = sorted(report["panel"], key=lambda row: row[f"alone_{alone_metric}"], reverse=not report["lower_is_better"])
-    for row in rows:
-        table.add_row(row["source"], f"{row[f'shared_valid_{metric}']:.4g}", f"{row[f'alone_{alone_metric}']:.4g}",
-                      row["arch"])
+    for row in sorted(report.panel, key=lambda row: row[alone], reverse=not report.lower_is_better):
+        table.add_row(row["source"], f"{row[f'shared_valid_{metric}']:.4g}", f"{row[alone]:.4g}", row["arch"])
     return table

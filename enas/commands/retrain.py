@@ -22,7 +22,8 @@ import torch
 from enas.config import Config, to_dict
 from enas.console import Reporter
 from enas.folder.atomic import write_file, write_json
-from enas.folder.names import ARCH_FILE, MODEL_FILE, RESULT_FILE, RETRAIN_PHASE
+from enas.folder.names import ARCH_FILE, MODEL_FILE, RETRAIN_PHASE
+from enas.records import Result
 from enas.report.run_plots import draw_after
 from enas.run import distributed
 from enas.run import state as key
@@ -93,7 +94,7 @@ class Retrain:
 
 
 def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool, reporter: Reporter,
-                data_dir: Path | None = None, plots: bool = True) -> dict:
+                data_dir: Path | None = None, plots: bool = True) -> Result:
     """Train, test and write the result; then, unless `plots` is off (architectures trained alone
     for rank and compare), draw the plots (a retrain in RUN_DIR/retrain: the run's). `data_dir`: the
     folder whose tokens.pt caches a text corpus (default `out_dir`; the architectures trained alone
@@ -107,8 +108,8 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
     with run.session(retrain) as session:
         session.drive(config.retrain.epochs, RETRAIN_PHASE, partial(retrain_epoch, retrain, Steps(session), reporter))
     result = finish(retrain, out_dir, session.elapsed)
-    named = {result["metric"]: result["value"], **{k: v for k, v in result.items() if k != "value"}}
-    write_events(config, out_dir, "result", [named], {})
+    write_events(config, out_dir, "result", [{result.metric: result.value, "params": result.params,
+                                              **result.figures}], {})
     if plots:
         draw_after(out_dir, "retrain")
     return result
@@ -162,27 +163,25 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
                    + ("; averaging the weights from here on" if average.active and not averaged else ""))
 
 
-def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> dict:
+def finish(retrain: Retrain, out_dir: Path, elapsed: float) -> Result:
     """Score the best weights on the test split; write model.pt and result.json. `elapsed`: the
     training's seconds, over all its sessions."""
-    model, task = retrain.module, retrain.task
-    model.load_state_dict(retrain.best_weights)
-    model.eval()
+    module, task = retrain.module, retrain.task
+    module.load_state_dict(retrain.best_weights)
+    module.eval()
     test = task.evaluate(retrain.model, "test", final=True)
-    result = {"metric": f"test_{task.metric}", "value": test, f"valid_{task.metric}": retrain.best,
-              **{f"test_{unit}": value for unit, value in task.other_units(test).items()},
-              **{f"valid_{unit}": value for unit, value in task.other_units(retrain.best).items()},
-              "params": count_parameters(model), "time_s": round(elapsed, 1), "arch": official(retrain.arch),
-              **task.describe()}
-    if aux := auxiliary_parameters(model):
-        result["aux_params"] = aux   # apart, as the official code reports them
-    if retrain.average.active:
-        result["averaged"] = True   # the kept weights are an average (retrain.average_after)
+    figures = {f"valid_{task.metric}": retrain.best,
+               **{f"test_{unit}": value for unit, value in task.other_units(test).items()},
+               **{f"valid_{unit}": value for unit, value in task.other_units(retrain.best).items()},
+               **task.describe()}
     if task.final_layout_differs:   # e.g. the paper's batch 1, BPTT 1 test: the training layout's score beside it
-        result[f"test_{task.metric}_training_layout"] = task.evaluate(retrain.model, "test")
-    weights = model.state_dict()
+        figures[f"test_{task.metric}_training_layout"] = task.evaluate(retrain.model, "test")
+    result = Result(f"test_{task.metric}", test, count_parameters(module), round(elapsed, 1), official(retrain.arch),
+                    aux_params=auxiliary_parameters(module) or None, averaged=retrain.average.active,
+                    figures=figures)
+    weights = module.state_dict()
     write_file(out_dir / MODEL_FILE, lambda handle: torch.save(weights, handle))
-    write_json(out_dir / RESULT_FILE, result)
+    result.write(out_dir)
     return result
 
 

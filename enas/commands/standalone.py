@@ -16,13 +16,13 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from enas.commands.retrain import run_retrain
 from enas.config import Config
 from enas.console import Reporter
 from enas.errors import Stopped
 from enas.folder.names import RESULT_FILE, has_checkpoint
+from enas.records import Result
 from enas.spaces import space_type
 from enas.spaces.architecture import Architecture
 
@@ -49,23 +49,23 @@ def result_folder(config: Config, arch: Architecture, cache: Path) -> Path:
 
 
 def train_panel(config: Config, architectures: list[Architecture], budget: Budget, cache: Path, rerun: str,
-                reporter: Reporter, command: str) -> list[dict[str, Any]]:
+                reporter: Reporter, command: str) -> list[Result]:
     """The result.json of each architecture trained alone at `budget`, behind one progress bar."""
     train_config = budget.config(config)
-    results: list[dict[str, Any]] = []
+    results: list[Result] = []
     with reporter.phase(f"{command}: training alone ({budget.epochs} epochs each)", len(architectures)) as update:
         for arch in architectures:
             results.append(train_alone(train_config, arch, cache, rerun))
-            update(last=round(results[-1]["value"], 4))
+            update(last=round(results[-1].value, 4))
     return results
 
 
-def train_alone(config: Config, arch: Architecture, cache: Path, rerun: str) -> dict[str, Any]:
+def train_alone(config: Config, arch: Architecture, cache: Path, rerun: str) -> Result:
     """`arch` retrained with `config` (a `Budget.config`); its result.json, trained once.
     `rerun`: the command that continues the panel after a stop."""
     folder = result_folder(config, arch, cache)
     if (folder / RESULT_FILE).is_file():
-        return json.loads((folder / RESULT_FILE).read_text())
+        return Result.read(folder)
     resume = has_checkpoint(folder)
     if folder.exists() and not resume:
         shutil.rmtree(folder)   # a start that did not reach its first checkpoint

@@ -138,7 +138,7 @@ def derive_section(run: RunFiles) -> str:
         return section("derive", missing(f"not derived yet: enas derive {run.folder}"))
     arch, plots = run.arch, run.folder / PLOTS_DIR
     if not run.searched:
-        given = (run.result or {}).get("arch", "")
+        given = run.result.arch if run.result else ""
         return section("derive", missing("no derive in this folder (a retrain's own output); the architecture it "
                                          f"retrained: {given}"), image(plots / CELL_PLOT, "the retrained architecture"))
     score = next((k for k in arch if k.startswith("valid_")), "")
@@ -168,13 +168,16 @@ def retrain_section(run: RunFiles) -> str:
         hint = "retraining" if retrain is not None else f"not retrained yet: enas retrain {run.folder}"
         return section("retrain", missing(hint))
     result = retrain.result
-    rows = [(key.replace("_", " "), value) for key, value in result.items() if key not in ("metric", "value", "arch")]
-    headline = f"{result['metric'].replace('_', ' ')} {result['value']:.4g}"
-    if "floor" in result:
-        headline += (f": {result['value'] / result['floor']:.2f} times the entropy floor {result['floor']:.4g}, "
+    rows = [("params", result.params), ("time s", result.time_s),
+            *((key.replace("_", " "), value) for key, value in result.figures.items())]
+    if result.aux_params:
+        rows.append(("aux params", result.aux_params))
+    headline = f"{result.metric.replace('_', ' ')} {result.value:.4g}"
+    if floor := result.figure("floor"):
+        headline += (f": {result.value / floor:.2f} times the entropy floor {floor:.4g}, "
                      "the best perplexity the built-in language allows")
-    if "unigram_ppl" in result:
-        headline += f" (the unigram model: {result['unigram_ppl']:.4g})"
+    if unigram := result.figure("unigram_ppl"):
+        headline += f" (the unigram model: {unigram:.4g})"
     return section("retrain", f"<p><strong>{escape(headline)}</strong></p>", facts(rows),
                    image(run.folder / PLOTS_DIR / RETRAIN_PLOT, "retrain: training, validation and test"))
 
@@ -183,12 +186,11 @@ def rank_section(run: RunFiles) -> str:
     report = run.rank
     if report is None:
         return section("rank", missing(f"not ranked: enas rank {run.folder}"))
-    shown = [("Kendall tau", report["kendall_tau"]), ("Spearman rho", report["spearman_rho"]),
-             (f"top-{report['top_k']} overlap", report["top_k_overlap"]),
-             ("Kendall tau, uniform draws alone", report.get("kendall_tau_uniform") or "")]
-    metric = report["metric"]
-    alone = next(k for k in report["panel"][0] if k.startswith("alone_") and k != "alone_params")
-    rows = [(row["source"], row[f"shared_valid_{metric}"], row[alone], row["arch"]) for row in report["panel"]]
+    shown = [("Kendall tau", report.kendall_tau), ("Spearman rho", report.spearman_rho),
+             (f"top-{report.top_k} overlap", report.top_k_overlap),
+             ("Kendall tau, uniform draws alone", report.kendall_tau_uniform or "")]
+    metric, alone = report.metric, report.alone_metric
+    rows = [(row["source"], row[f"shared_valid_{metric}"], row[alone], row["arch"]) for row in report.panel]
     return section("rank", facts(shown), image(run.folder / PLOTS_DIR / RANK_PLOT, "rank"),
                    table(("source", f"shared valid {metric}", alone.replace("_", " "), "architecture"), rows))
 
@@ -197,10 +199,10 @@ def compare_section(run: RunFiles) -> str:
     report = run.compare
     if report is None:
         return section("compare", missing(f"not compared: enas compare {run.folder}"))
-    metric = report["metric"]
-    headline = (f"the derived architecture beats {report['beaten']} of {report['random']} random ones "
-                f"(percentile {report['percentile']:.0f}) at {metric.replace('_', ' ')}")
-    rows = [("derived", report["derived"][metric], report["derived"]["params"], report["derived"]["arch"])]
-    rows += [("random", row[metric], row["params"], row["arch"]) for row in report["random_panel"]]
+    metric = report.metric
+    headline = (f"the derived architecture beats {report.beaten} of {report.random} random ones "
+                f"(percentile {report.percentile:.0f}) at {metric.replace('_', ' ')}")
+    rows = [("derived", report.derived[metric], report.derived["params"], report.derived["arch"])]
+    rows += [("random", row[metric], row["params"], row["arch"]) for row in report.random_panel]
     return section("compare", f"<p><strong>{escape(headline)}</strong></p>",
                    table(("", metric.replace("_", " "), "params", "architecture"), rows))

@@ -3,11 +3,10 @@ validation and test curves, and rank's scatter of shared-weight against stand-al
 
 from __future__ import annotations
 
-from typing import Any
-
 from matplotlib.figure import Figure
 
 from enas.folder.names import RETRAIN_PHASE
+from enas.records import Result
 from enas.report.plots import curves, histogram, new_figure, reference, scatter
 from enas.report.run_files import RunFiles
 
@@ -31,7 +30,7 @@ def retrain_figure(run: RunFiles, retrain: RunFiles) -> Figure | None:
     """Training loss, validation score (with the test score and the references of the result)
     and learning rate per epoch of `retrain`, titled with `run`'s name."""
     lines = retrain.phase(RETRAIN_PHASE)
-    result = retrain.result or {}
+    result = retrain.result
     if not lines:
         return None
     metric, x = retrain.metric, [m["epoch"] + 1 for m in lines]
@@ -45,14 +44,16 @@ def retrain_figure(run: RunFiles, retrain: RunFiles) -> Figure | None:
     return figure
 
 
-def test_references(result: dict[str, Any], metric: str) -> list[tuple[str, float, str]]:
-    """The horizontal lines of a retrain's validation panel: its test score, and where the task
-    has them the entropy floor, the unigram model and chance."""
-    lines = [(f"test: {result['value']:.4g}", result["value"], "--")] if "value" in result else []
-    if metric == "ppl" and "floor" in result:
-        lines.append((f"entropy floor: {result['floor']:.4g}", result["floor"], ":"))
-    if "chance_acc" in result:
-        lines.append((f"chance: {result['chance_acc']:.2g}", result["chance_acc"], ":"))
+def test_references(result: Result | None, metric: str) -> list[tuple[str, float, str]]:
+    """The horizontal lines of a retrain's validation panel: its test score (once written), and
+    where the task has them the entropy floor and chance."""
+    if result is None:
+        return []
+    lines = [(f"test: {result.value:.4g}", result.value, "--")]
+    if metric == "ppl" and (floor := result.figure("floor")):
+        lines.append((f"entropy floor: {floor:.4g}", floor, ":"))
+    if chance := result.figure("chance_acc"):
+        lines.append((f"chance: {chance:.2g}", chance, ":"))
     return lines
 
 
@@ -61,11 +62,10 @@ def rank_figure(run: RunFiles) -> Figure | None:
     report = run.rank
     if not report:
         return None
-    metric = report["metric"]
-    alone = next(key for key in report["panel"][0] if key.startswith("alone_") and key != "alone_params")
+    metric, alone, panel = report.metric, report.alone_metric, report.panel
     figure, (axes,) = new_figure(f"{run.label}: shared weights against training alone", panel_height=4.2)
-    scatter(axes, [row[f"shared_valid_{metric}"] for row in report["panel"]], [row[alone] for row in report["panel"]],
-            [row["source"] for row in report["panel"]], f"shared-weight validation {metric}",
-            f"{alone.removeprefix('alone_').replace('_', ' ')} trained alone ({report['budget']['epochs']} epochs)",
-            f"Kendall tau {report['kendall_tau']:.2f}, Spearman rho {report['spearman_rho']:.2f}")
+    scatter(axes, [row[f"shared_valid_{metric}"] for row in panel], [row[alone] for row in panel],
+            [row["source"] for row in panel], f"shared-weight validation {metric}",
+            f"{alone.removeprefix('alone_').replace('_', ' ')} trained alone ({report.budget.get('epochs')} epochs)",
+            f"Kendall tau {report.kendall_tau:.2f}, Spearman rho {report.spearman_rho:.2f}")
     return figure

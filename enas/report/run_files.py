@@ -16,15 +16,13 @@ from enas.folder.config_file import saved_config
 from enas.folder.names import (
     ARCH_FILE,
     CANDIDATES_FILE,
-    COMPARE_FILE,
     CONFIG_FILE,
     METRICS_FILE,
-    RANK_FILE,
-    RESULT_FILE,
     RETRAIN_DIR,
     RETRAIN_PHASE,
     TRIALS_FILE,
 )
+from enas.records import CompareReport, RankReport, Result
 from enas.strategies import strategy_of
 from enas.strategies.base import Strategy
 from enas.tasks import Task, task_kind
@@ -79,17 +77,17 @@ class RunFiles:
         return read_json(self.folder / ARCH_FILE)
 
     @cached_property
-    def result(self) -> dict[str, Any] | None:
+    def result(self) -> Result | None:
         """A retrain folder's result.json."""
-        return read_json(self.folder / RESULT_FILE)
+        return Result.read_if_any(self.folder)
 
     @cached_property
-    def rank(self) -> dict[str, Any] | None:
-        return read_json(self.folder / RANK_FILE)
+    def rank(self) -> RankReport | None:
+        return RankReport.read_if_any(self.folder)
 
     @cached_property
-    def compare(self) -> dict[str, Any] | None:
-        return read_json(self.folder / COMPARE_FILE)
+    def compare(self) -> CompareReport | None:
+        return CompareReport.read_if_any(self.folder)
 
     @cached_property
     def retrain(self) -> RunFiles | None:

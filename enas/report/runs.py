@@ -77,7 +77,7 @@ def best_score(run: RunFiles) -> str:
     """The run's furthest score: the test score, else derive's, else the search's best."""
     retrain = run.retrain
     if retrain is not None and retrain.result is not None:
-        return f"{retrain.result['metric'].replace('_', ' ')} {retrain.result['value']:.4g}"
+        return f"{retrain.result.metric.replace('_', ' ')} {retrain.result.value:.4g}"
     if run.arch is not None:
         key = next((k for k in run.arch if k.startswith("valid_")), None)
         return f"{key.replace('_', ' ')} {run.arch[key]:.4g}" if key else ""
@@ -90,7 +90,7 @@ def wall_time(run: RunFiles) -> float:
     """Seconds searched (as the last line that says) plus seconds retrained."""
     searched = max((line.get("search_s", 0.0) for line in run.metrics), default=0.0)
     retrain = run.retrain
-    retrained = (retrain.result or {}).get("time_s", 0.0) if retrain is not None else 0.0
+    retrained = retrain.result.time_s if retrain is not None and retrain.result is not None else 0.0
     return searched + retrained
 
 

@@ -1,0 +1,130 @@
+"""The mechanism every record shares: a frozen dataclass written as one flat JSON object with a
+schema version, and read back through one reader that checks each field against its annotation
+(a float must be a finite number, an int an integer, ...). A file that is absent, cut off or
+damaged is a one-line `UserError` naming the file and what to do, never a traceback.
+
+A record may keep figures whose names depend on the run (`valid_ppl`, `test_bpc`, `floor`) in a
+`figures` field: they are written flat beside the fixed fields and read back as finite numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from enas.errors import UserError
+from enas.folder.atomic import write_json
+
+SCHEMA = "schema"   # the key of the version; a file without one is version 1
+FIGURES = "figures"
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """Base of the records; subclasses are frozen dataclasses."""
+
+    file: ClassVar[str]            # its name in a run folder
+    version: ClassVar[int] = 1     # the schema this enas writes (and the newest it reads)
+    remedy: ClassVar[str] = ""     # what a user does about a damaged one
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != FIGURES}
+        return {SCHEMA: self.version, **data, **getattr(self, FIGURES, {})}
+
+    def write(self, folder: Path) -> Path:
+        path = folder / self.file
+        write_json(path, self.to_json())
+        return path
+
+    @classmethod
+    def read(cls: type[R], folder: Path) -> R:
+        """The record in `folder`, checked; a one-line error when it is absent or damaged."""
+        path = folder / cls.file
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path} does not exist; {cls.remedy}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise UserError(f"{path} is damaged ({_first_line(error)}); {cls.remedy}") from None
+        return cls.from_json(data, path)
+
+    @classmethod
+    def read_if_any(cls: type[R], folder: Path) -> R | None:
+        """The record in `folder`, or None where there is none yet."""
+        return cls.read(folder) if (folder / cls.file).exists() else None
+
+    @classmethod
+    def from_json(cls: type[R], data: Any, path: Path | str = "") -> R:
+        def damaged(what: str) -> UserError:
+            return UserError(f"{path or cls.file} is damaged ({what}); {cls.remedy}")
+
+        if not isinstance(data, dict):
+            raise damaged("not a JSON object")
+        version = data.get(SCHEMA, 1)
+        if not isinstance(version, int) or not 1 <= version <= cls.version:
+            raise UserError(f"{path or cls.file} has schema version {version!r}; this enas reads versions 1 to "
+                            f"{cls.version}: use the enas that wrote it, or run that command again")
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == FIGURES:
+                continue
+            if f.name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise damaged(f"no {f.name!r}")
+                continue
+            if not _fits(data[f.name], hints[f.name]):
+                raise damaged(f"{f.name!r} is {data[f.name]!r}, not {_describe(hints[f.name])}")
+            values[f.name] = data[f.name]
+        if FIGURES in hints:
+            rest = {k: v for k, v in data.items() if k not in values and k != SCHEMA}
+            if bad := [k for k, v in rest.items() if not _fits(v, float)]:
+                raise damaged(f"{bad[0]!r} is {rest[bad[0]]!r}, not a finite number")
+            values[FIGURES] = rest
+        record = cls(**values)
+        if problem := record.problem():
+            raise damaged(problem)
+        return record
+
+    def problem(self) -> str:
+        """What is wrong with the record beyond its fields' types ("" for nothing)."""
+        return ""
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether a JSON value fits an annotation: float (a finite number), int, str, bool, list[...],
+    dict[...], a union with None."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in (str, bool):
+        return isinstance(value, kind)
+    if origin is list:
+        (item,) = typing.get_args(kind) or (Any,)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict:
+        _, item = typing.get_args(kind) or (str, Any)
+        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, item) for k, v in value.items())
+    return kind is Any
+
+
+def _describe(kind: Any) -> str:
+    names = {float: "a finite number", int: "an integer", str: "a string", bool: "true or false"}
+    return names.get(kind, str(kind).replace("typing.", ""))
+
+
+def _first_line(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON: {error.msg} at line {error.lineno}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
