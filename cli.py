@@ -186,7 +186,9 @@ def retrain(
         if len(folders) > 1:
             raise UserError("give one RUN_DIR, or --arch ARCH.json|\"official string\" (see enas retrain --help)")
         run_dir = folders[0] if folders else None
-        prepare = _resumed_retrain if resume else _fresh_retrain
+        from enas.run.retrain_setup import fresh_retrain, resumed_retrain
+
+        prepare = resumed_retrain if resume else fresh_retrain
         cfg, architecture, out_dir = prepare(run_dir, arch, config, out, overrides)
         if nproc > 1:
             _relaunch(nproc, out_dir)
@@ -200,59 +202,6 @@ def retrain(
                    f"wrote {out_dir / 'result.json'}")
 
     _run(body)
-
-
-def _fresh_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
-                   overrides: list[str]) -> tuple:
-    """Config, architecture and output folder of a new retrain, every mistake caught before any writing."""
-    from enas.folder.names import ARCH_FILE, CONFIG_FILE
-    from enas.run.resume import check_run_dir
-
-    if run_dir is None and arch is None:
-        raise UserError("give one RUN_DIR, or --arch ARCH.json|\"official string\" (see enas retrain --help)")
-    layers = [run_dir / CONFIG_FILE] if run_dir else []
-    if run_dir and not layers[0].is_file():
-        raise UserError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
-    if preset or not run_dir:
-        layers.append(preset_path(preset or "default"))
-    cfg = load_config(layers, overrides)
-    architecture = _architecture(arch if arch is not None else str(run_dir / ARCH_FILE), cfg.space)
-    out_dir = out or (run_dir / "retrain" if run_dir else Path("runs") / "retrain")
-    check_run_dir(out_dir, resume=False)
-    return cfg, architecture, out_dir
-
-
-def _resumed_retrain(run_dir: Optional[Path], arch: Optional[str], preset: Optional[str], out: Optional[Path],
-                     overrides: list[str]) -> tuple:
-    """An interrupted retrain continues with the config and architecture saved in its own folder."""
-    from enas.folder.names import ARCH_FILE
-    from enas.run.resume import run_config
-
-    out_dir = out or (run_dir / "retrain" if run_dir else None)
-    if out_dir is None:
-        raise UserError("--resume needs the retrain folder: enas retrain -o OUT_DIR --resume (or RUN_DIR --resume)")
-    cfg = run_config(out_dir, True, [preset_path(preset)] if preset else [], overrides)
-    architecture = _architecture(str(out_dir / ARCH_FILE), cfg.space)
-    if arch is not None and _architecture(arch, cfg.space) != architecture:
-        raise UserError(f"--resume: --arch differs from the architecture being retrained in {out_dir}; drop --arch")
-    return cfg, architecture, out_dir
-
-
-def _architecture(text: str, space: str):
-    """An architecture from an ARCH.json path, a published architecture's name or an official
-    string (enas.spaces.load_architecture), checked against the config's space."""
-    from enas.spaces import load_architecture
-    from enas.spaces.published import PUBLISHED
-
-    architecture = load_architecture(text, space)
-    _check_space(f"{text} is" if text in PUBLISHED else f"{text} holds", architecture.space, space)
-    return architecture
-
-
-def _check_space(what: str, arch_space: str, space: str) -> None:
-    if arch_space != space:
-        raise UserError(f"{what} a {arch_space} architecture but the config's space is {space}; "
-                        f"add space={arch_space} or choose its preset with -c")
 
 
 Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, help="each architecture's training budget in "

@@ -148,11 +148,17 @@ def enas(copy: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def test_a_new_space_is_one_module_one_registry_entry_and_a_preset(tmp_path):
+def copy_project(tmp_path: Path) -> Path:
+    """A copy of the project's code and presets, to change."""
     copy = tmp_path / "project"
     for part in ("enas", "conf"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "cli.py", copy / "cli.py")
+    return copy
+
+
+def test_a_new_space_is_one_module_one_registry_entry_and_a_preset(tmp_path):
+    copy = copy_project(tmp_path)
     touched = add_toy_space(copy)
     assert changed_files(copy) == sorted(touched)
 

@@ -9,13 +9,12 @@ shows (tests/test_new_space.py does the same for a space).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from test_new_space import ROOT, changed_files, enas
+from test_new_space import changed_files, copy_project, enas
 
 TOY_STRATEGY = '''
 """A throwaway strategy: shared weights trained on uniform architectures; its derive keeps the best
@@ -100,10 +99,7 @@ def show(copy: Path, *args: str) -> str:
 
 
 def test_a_new_strategy_is_one_module_one_registry_entry_and_a_preset(tmp_path):
-    copy = tmp_path / "project"
-    for part in ("enas", "conf"):
-        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "cli.py", copy / "cli.py")
+    copy = copy_project(tmp_path)
     touched = add_toy_strategy(copy)
     assert changed_files(copy) == sorted(touched)
 

@@ -34,7 +34,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from cli import app
-from enas.run import folder as runs_module
+from enas.folder import atomic as runs_module
 from enas.strategies import enas as search_module
 from enas.run.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
 from enas.config import Config, TrainConfig, load_config, preset_path
