@@ -30,6 +30,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Iterator, Mapping, NoReturn, Sequence
 
 from enas.errors import UserError
@@ -84,7 +85,7 @@ class BenchTable:
             first_line[arch] = line
         if not rows:
             raise UserError(f"benchmark table {path} has a header but no rows; add a row per architecture")
-        return cls(str(path), metrics, lower, rows)
+        return cls(str(path), metrics, lower, MappingProxyType(rows))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -202,14 +203,14 @@ def _parse_header(path: Path, line: int, header: list[str]) -> tuple[int, tuple[
 
 def _records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of each non-blank CSV record; a syntax error is a UserError with its line."""
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text), strict=True)   # a stray quote is an error, not a value
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            _fault(path, reader.line_num, f"not valid CSV: {error}")
+            _fault(path, reader.line_num, f"not valid CSV ({error}); check the quotes")
         if row:
             yield reader.line_num, row   # the record's last line: its only one unless a quoted field spans lines
 
