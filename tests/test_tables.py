@@ -114,6 +114,7 @@ def test_absent_architecture_and_unknown_column_are_one_line_errors(small):
     (b"name,acc\na,1\n", r"line 1: the header needs exactly one arch column .* found 0"),
     (b"arch,acc,arch\na,1,a\n", r"line 1: the header needs exactly one arch column .* found 2"),
     (b"arch\na\n", r"line 1: there is no metric column"),
+    (b",arch,acc\n0,a,1\n", r"line 1: header column 1 has no name; .*index=False"),
     (b"arch,acc:mean\na,1\n", r"line 1: metric column 'acc:mean' is not NAME, NAME:max or NAME:min"),
     (b"arch,acc,acc:max\na,1,1\n", r"line 1: metric 'acc' has two columns"),
     (b"arch,acc\na,1\nb,x\n", r"line 3: acc is 'x'; every metric value must be a finite number"),

@@ -185,9 +185,12 @@ def _parse_header(path: Path, line: int, header: list[str]) -> tuple[int, tuple[
                f"string), found {header.count(ARCH)}; e.g. arch,cifar10_valid")
     metrics: list[str] = []
     lower: set[str] = set()
-    for cell in header:
+    for position, cell in enumerate(header, start=1):
         if cell == ARCH:
             continue
+        if not cell:   # pandas writes its index so
+            _fault(path, line, f"header column {position} has no name; name it, or drop it "
+                   "(pandas: to_csv(..., index=False))")
         name, colon, direction = cell.partition(":")
         if not name or name == ARCH or (colon and direction not in DIRECTIONS):
             _fault(path, line, f"metric column {cell!r} is not NAME, NAME:max or NAME:min (NAME other than arch)")
