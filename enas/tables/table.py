@@ -1,6 +1,7 @@
 """A benchmark table: every architecture of a space with its measured figures, read from a CSV.
 
-The CSV format (UTF-8, comma-separated, a header line, one row per architecture):
+The CSV format (UTF-8, comma-separated, a header line, one row per architecture; the loss column
+here is made up to show a lower-is-better metric):
 
     arch,cifar10_valid,cifar10_test,test_loss:min
     |nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|,82.834,88.22,0.41
