@@ -19,7 +19,7 @@ from pathlib import Path
 from enas.commands.retrain import run_retrain
 from enas.config import Config, load_config, preset_path
 from enas.console import Reporter
-from enas.spaces import architecture, official
+from enas.spaces import checked_architecture, official
 from enas.spaces.architecture import Architecture
 from enas.tasks import build_task
 
@@ -28,7 +28,7 @@ def uniform_cells(config: Config, n: int, seed: int) -> list[Architecture]:
     """n micro cells of `config`'s space, each choice drawn uniformly and independently."""
     decisions = build_task(config, config.retrain).space.decisions()
     rng = random.Random(seed)
-    return [architecture("micro", [rng.randrange(d.size if d.kind == "index" else len(d.options))
+    return [checked_architecture("micro", [rng.randrange(d.size if d.kind == "index" else len(d.options))
                                    for d in decisions]) for _ in range(n)]
 
 

@@ -15,7 +15,7 @@ from benchmarks.recurrent import (MatmulPass, PlainCellLM, RnnResult, RnnSize, b
                                   preset_config)
 from benchmarks.search_probe import probe_search
 from benchmarks.timing import BenchmarkError, Timing, kernels_per_call, resolve_device
-from enas.spaces import architecture
+from enas.spaces import checked_architecture
 from enas.spaces.base import ImageShape, TextShape
 from enas.spaces.recurrent import RecurrentConfig, RecurrentPlan, RecurrentSpace
 
@@ -34,7 +34,7 @@ def test_recurrent_figures_at_a_toy_size():
 
 def test_the_plain_cell_computes_what_a_child_with_its_weights_computes():
     # The overhead ratio compares like with like only if the plain cell is the same model.
-    arch = architecture("recurrent", (0, 0, 1, 0, 3, 1, 2))   # two loose ends, every activation kind
+    arch = checked_architecture("recurrent", (0, 0, 1, 0, 3, 1, 2))   # two loose ends, every activation kind
     plan, hidden, vocab = RecurrentPlan.of(arch), 6, 9
     plain = PlainCellLM(vocab, plan, hidden, init_range=0.3)
     child = RecurrentSpace(RecurrentConfig(nodes=len(plan.activations), hidden=hidden), TextShape(vocab)).child(arch)

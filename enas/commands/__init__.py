@@ -1,1 +1,1 @@
-"""The commands that follow a search: derive and retrain."""
+"""The commands beyond parsing: search, derive, retrain, and the measures of a search (rank, compare, the --seeds sweep)."""

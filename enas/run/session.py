@@ -1,7 +1,7 @@
 """A loop's life in its run folder: checkpoints, stop requests, rollbacks, a full disk.
 
 Search and retrain keep where they stand in a `Progress` and run their loops through a `Session`
-(ENAS DESIGN section 8); the steps themselves run through `Steps` (steps.py):
+(README, "Reliability"); the steps themselves run through `Steps` (steps.py):
 - after every step the loop calls `boundary()`: if SIGINT or SIGTERM arrived, the whole state is
   saved right there and the run ends with 130 or 143 and the command that resumes it;
 - `drive` runs the epochs and saves a checkpoint at each epoch's end; a fresh run also saves its

@@ -46,7 +46,7 @@ def build_space(config: Any, shape: DataShape, train_steps: int = 0) -> SearchSp
     return kind(getattr(config, config.space), shape, train_steps)
 
 
-def architecture(space: str, choices: Sequence[Choice]) -> Architecture:
+def checked_architecture(space: str, choices: Sequence[Choice]) -> Architecture:
     """An architecture of `space`, checked by it."""
     arch = Architecture(space, tuple(choices))
     space_type(space).check(arch.choices)
@@ -67,12 +67,12 @@ def from_json(data: Any) -> Architecture:
     space, choices = str(data["space"]), data["choices"]
     if version == 1 and space == MicroSpace.name:   # version 1 kept the official string's order
         choices = MicroSpace.from_official(" ".join(map(str, choices)), None)
-    return architecture(space, choices)
+    return checked_architecture(space, choices)
 
 
 def from_official(text: str, space: str, style: str | None = None) -> Architecture:
     """An architecture from the string the official ENAS scripts use."""
-    return architecture(space, space_type(space).from_official(text, style))
+    return checked_architecture(space, space_type(space).from_official(text, style))
 
 
 def official(arch: Architecture, style: str | None = None) -> str:
