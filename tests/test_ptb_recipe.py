@@ -8,7 +8,8 @@ from enas.config import load_config, preset_path
 from enas.run.training import sgd, train_step
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import TextShape
-from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace, edge_row
+from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
+from enas.spaces.recurrent_cell import edge_row
 
 
 def supernet_step(decay_unused: bool):
