@@ -106,6 +106,17 @@ class ControllerConfig:
     entropy_floor: float = option(0.0, "keep the policy's entropy above this share of its maximum: an update whose "
                                   "samples fall below it also climbs the entropy's gradient; 0 disables",
                                   min=0.0, max=1.0)
+    biases: bool = option(True, "bias vectors in the LSTM's gates and the op heads; off: none, as in the official "
+                          "controllers (melodyguan/enas src/cifar10/general_controller.py:84-124, src/ptb/"
+                          "ptb_enas_controller.py:70-90, src/cifar10/micro_controller.py:86-114, whose only bias is "
+                          "separable_bias's b_soft; enas_lm src/controller.py _build_params)")
+    init_range: float = option(0.1, "uniform initialisation range of the controller's weights (melodyguan/enas: "
+                               "0.1, general_controller.py:84, ptb_enas_controller.py:70; enas_lm src/controller.py "
+                               "_build_params: 0.01)", min=0.0)
+    adam_beta1: float = option(0.0, "Adam's beta1 (melodyguan/enas src/utils.py:218: 0.0; enas_lm src/controller.py "
+                               "_build_train_op: TensorFlow's default 0.9)", min=0.0, max=0.999)
+    adam_eps: float = option(1e-3, "Adam's epsilon (melodyguan/enas src/utils.py:218: 1e-3; enas_lm: TensorFlow's "
+                             "default 1e-8)", min=0.0)
 
 
 @dataclass
