@@ -296,3 +296,10 @@ def test_cifar10_macro_rewards_on_moving_statistics_without_biases():
 def test_the_default_preset_keeps_the_papers_shared_weights():
     config = load_config([preset_path("default")], [])
     assert not config.recurrent.weights_per_function and config.controller.biases
+
+
+def test_a_fixed_first_activation_is_no_sign_of_a_collapsed_policy():
+    from enas.strategies.watch import watch_policy
+
+    controller = Controller.for_space(recurrent_space(nodes=4, first_activation="tanh"), ControllerConfig(hidden=8))
+    assert watch_policy(controller, 0).top_op_share[0] != "node1.activation"
