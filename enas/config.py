@@ -104,9 +104,17 @@ class ControllerConfig:
     calibrate_rewards: bool = option(False, "images: recompute each architecture's batch-norm statistics "
                                      "(derive.bn_batches) before its reward and reward in eval mode, instead of "
                                      "normalising with the reward batch's own statistics (the official code)")
+    reward_bn: str = option("batch", "images: the reward's batch norm uses each batch's statistics (batch: official "
+                            "micro_child.py:804) or moving ones (general_child.py:691)", choices=("batch", "moving"))
     entropy_floor: float = option(0.0, "keep the policy's entropy above this share of its maximum: an update whose "
                                   "samples fall below it also climbs the entropy's gradient; 0 disables",
                                   min=0.0, max=1.0)
+    biases: bool = option(True, "bias vectors in the LSTM and op heads; the official controllers have none but micro's "
+                          "b_soft, separable_bias (general_controller.py:84-124, enas_lm controller.py _build_params)")
+    init_range: float = option(0.1, "uniform initialisation range (official: 0.1, general_controller.py:84; enas_lm "
+                               "controller.py _build_params: 0.01)", min=0.0)
+    adam_beta1: float = option(0.0, "Adam's beta1 (official: 0, utils.py:218; enas_lm: TF's 0.9)", min=0.0, max=0.999)
+    adam_eps: float = option(1e-3, "Adam's epsilon (official: 1e-3, utils.py:218; enas_lm: TF's 1e-8)", min=0.0)
 
 
 @dataclass
@@ -125,6 +133,10 @@ class TrainConfig:
                                 "(supernet weights off the sampled architecture), as the official code's L2 over "
                                 "every variable does; off: they stay exactly as they were")
     grad_clip: float = option(0.25, "clip the global gradient norm to this; 0 disables", min=0.0)
+    decay_in_clip: bool = option(False, "add weight_decay * w to the gradient before the clipping, as both official "
+                                 "PTB codes clip loss + L2 (utils.py:118-140, enas_lm fixed_lib.py); off: after it")
+    weight_decay_form: str = option("l2", "l2, or quartic: the loss adds weight_decay * sum(w^4) / 2 of the cell "
+                                    "weights used (enas_lm child.py: l2_loss(w ** 2))", choices=("l2", "quartic"))
     lr_decay: float = option(1.0, "learning rate multiplied by this every epoch from lr_decay_start", min=0.0, max=1.0)
     lr_decay_start: int = option(0, "first epoch (0-based) at which lr_decay applies", min=0)
     lr_min: float = option(0.0, "lower bound of the decayed learning rate", min=0.0)
@@ -143,6 +155,8 @@ class TrainConfig:
                                "N(bptt, 5) tokens long with probability 0.95, else N(bptt/2, 5), at least 5, and "
                                "its learning rate is scaled by length/bptt; the lengths follow from the seed and the "
                                "step, the windows walk contiguously through the train split")
+    random_bptt_form: str = option("awd", "random_bptt lengths: awd (above) or enas_lm (a normal truncated at 2 sigma, "
+                                   "enas_lm data_utils.py input_producer)", choices=("awd", "enas_lm"))
     ar_alpha: float = option(0.0, "activation regularisation: alpha * mean(h_t^2) of the cell outputs", min=0.0)
     tar_beta: float = option(0.0, "temporal activation regularisation (slowness): beta * mean((h_t - h_(t-1))^2)",
                            min=0.0)
@@ -166,6 +180,9 @@ class RetrainConfig(TrainConfig):
                                 "improved for this many epochs, average the weights over every step from then on; "
                                 "validation, the kept weights, model.pt and the test score use the average; 0 disables",
                                 min=0)
+    average_rule: str = option("stall", "stall (above; the best weights tested) or enas_lm: start once validation is "
+                               "worse than before the last N epochs and test the last weights (enas_lm fixed.py train)",
+                               choices=("stall", "enas_lm"))
     eval_batch_size: int = option(0, "text: batch size of the final test score of the kept weights (the paper's "
                                   "test: 1, both official codes); the per-epoch validation keeps batch_size, as the "
                                   "official code's; 0 means batch_size", min=0)

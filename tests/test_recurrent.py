@@ -25,9 +25,11 @@ def random_arch(nodes: int, rng: random.Random) -> Architecture:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_child_computes_exactly_what_the_supernet_computes(seed):
+@pytest.mark.parametrize("switches", [{}, {"weights_per_function": True, "output": "all_nodes"},
+                                      {"weights_per_function": True, "first_activation": "tanh"}])
+def test_child_computes_exactly_what_the_supernet_computes(seed, switches):
     rng = random.Random(seed)
-    cfg = RecurrentConfig(nodes=6, hidden=12)
+    cfg = RecurrentConfig(nodes=6, hidden=12, **switches)
     space = RecurrentSpace(cfg, TextShape(20))
     torch.manual_seed(seed)
     supernet = space.supernet().eval()

@@ -27,6 +27,7 @@ from enas.records import Result
 from enas.report.run_plots import draw_after
 from enas.run import distributed
 from enas.run import state as key
+from enas.run.averaging import keeps_last, starts_averaging
 from enas.run.events import write_events
 from enas.run.opening import open_run
 from enas.run.progress import Figures, Progress
@@ -68,6 +69,7 @@ class Retrain:
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.average = WeightAverage()
         self.stale = 0   # epochs since the last new best
+        self.history: list[float] = []   # every epoch's validation score (retrain.average_rule)
 
     def state_dict(self) -> dict[str, Any]:
         """The learning-rate schedule is a function of the epoch, so `progress` is its whole state."""
@@ -75,7 +77,7 @@ class Retrain:
                 key.CHILD: self.module.state_dict(), key.OPTIMIZER: self.optimizer.state_dict(),
                 key.SHUFFLER: self.shuffler.get_state(), key.TASK: self.task.state_dict(), key.RNG: rng_state(),
                 key.BEST: self.best, key.BEST_WEIGHTS: self.best_weights,
-                key.AVERAGE: {**self.average.state_dict(), "stale": self.stale}}
+                key.AVERAGE: {**self.average.state_dict(), "stale": self.stale, "history": self.history}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.progress = Progress.from_state(state[key.PROGRESS], self.device)
@@ -88,6 +90,7 @@ class Retrain:
         average = state.get(key.AVERAGE, {})   # absent from a run that never averaged
         self.average.load_state_dict(average)
         self.stale = average.get("stale", 0)
+        self.history = average.get("history", [])
 
     def reseed(self, seed: int) -> None:
         """Retrain draws only from the global generators, which the session reseeds itself."""
@@ -133,14 +136,15 @@ def train_epoch(retrain: Retrain, runner: Steps, reporter: Reporter) -> Figures:
 def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Figures) -> None:
     """Score the epoch's model on the validation split; keep its weights if they are the best yet
     (or, where the validation split is the test split, the latest). `trained`: the epoch's training figures."""
-    task, progress, average = retrain.task, retrain.progress, retrain.average
+    task, progress, average, cfg = retrain.task, retrain.progress, retrain.average, retrain.config.retrain
     retrain.module.eval()
     with average.swapped_in(retrain.module):
         value = task.evaluate(retrain.model, "valid")
         best = retrain.best
         # Choosing the best epoch by the test split would report an optimistic test score: a task that
         # validates on its test split (images retrain on every training image) reports its final model.
-        if task.valid_is_test or best is None or (value < best if task.lower_is_better else value > best):
+        if task.valid_is_test or keeps_last(cfg.average_rule) or best is None or (
+                value < best if task.lower_is_better else value > best):
             retrain.best, retrain.best_weights = value, copy.deepcopy(retrain.module.state_dict())
             retrain.stale = 0
         else:
@@ -148,9 +152,11 @@ def validate(retrain: Retrain, session: Session, reporter: Reporter, trained: Fi
     averaged = average.active
     patience = retrain.config.retrain.average_after
     last_epoch = progress.epoch + 1 >= retrain.config.retrain.epochs   # no epoch left to validate an average
-    if patience and not average.active and retrain.stale >= patience and not last_epoch:
+    if patience and not average.active and not last_epoch and starts_averaging(
+            cfg.average_rule, patience, retrain.stale, retrain.history, value, task.lower_is_better):
         average.start(retrain.module)
         retrain.best = None   # from here on the averaged weights are kept, validated and tested
+    retrain.history.append(value)
     lr = learning_rate(retrain.config.retrain, progress.epoch)
     session.metrics.write(RETRAIN_PHASE, progress.epoch, (progress.epoch + 1) * progress.step, loss=trained.mean_loss,
                           lr=lr, skipped=trained.skipped, **{f"valid_{task.metric}": value},

@@ -22,7 +22,7 @@ from enas.console import Reporter, warn
 from enas.errors import NonFiniteError
 from enas.run.progress import MAX_NONFINITE_IN_A_ROW, Figures, FiguresInFlight, Progress, check_streak, nonfinite_what
 from enas.run.session import Session
-from enas.run.training import learning_rate, set_learning_rate, train_step
+from enas.run.training import clipped_decay, learning_rate, set_learning_rate, train_step
 from enas.spaces.base import Model
 
 REPORT_EVERY = 10  # training steps between two looks at a phase's figures
@@ -65,7 +65,8 @@ class Steps:
             raise NonFiniteError(f"non-finite {nonfinite} in {in_a_row} steps in a row at {progress}")
 
     def train_on(self, task: TrainingTask, model: Model, index: int, params: Iterable[nn.Parameter],
-                 optimizer: torch.optim.SGD, grad_clip: float, decay_unused: bool = False) -> None:
+                 optimizer: torch.optim.SGD, grad_clip: float, decay_unused: bool = False,
+                 decay: float = 0.0) -> None:
         """Train on the task's window or batch `index`. A skipped step also leaves the task's carried
         state (e.g. a recurrent hidden state) as it was, so that no NaN outlives its step; like the
         skip itself, that is decided on the device."""
@@ -74,7 +75,8 @@ class Steps:
         epoch_lrs = [group["lr"] for group in optimizer.param_groups]
         for group, lr in zip(optimizer.param_groups, epoch_lrs):
             group["lr"] = lr * scale
-        outcome = train_step(partial(task.train_loss, model, index), params, optimizer, grad_clip, decay_unused)
+        outcome = train_step(partial(task.train_loss, model, index), params, optimizer, grad_clip, decay_unused,
+                             decay)
         for group, lr in zip(optimizer.param_groups, epoch_lrs):   # set back, not divided: no drift
             group["lr"] = lr
         task.load_state_dict(unless_skipped(outcome.skipped, carried, task.state_dict()))
@@ -97,7 +99,7 @@ class Steps:
         def step() -> None:
             # a global window index, so that short epochs (steps_per_epoch) walk on through the data
             self.train_on(task, model, progress.epoch * steps + progress.step, model.module.parameters(), optimizer,
-                          cfg.grad_clip, cfg.decay_unused)
+                          cfg.grad_clip, cfg.decay_unused, clipped_decay(cfg))
             if after_step is not None:
                 after_step()
 

@@ -56,13 +56,22 @@ def sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
 
     Momentum buffers start at zero rather than being created by the first step: fused SGD creates
     them uninitialised, and a first step skipped on the device would leave them so. With no
-    dampening, a zero buffer makes the first update exactly what a fresh one would."""
+    dampening, a zero buffer makes the first update exactly what a fresh one would.
+
+    SGD decays the weights itself unless the decay is inside the clipping (`clipped_decay`) or a
+    term of the loss (weight_decay_form quartic)."""
+    decay = 0.0 if cfg.decay_in_clip or cfg.weight_decay_form == "quartic" else cfg.weight_decay
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, fused=True,
-                                nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+                                nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=decay)
     if cfg.momentum > 0:
         for param in model.parameters():
             optimizer.state[param]["momentum_buffer"] = torch.zeros_like(param)
     return optimizer
+
+
+def clipped_decay(cfg: TrainConfig) -> float:
+    """The weight decay `train_step` adds to the gradients before clipping them (decay_in_clip), else 0."""
+    return cfg.weight_decay if cfg.decay_in_clip and cfg.weight_decay_form == "l2" else 0.0
 
 
 def learning_rate(cfg: TrainConfig, epoch: int) -> float:
@@ -97,7 +106,8 @@ class StepOutcome:
 
 
 def train_step(loss_of: Callable[[], torch.Tensor], params: Iterable[nn.Parameter],
-               optimizer: torch.optim.SGD, grad_clip: float, decay_unused: bool = False) -> StepOutcome:
+               optimizer: torch.optim.SGD, grad_clip: float, decay_unused: bool = False,
+               decay: float = 0.0) -> StepOutcome:
     """Forward, backward, clip, update, without the host ever waiting for the device.
 
     A step whose loss or gradient norm is not finite is skipped on the device: fused SGD (`sgd`)
@@ -107,11 +117,16 @@ def train_step(loss_of: Callable[[], torch.Tensor], params: Iterable[nn.Paramete
     `decay_unused`: a parameter the step did not use (a supernet weight off the sampled
     architecture) gets a zero gradient, so that weight decay and momentum move it as the official
     code's L2 over every variable does; else SGD leaves it exactly as it was.
+
+    `decay` (`clipped_decay`): decay * w joins each gradient before the clipping, as the gradient
+    of the official codes' loss + L2 does (melodyguan/enas src/utils.py:118-140); SGD then has none.
     """
     params = list(params)
     optimizer.zero_grad(set_to_none=True)
     loss = loss_of()
     loss.backward()
+    if decay > 0:
+        _add_decay(params, decay, decay_unused)
     norm = nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     if decay_unused:   # after the clipping, which the zeros would not change
         for param in params:
@@ -122,6 +137,16 @@ def train_step(loss_of: Callable[[], torch.Tensor], params: Iterable[nn.Paramete
     optimizer.found_inf = skipped.float()  # type: ignore[attr-defined]  # read by fused SGD's step
     optimizer.step()
     return StepOutcome(loss, skipped)
+
+
+@torch.no_grad()
+def _add_decay(params: list[nn.Parameter], decay: float, decay_unused: bool) -> None:
+    """Add decay * w to every gradient; with `decay_unused`, an unused parameter's gradient is decay * w."""
+    for param in params:
+        if param.grad is not None:
+            param.grad.add_(param, alpha=decay)
+        elif decay_unused:
+            param.grad = param.detach() * decay
 
 
 def rng_state() -> dict:

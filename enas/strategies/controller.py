@@ -27,7 +27,7 @@ in the official code.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -63,6 +63,22 @@ class Samples:
         return self.entropy if form == "full" else self.sampled_entropy
 
 
+@dataclass
+class _Walk:
+    """What the controller carries while it walks the decision list for a batch of samples."""
+
+    h: torch.Tensor                  # (n, H) LSTM state
+    c: torch.Tensor                  # (n, H)
+    inputs: torch.Tensor             # (n, H) the next step's input
+    anchors: list[torch.Tensor] = field(default_factory=list)   # per node (n, H): what a chosen node feeds on
+    keys: list[torch.Tensor] = field(default_factory=list)      # per node (n, H): its attention key
+    # width -> (position, logits, choice) per categorical decision
+    drawn: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
+    # (position, bit logits, KL logits, bits) per skip set
+    skips: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    columns: list[torch.Tensor] = field(default_factory=list)   # per decision (n,) or (n, k): the choices
+
+
 class Controller(nn.Module):
     def __init__(self, space_name: str, decisions: Sequence[Decision], initial_anchors: int,
                  cfg: ControllerConfig):
@@ -73,18 +89,21 @@ class Controller(nn.Module):
         # One LSTM cell, as a single (x, h) -> gates product: nn.LSTMCell costs twice as much at
         # these tiny sizes, where the controller's time is the number of ops, not their size.
         self.lstm_weight = nn.Parameter(torch.empty(2 * hidden, 4 * hidden))   # gates i, f, g, o
-        self.lstm_bias = nn.Parameter(torch.empty(4 * hidden))
+        # biases off: the official LSTMs have none (stack_lstm in melodyguan/enas src/common_ops.py,
+        # enas_lm src/controller.py _lstm), nor have their macro and PTB op heads (w_soft alone)
+        self.lstm_bias = nn.Parameter(torch.empty(4 * hidden)) if cfg.biases else None
         self.start = nn.Parameter(torch.zeros(1, hidden))
         # Decisions over the same op names share one head and one embedding table.
         vocabularies = sorted({d.options for d in decisions if d.kind == "op"})
         self._vocabulary = {options: i for i, options in enumerate(vocabularies)}
-        self.op_heads = nn.ModuleList(nn.Linear(hidden, len(v)) for v in vocabularies)
+        head_bias = cfg.biases or cfg.separable_bias   # separable_bias is the official micro's b_soft
+        self.op_heads = nn.ModuleList(nn.Linear(hidden, len(v), bias=head_bias) for v in vocabularies)
         self.op_embeddings = nn.ModuleList(nn.Embedding(len(v), hidden) for v in vocabularies)
         self.attn_prev = nn.Linear(hidden, hidden, bias=False)
         self.attn_curr = nn.Linear(hidden, hidden, bias=False)
         self.attn_v = nn.Linear(hidden, 1, bias=False)
         for p in self.parameters():
-            nn.init.uniform_(p, -0.1, 0.1)
+            nn.init.uniform_(p, -cfg.init_range, cfg.init_range)
         # separable_bias: the fixed offset after the clipping in the normal cell, per vocabulary
         self._normal_offsets: dict[int, torch.Tensor] = {}
         if cfg.separable_bias:
@@ -104,65 +123,87 @@ class Controller(nn.Module):
         The loop only draws: each decision's log-probability and entropy are computed once it is
         over, for all decisions of one kind and width at once (a few ops instead of a few per
         decision: the controller's cost is the number of small ops, not their size)."""
-        cfg = self.cfg
-        hidden_size = cfg.hidden
-        h = c = self.start.new_zeros(n, hidden_size)
-        inputs = self.start.expand(n, hidden_size)
-        anchors: list[torch.Tensor] = []
-        keys: list[torch.Tensor] = []
-        # width -> (position, logits, choice) per categorical decision; (position, logits, bits) per skip set
-        drawn: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
-        skips: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-        columns: list[torch.Tensor] = []
-        rows = torch.arange(n)
-
+        zeros = self.start.new_zeros(n, self.cfg.hidden)
+        walk = _Walk(zeros, zeros, self.start.expand(n, self.cfg.hidden))
         for _ in range(self.initial_anchors):
-            h, c = self._lstm(inputs, h, c)
-            anchors.append(torch.zeros_like(h))   # an input's key is the LSTM's, its value zeros
-            keys.append(self.attn_prev(h))
+            walk.h, walk.c = self._lstm(walk.inputs, walk.h, walk.c)
+            walk.anchors.append(torch.zeros_like(walk.h))   # an input's key is the LSTM's, its value zeros
+            walk.keys.append(self.attn_prev(walk.h))
         for position, decision in enumerate(self.decisions):
-            h, c = self._lstm(inputs, h, c)
+            walk.h, walk.c = self._lstm(walk.inputs, walk.h, walk.c)
             if decision.kind == "op":
-                vocab = self._vocabulary[decision.options]
-                logits = self._clip(self.op_heads[vocab](h), cfg.tanh_constant / cfg.op_tanh_reduce)
-                if cfg.separable_bias and decision.name.startswith("normal."):   # official: the first cell's sampler
-                    logits = logits + self._normal_offsets[vocab]
-                choice = _draw_categorical(logits, generator, greedy)
-                drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
-                inputs = self.op_embeddings[vocab](choice)
+                choice = self._draw_op(walk, position, decision, generator, greedy)
+            elif decision.kind == "index":
+                choice = self._draw_index(walk, position, decision, generator, greedy)
             else:
-                positions = decision.anchors or range(decision.size)
-                stacked = torch.stack([anchors[p] for p in positions], dim=1)   # (n, k, H)
-                scores = torch.tanh(torch.stack([keys[p] for p in positions], dim=1) + self.attn_curr(h)[:, None])
-                logits = self._clip(self.attn_v(scores).squeeze(-1), cfg.tanh_constant)  # (n, k)
-                if decision.kind == "index":
-                    if cfg.position_prior:   # the official PTB controllers' prior toward recent nodes
-                        distance = torch.arange(len(positions), 0, -1, dtype=logits.dtype)
-                        logits = logits - distance ** 2 / 6
-                    choice = _draw_categorical(logits, generator, greedy)
-                    drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
-                    inputs = stacked[rows, choice]
-                    if cfg.position_prior:
-                        inputs = inputs / (0.1 + distance[choice])[:, None]
-                else:
-                    # the official ENAS code draws a bit from a softmax over [-q, q]: P(skip) = sigmoid(2q)
-                    bit_logits = 2 * logits if cfg.skip_form == "enas" else logits
-                    choice = _draw_bernoulli(bit_logits, generator, greedy)
-                    skips.append((position, bit_logits, logits, choice))
-                    inputs = (choice[:, :, None] * stacked).sum(1) / (1 + choice.sum(1, keepdim=True))
-            columns.append(choice)
+                choice = self._draw_skips(walk, position, decision, generator, greedy)
+            walk.columns.append(choice)
             if decision.ends_node:
-                if cfg.node_step:   # the official micro controller: one more step makes the node's anchor
-                    h, c = self._lstm(inputs, h, c)
-                    inputs = self.start.expand(n, hidden_size)
-                anchors.append(h)
-                keys.append(self.attn_prev(h))
+                self._end_node(walk)
+        return self._samples(walk)
 
+    def _draw_op(self, walk: _Walk, position: int, decision: Decision, generator: torch.Generator | None,
+                 greedy: bool) -> torch.Tensor:
+        """An op decision through its vocabulary's head -> the choices (n,)."""
+        cfg = self.cfg
+        vocab = self._vocabulary[decision.options]
+        logits = self._clip(self.op_heads[vocab](walk.h), cfg.tanh_constant / cfg.op_tanh_reduce)
+        if cfg.separable_bias and decision.name.startswith("normal."):   # official: the first cell's sampler
+            logits = logits + self._normal_offsets[vocab]
+        choice = _draw_categorical(logits, generator, greedy)
+        walk.drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
+        walk.inputs = self.op_embeddings[vocab](choice)
+        return choice
+
+    def _attend(self, walk: _Walk, decision: Decision) -> tuple[torch.Tensor, torch.Tensor]:
+        """The anchors (n, k, H) a decision chooses among and their clipped attention logits (n, k)."""
+        positions = decision.anchors or range(decision.size)
+        stacked = torch.stack([walk.anchors[p] for p in positions], dim=1)
+        scores = torch.tanh(torch.stack([walk.keys[p] for p in positions], dim=1) + self.attn_curr(walk.h)[:, None])
+        return stacked, self._clip(self.attn_v(scores).squeeze(-1), self.cfg.tanh_constant)
+
+    def _draw_index(self, walk: _Walk, position: int, decision: Decision, generator: torch.Generator | None,
+                    greedy: bool) -> torch.Tensor:
+        """One earlier node by anchor attention -> the choices (n,)."""
+        stacked, logits = self._attend(walk, decision)
+        rows = torch.arange(logits.shape[0])
+        if self.cfg.position_prior:   # the official PTB controllers' prior toward recent nodes
+            distance = torch.arange(logits.shape[1], 0, -1, dtype=logits.dtype)
+            logits = logits - distance ** 2 / 6
+        choice = _draw_categorical(logits, generator, greedy)
+        walk.drawn.setdefault(logits.shape[1], []).append((position, logits, choice))
+        walk.inputs = stacked[rows, choice]
+        if self.cfg.position_prior:
+            walk.inputs = walk.inputs / (0.1 + distance[choice])[:, None]
+        return choice
+
+    def _draw_skips(self, walk: _Walk, position: int, decision: Decision, generator: torch.Generator | None,
+                    greedy: bool) -> torch.Tensor:
+        """An independent bit per anchor -> the bits (n, k), as floats."""
+        stacked, logits = self._attend(walk, decision)
+        # the official ENAS code draws a bit from a softmax over [-q, q]: P(skip) = sigmoid(2q)
+        bit_logits = 2 * logits if self.cfg.skip_form == "enas" else logits
+        choice = _draw_bernoulli(bit_logits, generator, greedy)
+        walk.skips.append((position, bit_logits, logits, choice))
+        walk.inputs = (choice[:, :, None] * stacked).sum(1) / (1 + choice.sum(1, keepdim=True))
+        return choice
+
+    def _end_node(self, walk: _Walk) -> None:
+        """The state after a node's last decision becomes that node's anchor."""
+        if self.cfg.node_step:   # the official micro controller: one more step makes the node's anchor
+            walk.h, walk.c = self._lstm(walk.inputs, walk.h, walk.c)
+            walk.inputs = self.start.expand(*walk.h.shape)
+        walk.anchors.append(walk.h)
+        walk.keys.append(self.attn_prev(walk.h))
+
+    def _samples(self, walk: _Walk) -> Samples:
+        """The walk's architectures with every decision's log-probability and entropy."""
+        n = walk.h.shape[0]
         # position -> (n,) log p(choice) and entropy of that decision; the sampled entropy's sum
         log_probs: dict[int, torch.Tensor] = {}
         entropies: dict[int, torch.Tensor] = {}
         sampled_entropy = self.start.new_zeros(n)
-        for group in drawn.values():
+        for group in walk.drawn.values():
             positions = [p for p, _, _ in group]
             lp, ent = _categorical_terms(torch.stack([lg for _, lg, _ in group], 1),
                                          torch.stack([ch for _, _, ch in group], 1))
@@ -170,10 +211,11 @@ class Controller(nn.Module):
             entropies.update(zip(positions, ent.unbind(1)))
             sampled_entropy = sampled_entropy - (lp.exp() * lp).sum(1)
         skip_penalty = self.start.new_zeros(n)
-        if skips:
+        if walk.skips:
+            skips = walk.skips
             lp, ent, kl = _bernoulli_terms(torch.cat([lg for _, lg, _, _ in skips], 1),
                                            torch.cat([q for _, _, q, _ in skips], 1),
-                                           torch.cat([bits for *_, bits in skips], 1), cfg.skip_target)
+                                           torch.cat([bits for *_, bits in skips], 1), self.cfg.skip_target)
             widths = [q.shape[1] for _, _, q, _ in skips]
             positions = [p for p, *_ in skips]
             for table, terms in ((log_probs, lp), (entropies, ent)):
@@ -181,11 +223,7 @@ class Controller(nn.Module):
             sampled_entropy = sampled_entropy - (lp.exp() * lp).sum(1)   # each bit's -p(b) log p(b)
             skip_penalty = torch.stack([t.sum(1) for t in kl.split(widths, 1)], 1).mean(1)
         order = range(len(self.decisions))
-        values = [col.long().tolist() for col in columns]   # one conversion per decision, not per sample
-        architectures = [Architecture(self.space_name, tuple(
-            tuple(column[i]) if isinstance(column[i], list) else column[i] for column in values))
-            for i in range(n)]
-        return Samples(architectures, torch.stack([log_probs[p] for p in order], 1),
+        return Samples(_architectures(self.space_name, walk.columns, n), torch.stack([log_probs[p] for p in order], 1),
                        torch.stack([entropies[p] for p in order], 1), sampled_entropy, skip_penalty)
 
     @property
@@ -199,12 +237,14 @@ class Controller(nn.Module):
         decision equally likely, each skip bit a fair coin (the random-search baselines)."""
         for head in self.op_heads:
             head.weight.zero_()
-            head.bias.zero_()
+            if head.bias is not None:
+                head.bias.zero_()
         self.attn_v.weight.zero_()
         return self
 
     def _lstm(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gates = torch.addmm(self.lstm_bias, torch.cat([x, h], 1), self.lstm_weight)
+        xh = torch.cat([x, h], 1)
+        gates = xh @ self.lstm_weight if self.lstm_bias is None else torch.addmm(self.lstm_bias, xh, self.lstm_weight)
         hidden = h.shape[1]
         activated = gates.sigmoid()   # i, f and o use theirs; g is tanh of its own quarter
         c = torch.addcmul(activated[:, hidden:2 * hidden] * c, activated[:, :hidden],
@@ -214,6 +254,13 @@ class Controller(nn.Module):
     def _clip(self, logits: torch.Tensor, tanh_constant: float) -> torch.Tensor:
         logits = logits / self.cfg.temperature
         return tanh_constant * torch.tanh(logits) if tanh_constant > 0 else logits
+
+
+def _architectures(space_name: str, columns: Sequence[torch.Tensor], n: int) -> list[Architecture]:
+    """The n architectures whose choices are `columns` (one per decision: (n,) or (n, k) skip bits)."""
+    values = [col.long().tolist() for col in columns]   # one conversion per decision, not per sample
+    return [Architecture(space_name, tuple(tuple(column[i]) if isinstance(column[i], list) else column[i]
+                                           for column in values)) for i in range(n)]
 
 
 def max_entropy(decision: Decision) -> float:
@@ -315,7 +362,9 @@ def reinforce_update(controller: Controller, optimizer: torch.optim.Optimizer, s
 
 
 def build_optimizer(controller: Controller) -> torch.optim.Adam:
-    # The official code uses Adam with beta1 = 0 and eps = 1e-3 for the controller.
+    """Adam with the config's beta1 and eps: melodyguan/enas's 0 and 1e-3 (src/utils.py:218) by default,
+    TensorFlow's 0.9 and 1e-8 in enas_lm (src/controller.py _build_train_op: AdamOptimizer(learning_rate))."""
+    cfg = controller.cfg
     # fused: one kernel for all the small tensors (foreach still took some 40 ops per update)
-    return torch.optim.Adam(controller.parameters(), lr=controller.cfg.lr, betas=(0.0, 0.999), eps=1e-3,
+    return torch.optim.Adam(controller.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, 0.999), eps=cfg.adam_eps,
                             fused=True)

@@ -30,7 +30,16 @@ from enas.run.opening import open_run
 from enas.run.progress import Progress
 from enas.run.session import Session
 from enas.run.steps import Steps
-from enas.run.training import learning_rate, model_of, place, rng_state, set_learning_rate, set_rng_state, sgd
+from enas.run.training import (
+    clipped_decay,
+    learning_rate,
+    model_of,
+    place,
+    rng_state,
+    set_learning_rate,
+    set_rng_state,
+    sgd,
+)
 from enas.spaces import official
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import Model
@@ -177,7 +186,8 @@ def supernet_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
         arch = search.architectures[progress.step]
         # a global window index, so that short epochs (steps_per_epoch) walk on through the data
         runner.train_on(task, search.bind(arch, training=True), progress.epoch * steps + progress.step,
-                        search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip, cfg.decay_unused)
+                        search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip, cfg.decay_unused,
+                        clipped_decay(cfg))
 
     figures = runner.run_steps(reporter, f"epoch {progress.epoch + 1} supernet", steps, step)
     distributed.broadcast_buffers(search.supernet)

@@ -65,7 +65,7 @@ def watch_policy(controller: Controller, seed: int) -> PolicyFigures:
             chosen = Counter(decision.options[choice] for choice in choices)
             ops.update(chosen)
             op, count = chosen.most_common(1)[0]
-            if count / WATCH_SAMPLES > top[2]:
+            if len(decision.options) > 1 and count / WATCH_SAMPLES > top[2]:   # a one-option decision is fixed
                 top = (decision.name, op, count / WATCH_SAMPLES)
     most_frequent = Counter(samples.architectures).most_common(1)[0][1]
     return PolicyFigures(dict(zip((d.name for d in decisions), entropy)), sum(entropy) / uniform if uniform else 0.0,

@@ -63,6 +63,7 @@ class ImageTask:
         data = data if data is not None else load_images(config.data, reporter)
         self.train_cfg, self.bn_batches = train, config.derive.bn_batches
         self.calibrate_rewards = config.controller.calibrate_rewards
+        self.reward_bn = config.controller.reward_bn
         # of the batches, as training.place lays out the weights
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         held = round(len(data.train) * config.data.valid_fraction) if hold_out else 0
@@ -137,8 +138,10 @@ class ImageTask:
 
         The search loop puts the supernet in eval mode for the controller phase, but its running
         batch-norm statistics mix every architecture trained so far and fit none of them. Like the
-        official code (micro_child.py forces is_training=True), batch norm here normalises with each
-        batch's own statistics; dropout stays off, so the reward is not noisier than it must be.
+        official micro code (micro_child.py:804 forces is_training=True), batch norm here normalises
+        with each batch's own statistics; dropout stays off, so the reward is not noisier than it must
+        be. With `controller.reward_bn` moving the batches run in eval mode on those running
+        statistics, as the official macro reward does (general_child.py:691, is_training=False).
         With `controller.calibrate_rewards` the architecture's own statistics are recomputed first
         (`calibrate`) and the batches run in eval mode, as derive scores a candidate.
         """
@@ -147,7 +150,8 @@ class ImageTask:
         if self.calibrate_rewards:
             self.calibrate(model)
         # momentum 0: the running statistics stay untouched
-        normalisation = nullcontext() if self.calibrate_rewards else batch_statistics(model.module, momentum=0.0)
+        eval_mode = self.calibrate_rewards or self.reward_bn == "moving"
+        normalisation = nullcontext() if eval_mode else batch_statistics(model.module, momentum=0.0)
         correct = 0.0
         with normalisation:
             for batch in range(index, index + batches):

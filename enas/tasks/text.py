@@ -65,8 +65,8 @@ class TextTask:
             split: batchify(getattr(self.corpus, split), eval_batch, split) for split in ("valid", "test")}
         self.final_layout_differs = self.final_streams is not self.streams or self.eval_bptt != train.bptt
         self._hidden: torch.Tensor | None = None
-        self._random_windows = RandomWindows(self.streams["train"].shape[0], train.bptt, config.seed) \
-            if train.random_bptt else None
+        self._random_windows = RandomWindows(self.streams["train"].shape[0], train.bptt, config.seed,
+                                             train.random_bptt_form) if train.random_bptt else None
         self.shape = TextShape(self.corpus.vocab_size)
         self.space = build_space(config, self.shape)
 
@@ -119,6 +119,8 @@ class TextTask:
             loss = loss + cfg.ar_alpha * outputs.pow(2).mean()
         if cfg.tar_beta > 0:
             loss = loss + cfg.tar_beta * (outputs[1:] - outputs[:-1]).pow(2).mean()
+        if cfg.weight_decay_form == "quartic":
+            loss = loss + cfg.weight_decay * quartic_penalty(model)
         return loss
 
     @torch.no_grad()
@@ -176,6 +178,16 @@ class TextTask:
         return figures
 
 
+def quartic_penalty(model: Model) -> torch.Tensor:
+    """sum(w^4) / 2 over the cell weights `model`'s architecture multiplies by: enas_lm's search
+    penalty weight_decay * l2_loss(w ** 2) (src/child.py _forward) without the weight decay. enas_lm
+    leaves out the first searched node's edge (var_s = [w_prev] + w_skip[1:], an off-by-one kept from
+    the old code's w_skip[0] = None); here every used edge counts."""
+    module = getattr(model.module, "module", model.module)   # the model inside DistributedDataParallel
+    w_x, w_h, edges = module.cell_weights(module.plan_of(model.arch))
+    return sum(weight.pow(4).sum() for weight in (w_x, w_h, *edges)) / 2
+
+
 def _windows(stream: torch.Tensor, bptt: int) -> int:
     """Windows of `bptt` rows in a (T, B) stream (the last one shorter), each with its target row."""
     return math.ceil((stream.shape[0] - 1) / bptt)
@@ -189,13 +201,14 @@ def _window(stream: torch.Tensor, bptt: int, index: int) -> tuple[torch.Tensor, 
 
 
 class RandomWindows:
-    """Random-length BPTT windows (Merity et al. 2018, AWD-LSTM; enas_lm): each is N(bptt, 5) rows
-    long with probability 0.95, else N(bptt/2, 5), at least 5. They tile the stream pass after
-    pass, each pass drawn from a generator seeded by the run seed and the pass number, so that the
-    window of every step follows from its index: a resumed run draws exactly the same windows."""
+    """Random-length BPTT windows (Merity et al. 2018, AWD-LSTM; enas_lm). Each window's mean is
+    bptt with probability 0.95, else bptt/2; its length is drawn around it (`form`, `_length`).
+    The windows tile the stream pass after pass, each pass drawn from a generator seeded by the run
+    seed and the pass number, so that the window of every step follows from its index: a resumed
+    run draws exactly the same windows."""
 
-    def __init__(self, rows: int, bptt: int, seed: int):
-        self.rows, self.bptt, self.seed = rows, bptt, seed
+    def __init__(self, rows: int, bptt: int, seed: int, form: str = "awd"):
+        self.rows, self.bptt, self.seed, self.form = rows, bptt, seed, form
         self.firsts: list[int] = []                   # index of each pass's first window
         self.windows: list[list[tuple[int, int]]] = []  # per pass: (start row, length) of its windows
 
@@ -211,8 +224,19 @@ class RandomWindows:
         windows, start = [], 0
         while start < self.rows - 1:
             base = self.bptt if torch.rand((), generator=generator) < 0.95 else self.bptt / 2
-            length = max(5, int(base + 5 * torch.randn((), generator=generator)))
+            length = self._length(base, generator)
             windows.append((start, min(length, self.rows - 1 - start)))
             start += length
         self.firsts.append(self.firsts[-1] + len(self.windows[-1]) if self.windows else 0)
         self.windows.append(windows)
+
+    def _length(self, base: float, generator: torch.Generator) -> int:
+        """awd: int(N(base, 5)), at least 5 (AWD-LSTM main.py). enas_lm: int of N(base, 5) redrawn
+        outside base +- 10, as tf.random.truncated_normal draws (src/data_utils.py input_producer);
+        its cap at bptt + 20 never binds then. At least 1, which enas_lm's bptt 35 never reaches."""
+        if self.form == "awd":
+            return max(5, int(base + 5 * torch.randn((), generator=generator)))
+        deviation = torch.randn((), generator=generator)
+        while deviation.abs() > 2:
+            deviation = torch.randn((), generator=generator)
+        return max(1, int(base + 5 * deviation))
