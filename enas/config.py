@@ -17,6 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from enas.data.images import SPLITS
 from enas.errors import UserError
 from enas.fields import option
 from enas.folder.names import CONFIG_FILE
@@ -63,6 +64,14 @@ class DataConfig:
                                  "(CIFAR-10: the last 5,000 of 50,000); retrain trains on all of it. Unused when "
                                  "an image folder has valid/: search validates on it",
                                  min=0.0, max=0.5)
+    split: str = option("tail", "images, search: how the training set is split into train and valid: tail holds "
+                        "out its last valid_fraction (CIFAR-10: the last 5,000 of 50,000, as the official ENAS "
+                        "code); nb201 permutes the training images at random with a fixed seed (201, whatever the "
+                        "run seed) and trains on the first half, validates on the second (CIFAR-10: 25,000 / "
+                        "25,000 like NAS-Bench-201's search; a random half, not the benchmark's own list), "
+                        "valid_fraction unused. Image folders permute in their own (seeded) order, so their halves "
+                        "are other images than the python batches'. Retrain trains on all of it; the test images "
+                        "are in neither half", choices=SPLITS)
     image_size: int = option(16, "builtin_images: height and width in pixels", min=8, max=64)
     classes: int = option(4, "builtin_images: number of classes (patterns: stripes, columns, checker, dots, "
                         "ring, ...)", min=2, max=10)

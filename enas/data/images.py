@@ -117,6 +117,31 @@ def load_cifar10(root: str | Path) -> ImageData:
                      test, test_labels, classes)
 
 
+# --------------------------------------------------------------------------- the search's hold-out
+
+SPLITS = ("tail", "nb201")   # data.split
+NB201_SPLIT_SEED = 201       # the permutation of split nb201: fixed, whatever the run's seed
+
+
+def split_rows(count: int, split: str, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of a training set of `count` images that search trains on and those it holds out
+    for validation (int64, disjoint, together every row once).
+
+    tail:  the last round(count * fraction) rows are held out, in order (CIFAR-10 at 0.1: the last
+           5,000 of 50,000, as the official ENAS code).
+    nb201: a random permutation of the rows drawn from torch.Generator().manual_seed(201), whatever
+           the run's seed; its first count - count // 2 rows train, the other count // 2 validate
+           (CIFAR-10: 25,000 / 25,000, the halves NAS-Bench-201 searches on). `fraction` is unused.
+    """
+    if split == "nb201":
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(NB201_SPLIT_SEED))
+        return order[:count - count // 2], order[count - count // 2:]
+    if split != "tail":
+        raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    kept = count - round(count * fraction)
+    return torch.arange(kept), torch.arange(kept, count)
+
+
 # --------------------------------------------------------------------------- built-in patterns
 
 # A pattern's mask, from the rows and columns inside its patch, the patch's side and the stroke

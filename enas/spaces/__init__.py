@@ -18,6 +18,7 @@ from enas.spaces.macro import MacroSpace
 from enas.spaces.micro import MicroSpace
 from enas.spaces.nas_cell import NasCellSpace
 from enas.spaces.nas_conv import NasConvSpace
+from enas.spaces.nb201 import Nb201Space
 from enas.spaces.published import PUBLISHED
 from enas.spaces.recurrent import RecurrentSpace
 
@@ -27,6 +28,7 @@ SPACES: dict[str, type[SearchSpace]] = {space.name: space for space in (
     MacroSpace,        # ENAS, section 2.3
     NasCellSpace,      # NAS-RL, section 3.4
     NasConvSpace,      # NAS-RL, sections 3.3 and 4.1
+    Nb201Space,        # NAS-Bench-201 (Dong & Yang 2020)
 )}
 
 
@@ -87,8 +89,9 @@ def load_architecture(source: str | Path, space: str | None = None) -> Architect
     if text in PUBLISHED:
         return from_official(PUBLISHED[text][1], PUBLISHED[text][0])
     path = Path(source)
-    # An official string is digits and spaces; the macro ones are longer than a file name may be.
-    official = set(text) <= set("0123456789, \t\n")
+    # An official string is digits and spaces (the macro ones are longer than a file name may be),
+    # or NAS-Bench-201's |op~0|+|...| groups.
+    official = set(text) <= set("0123456789, \t\n") or text.strip().startswith("|")
     if not official and (path.suffix == ".json" or path.is_file()):
         if not path.is_file():
             raise UserError(f"architecture file {path} does not exist; run `enas derive RUN_DIR` first")
@@ -98,7 +101,7 @@ def load_architecture(source: str | Path, space: str | None = None) -> Architect
             raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
     if not official:
         raise UserError(f"{text!r} is no ARCH.json file, published architecture ({', '.join(PUBLISHED)}) "
-                        "or official string of numbers")
+                        "or official string (numbers, or nb201's |op~0|+...)")
     if space is None:
         raise UserError(f"{text!r} is no arch.json file or published name; an official string needs its space "
                         f"({', '.join(SPACES)})")

@@ -1,4 +1,4 @@
-"""Convolutional building blocks shared by the micro and macro spaces, and their op tables.
+"""Convolutional building blocks shared by the micro, macro and nb201 spaces, and their op tables.
 
 The blocks follow the official ENAS code (melodyguan/enas, src/cifar10/*_child.py): separable
 convolutions are depthwise then pointwise with no activation in between, pooling is 3x3 with
@@ -19,10 +19,14 @@ MICRO_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "id
 MACRO_OPS = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
 
 
-def relu_conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1) -> nn.Sequential:
-    """ReLU -> k x k convolution -> batch norm: how the official code adapts widths between layers."""
-    return nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out))
+def relu_conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, affine: bool = True,
+                 track_running_stats: bool = True) -> nn.Sequential:
+    """ReLU -> k x k convolution -> batch norm: how the official code adapts widths between layers.
+
+    A batch norm without affine parameters leaves the convolution its bias, as NAS-Bench-201's
+    ReLUConvBN does (`bias=not affine`); with them, the norm's shift makes a bias redundant."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=not affine),
+                         nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track_running_stats))
 
 
 def separable(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:

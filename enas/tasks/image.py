@@ -5,7 +5,8 @@ spaces unchanged. A model (`Model`: the supernet bound to an architecture, or a 
 (B, C, H, W) to logits (B, K) and auxiliary logits (B, K) or None.
 
 Splits: search trains on the first part of the training set and validates on the rest (the last
-`data.valid_fraction`, 5,000 of CIFAR-10's 50,000 as in the official code); retrain trains on all
+`data.valid_fraction`, 5,000 of CIFAR-10's 50,000 as in the official code; or, with
+`data.split=nb201`, a seeded random half, NAS-Bench-201's 25,000 / 25,000); retrain trains on all
 of it, as the paper's final CIFAR-10 training does, and its validation split is the test set. Data
 with a validation split of its own (an image folder's valid/) keeps it apart from training in both:
 search trains on the whole training set and validates on it, and retrain picks its best epoch on it,
@@ -25,7 +26,8 @@ from torch import nn
 from enas.config import Config, DataConfig, TrainConfig
 from enas.console import Reporter
 from enas.data.image_folder import cache_folder, load_image_folder
-from enas.data.images import ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise
+from enas.data.images import (ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise,
+                              split_rows)
 from enas.data.torchvision_sets import load_torchvision
 from enas.errors import UserError
 from enas.folder.atomic import write_text
@@ -66,11 +68,15 @@ class ImageTask:
         self.reward_bn = config.controller.reward_bn
         # of the batches, as training.place lays out the weights
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        held = round(len(data.train) * config.data.valid_fraction) if hold_out else 0
-        splits = _splits(data, held)
+        if hold_out and data.valid is not None and config.data.split == "nb201":
+            raise UserError("data.split=nb201 halves the training set, but this image folder has a valid/ split "
+                            "of its own; remove valid/ or use data.split=tail")
+        rows = split_rows(len(data.train), config.data.split, config.data.valid_fraction) \
+            if hold_out and data.valid is None else None
+        splits = _splits(data, rows)
         self.images = {split: images for split, (images, _) in splits.items()}
         self.labels = {split: labels for split, (_, labels) in splits.items()}
-        self.valid_is_test = data.valid is None and held == 0
+        self.valid_is_test = data.valid is None and (rows is None or len(rows[1]) == 0)
         for split in ("train", "valid"):
             if len(self.images[split]) < 2:
                 raise UserError(f"the {split} split has {len(self.images[split])} images; it needs at least 2 "
@@ -210,18 +216,17 @@ class ImageTask:
         return {"chance_acc": 1.0 / self.classes}
 
 
-def _splits(data: ImageData, held: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def _splits(data: ImageData, rows: tuple[torch.Tensor, torch.Tensor] | None
+            ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Images and labels of train, valid and test: valid is the data's own valid split where it has
-    one, else the last `held` training images, else (held 0) the test split."""
-    kept = len(data.train) - (0 if data.valid is not None else held)
+    one, else the training rows `rows` holds out (`split_rows`), else (none held out) the test split."""
+    train, valid = (data.train, data.train_labels), (data.test, data.test_labels)
     if data.valid is not None:
         valid = data.valid, data.valid_labels
-    elif held:
-        valid = data.train[kept:], data.train_labels[kept:]
-    else:
-        valid = data.test, data.test_labels
-    return {"train": (data.train[:kept], data.train_labels[:kept]), "valid": valid,
-            "test": (data.test, data.test_labels)}
+    elif rows is not None and len(rows[1]):
+        kept, held = rows
+        train, valid = (data.train[kept], data.train_labels[kept]), (data.train[held], data.train_labels[held])
+    return {"train": train, "valid": valid, "test": (data.test, data.test_labels)}
 
 
 def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
