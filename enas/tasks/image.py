@@ -29,6 +29,7 @@ from enas.data.torchvision_sets import load_torchvision
 from enas.errors import UserError
 from enas.run.distributed import World
 from enas.run.folder import CLASSES_FILE, write_text
+from enas.run.loading import read_text_file
 from enas.run.reporter import Reporter
 from enas.spaces import build_space
 from enas.spaces.base import ImageShape, Model
@@ -161,9 +162,9 @@ class ImageTask:
         folder's first run, compared on every later one, since a network's outputs mean those
         classes in that order. Returns "": nothing about image data needs saying."""
         path, names = folder / CLASSES_FILE, "".join(f"{name}\n" for name in self.class_names)
-        if not path.is_file():
+        if not path.exists():
             write_text(path, names)
-        elif path.read_text(encoding="utf-8") != names:
+        elif read_text_file(path, "the class names, one a line") != names:
             raise UserError(f"the images at data.root have other classes than {path} lists: the data has changed "
                             f"since this folder's run began; point data.root at that run's data")
         return ""
