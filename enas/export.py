@@ -180,7 +180,7 @@ def load_weights(folder: Path, card: dict[str, Any]) -> nn.Module:
     try:
         weights = load_torch_file(path)
     except Unreadable as error:
-        raise UserError(str(error)) from None
+        raise UserError(f"{path} is {error}") from None
     return fill(build_child(card), weights, path)
 
 

@@ -223,7 +223,7 @@ def _read_cache(cache: Path, source: dict[str, Any]) -> tuple[dict[str, Any] | N
     try:
         kept = load_torch_file(cache)
     except Unreadable as error:
-        return None, str(error)
+        return None, f"it is {error}"
     if isinstance(kept, dict) and kept.get("source") != source:
         return None, ""   # other files or settings: the text is read again, and the cache replaced
     problem = _cache_problem(kept, [size for _, size, _ in source["files"]])
@@ -236,16 +236,16 @@ def _cache_problem(kept: Any, sizes: list[int]) -> str:
         return f"it holds a {type(kept).__name__}, not a dict"
     vocab, oov = kept.get("vocab"), kept.get("oov")
     if not (isinstance(vocab, list) and vocab and all(isinstance(word, str) for word in vocab)):
-        return "its vocab is not a list of words"
+        return "its vocab: not a list of words"
     if not (isinstance(oov, dict) and set(oov) <= set(SPLITS)
             and all(isinstance(share, float) and 0.0 <= share <= 1.0 for share in oov.values())):
-        return "its oov is not a share per split"
+        return "its oov: not a share per split"
     for split, size in zip(SPLITS, sizes):
         problem = tensor_problem(kept.get(split), f"its {split} split", torch.int32, 1, below=len(vocab))
         if problem:
             return problem
         if not 1 <= kept[split].numel() <= size + 1:   # a token takes a byte at least (a last line's <eos>: none)
-            return f"its {split} split has {kept[split].numel()} tokens, impossible for a file of {size} bytes"
+            return f"its {split} split: {kept[split].numel()} tokens, impossible for a file of {size} bytes"
     return ""
 
 

@@ -84,7 +84,7 @@ def _read(path: Path, kind: str) -> tuple[dict[str, Any], str]:
     try:
         state = load_torch_file(path)
     except Unreadable as error:
-        return {}, str(error)
+        return {}, f"{path} is {error}"
     problem = schema_problem(state, path)
     if problem:
         return {}, problem

@@ -16,7 +16,8 @@ from enas.errors import UserError
 
 
 class Unreadable(ValueError):
-    """A file that cannot be loaded at all: cut off, foreign, unsafe, or not a file."""
+    """A file that cannot be loaded at all: cut off, foreign, unsafe, or not a file. Its message
+    says why, to follow "PATH is"."""
 
 
 def load_torch_file(path: Path) -> Any:
@@ -28,21 +29,21 @@ def load_torch_file(path: Path) -> Any:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:   # torch reports a cut-off, foreign or unsafe file as many unrelated errors
-            raise Unreadable(f"{path} is truncated, foreign or unsafe (refused by the weights-only loader; "
-                             f"nothing in it ran)") from error
+            raise Unreadable("truncated, foreign or unsafe (refused by the weights-only loader; nothing in it "
+                             "ran)") from error
 
 
 def tensor_problem(value: Any, name: str, dtype: torch.dtype, dims: int, below: int | None = None) -> str:
     """"" when `value` is a tensor of `dtype` with `dims` dimensions (integers: all in 0..below-1),
     else what is wrong with it, naming it `name`."""
     if value is None:
-        return f"{name} is missing"
+        return f"{name}: missing"
     if not isinstance(value, torch.Tensor):
-        return f"{name} is a {type(value).__name__}, not a tensor"
+        return f"{name}: a {type(value).__name__}, not a tensor"
     if value.dtype != dtype or value.dim() != dims:
-        return f"{name} is a {value.dim()}-D {value.dtype} tensor, not a {dims}-D {dtype} one"
+        return f"{name}: a {value.dim()}-D {value.dtype} tensor, not a {dims}-D {dtype} one"
     if below is not None and value.numel() and not 0 <= int(value.min()) <= int(value.max()) < below:
-        return f"{name} holds values outside 0..{below - 1}"
+        return f"{name}: values outside 0..{below - 1}"
     return ""
 
 
