@@ -217,6 +217,9 @@ def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Pat
     from enas.folder.config_file import saved_config
     from enas.folder.names import STANDALONE_DIR
 
+    files = [p for p in (cache, *cache.parents) if p.exists() and not p.is_dir()] if cache is not None else []
+    if files:   # the cache folder would be made in or under a file
+        raise UserError(f"--cache {cache}: {files[0]} is a file; name a folder for the architectures trained alone")
     cfg = saved_config(run_dir)
     rerun = "enas " + " ".join(sys.argv[1:])
     return cfg, Budget(epochs or cfg.retrain.epochs, seed), cache or run_dir / STANDALONE_DIR, rerun

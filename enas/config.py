@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from enas.data.images import SPLITS
 from enas.errors import UserError
-from enas.fields import option
+from enas.fields import field_problem, option
 from enas.folder.names import CONFIG_FILE
 from enas.spaces import SPACES
 from enas.spaces.base import ImageShape, TextShape
@@ -30,6 +30,9 @@ TEXT_DATASETS = ("builtin_text", "text")
 IMAGE_DATASETS = ("builtin_images", "cifar10", "image_folder", "torchvision")
 TORCHVISION_SETS = ("MNIST", "FashionMNIST", "CIFAR10", "CIFAR100", "SVHN")  # data.dataset
 DATASETS = {TextShape: TEXT_DATASETS, ImageShape: IMAGE_DATASETS}  # by the data a space reads
+# Seeds are offset and multiplied (by 1,000,003 for random BPTT windows) before torch.Generator,
+# which takes 64 bits, sees them: 32 bits leave room, and are what numpy accepts too.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -59,7 +62,7 @@ class DataConfig:
     valid_tokens: int = option(8_000, "builtin_text: tokens in the valid split", min=100)
     test_tokens: int = option(8_000, "builtin_text: tokens in the test split", min=100)
     seed: int = option(1234, "builtin_text, builtin_images: seed of the generated data "
-                     "(independent of the run seed)")
+                     "(independent of the run seed)", min=0, max=MAX_SEED)
     valid_fraction: float = option(0.1, "images: share of the training set held out for validation in search "
                                  "(CIFAR-10: the last 5,000 of 50,000); retrain trains on all of it. Unused when "
                                  "an image folder has valid/: search validates on it",
@@ -232,7 +235,7 @@ class RunConfig:
 
     preset: str = option("", "the preset or YAML file the run's config came from, recorded by itself (the last "
                          "file of the config that names none); shown in the plots, the report and `enas runs`")
-    seed: int = option(0, "seed of everything random in the run")
+    seed: int = option(0, "seed of everything random in the run", min=0, max=MAX_SEED)
     strategy: str = option("enas", "search strategy: " + "; ".join(f"{name} ({strategy.summary})" for name, strategy
                                                                   in STRATEGIES.items()), choices=tuple(STRATEGIES))
     space: str = option("recurrent", f"search space: {', '.join(SPACES)}", choices=tuple(SPACES))
@@ -289,13 +292,16 @@ def load_config(layers: list[Path], overrides: list[str]) -> Config:
         if path.name != CONFIG_FILE:   # a preset names itself; a run's saved config keeps the name it has
             loaded.setdefault("preset", path.stem)
         sources.append((str(path), loaded))
+    errors = []
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value (e.g. search.epochs=3)")
+        if not _is_utf8(item):
+            errors.append(f"{item!r} is not UTF-8 text (a file name in another encoding?); rename the file")
+            continue
         sources.append(("command line", OmegaConf.to_container(OmegaConf.from_dotlist([item]))))
 
     schema = OmegaConf.structured(Config)
-    errors = []
     for origin, values in sources:
         for key, value in _leaves(values):
             message = _check_leaf(schema, key, value)
@@ -307,6 +313,15 @@ def load_config(layers: list[Path], overrides: list[str]) -> Config:
     config: Config = OmegaConf.to_object(merged)
     validate(config)
     return config
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a command-line argument with bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _leaves(values: dict, prefix: str = "") -> list[tuple[str, Any]]:
@@ -345,15 +360,9 @@ def _all_keys(schema: Any) -> list[str]:
 
 
 def validate(config: Config) -> None:
-    """Range and choice checks from the field metadata; every violation reported at once."""
-    errors = []
-    for key, value, meta in _fields(config):
-        if meta.get("choices") and value not in meta["choices"]:
-            errors.append(f"{key}={value!r} is not one of {', '.join(meta['choices'])}")
-        if meta.get("min") is not None and value < meta["min"]:
-            errors.append(f"{key}={value} must be at least {meta['min']}")
-        if meta.get("max") is not None and value > meta["max"]:
-            errors.append(f"{key}={value} must be at most {meta['max']}")
+    """The checks of every field (`field_problem`) and of how fields go together; every violation
+    reported at once."""
+    errors = [problem for key, value, meta in _fields(config) if (problem := field_problem(key, value, meta))]
     if config.data.name == "text" and not config.data.root:
         errors.append("data.name=text needs data.root=FOLDER holding ptb.train.txt, ptb.valid.txt, ptb.test.txt")
     if config.data.name == "cifar10" and not config.data.root:

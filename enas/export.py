@@ -35,6 +35,7 @@ from enas.config import Config, to_dict
 from enas.errors import UserError
 from enas.folder.atomic import write_file, write_json, write_text
 from enas.folder.config_file import saved_config
+from enas.folder.loading import Unreadable, load_torch_file, read_text_file
 from enas.folder.names import ARCH_FILE, CONFIG_FILE, MODEL_FILE, RETRAIN_DIR, VOCAB_FILE
 from enas.records import Result
 from enas.spaces import from_json, load_architecture, official, space_type
@@ -123,7 +124,7 @@ def export(run_dir: Path, fmt: str) -> tuple[Path, float]:
     out = run_dir / EXPORT_DIR
     write_file(out / FILES[fmt], lambda handle: handle.write(data))
     if isinstance(task.shape, TextShape):
-        write_text(out / VOCAB_FILE, (folder / VOCAB_FILE).read_text(encoding="utf-8"))
+        write_text(out / VOCAB_FILE, read_text_file(folder / VOCAB_FILE, "the vocabulary"))
     write_json(out / CARD_FILE, card)
     return out / FILES[fmt], difference
 
@@ -178,9 +179,9 @@ def load_weights(folder: Path, card: dict[str, Any]) -> nn.Module:
     """The child of `card` with the weights of folder/model.pt (read weights-only, nothing in it runs)."""
     path = folder / MODEL_FILE
     try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # torch reports a cut-off, foreign or unsafe file as many unrelated errors
-        raise UserError(f"{path} is truncated, foreign or unsafe (refused by the weights-only loader)") from None
+        weights = load_torch_file(path)
+    except Unreadable as error:
+        raise UserError(f"{path} is {error}") from None
     return fill(build_child(card), weights, path)
 
 

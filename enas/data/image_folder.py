@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import pickle
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from enas.console import Reporter, warn
 from enas.data.images import ImageData
 from enas.errors import UserError
 from enas.folder.atomic import write_file
+from enas.folder.loading import Unreadable, load_torch_file, tensor_problem
 
 FOLDER_LAYOUT = "train/<class>/*, optionally valid/<class>/*, and test/<class>/* (png, jpg, ...), all of one size"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -205,17 +205,57 @@ def _pool(workers: int, tasks: int) -> Executor | _Serial:
 
 
 def read_cache(path: Path, listing: Listing) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
-    """The cached splits of `listing`, or None when the file is absent, unreadable or of other files."""
-    if not path.is_file():
-        return None
-    try:
-        saved = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
-        return None   # damaged or foreign: decoded again and replaced
-    if not (isinstance(saved, dict) and saved.get("version") == CACHE_VERSION
-            and saved.get("fingerprint") == listing.fingerprint and saved.get("classes") == list(listing.classes)):
+    """The cached splits of `listing`, or None when the file is absent or of other files. One that
+    is damaged, or holds what the folder cannot give, is a warning, and the folder is decoded again."""
+    saved, problem = _load_cache(path, listing)
+    if problem:
+        warn(f"warning: the image cache {path} is damaged: {problem}; decoding the images again")
+    if saved is None:
         return None
     return {split: (saved["images"][split], saved["labels"][split]) for split in listing.files}
+
+
+def _load_cache(path: Path, listing: Listing) -> tuple[dict[str, Any] | None, str]:
+    """What `path` keeps, if it is there and of the folder's files as they are now, and what is wrong with it."""
+    if not path.is_file():
+        return None, ""
+    try:
+        saved = load_torch_file(path)
+    except Unreadable as error:
+        return None, f"it is {error}"
+    if not (isinstance(saved, dict) and saved.get("version") == CACHE_VERSION
+            and saved.get("fingerprint") == listing.fingerprint and saved.get("classes") == list(listing.classes)):
+        return None, ""   # of other files: decoded again, and the cache replaced
+    problem = cache_problem(saved, listing)
+    return (None, problem) if problem else (saved, "")
+
+
+def cache_problem(saved: dict[str, Any], listing: Listing) -> str:
+    """"" when `saved` holds, for every split of `listing`, one image (3 x H x W, of the first image's
+    size) and the class folder's label per file, else what is wrong."""
+    images, labels = saved.get("images"), saved.get("labels")
+    if not (isinstance(images, dict) and isinstance(labels, dict) and set(images) == set(labels) == set(listing.files)):
+        return f"its splits: not the folder's ({', '.join(listing.files)})"
+    size = _image_size(listing.files["train"][0])
+    for split, files in listing.files.items():
+        problem = (tensor_problem(images[split], f"its {split} images", torch.uint8, 4)
+                   or tensor_problem(labels[split], f"its {split} labels", torch.int64, 1, len(listing.classes)))
+        if problem:
+            return problem
+        if images[split].shape != (len(files), 3, *size):
+            return f"its {split} images: {list(images[split].shape)}, not the folder's {[len(files), 3, *size]}"
+        if not torch.equal(labels[split], torch.tensor(listing.labels[split], dtype=torch.int64)):
+            return f"its {split} labels: not the class folders of the files"
+    return ""
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """(height, width) of an image, from its header alone; (0, 0) where it cannot be read."""
+    try:
+        with Image.open(path) as file:
+            return file.height, file.width
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return 0, 0   # no cache matches: decoding says what is wrong with the file
 
 
 def write_cache(path: Path, listing: Listing, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:

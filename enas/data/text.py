@@ -16,9 +16,10 @@ from typing import Any, Callable
 
 import torch
 
-from enas.console import Reporter
+from enas.console import Reporter, warn
 from enas.errors import UserError
 from enas.folder.atomic import write_file
+from enas.folder.loading import Unreadable, load_torch_file, tensor_problem
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -142,18 +143,35 @@ def load_text_folder(root: str | Path, max_vocab: int = 0, min_count: int = 1, u
     """Load a PTB-format folder, read as words or (unit=char) characters; the vocabulary comes
     from the train split (`text_vocab`) and any other token becomes `<unk>`. With `cache`, the ids
     are kept in that file and read from it while the split files are unchanged."""
+    corpus, keep = open_text_folder(root, max_vocab, min_count, unit, cache, reporter)
+    keep()
+    return corpus
+
+
+def open_text_folder(root: str | Path, max_vocab: int, min_count: int, unit: str, cache: Path | None,
+                     reporter: Reporter | None) -> tuple[Corpus, Callable[[], None]]:
+    """The corpus `load_text_folder` gives, and what keeps its ids in `cache` (nothing to do where
+    they came from there). A run calls it only once it is accepted, so that a refused one leaves
+    no file behind."""
     paths = dict(zip(SPLITS, _text_split_paths(Path(root))))
     source = {"files": [[str(path.resolve()), *_size_and_time(path)] for path in paths.values()],
               "unit": unit, "max_vocab": max_vocab, "min_count": min_count, "version": _CACHE_VERSION}
     if cache is not None and (corpus := _cached_corpus(cache, source)) is not None:
-        return corpus
+        return corpus, lambda: None
     total = sum(size for _, size, _ in source["files"])
     shown = reporter if reporter and total >= _PROGRESS_MIN_BYTES else Reporter(quiet=True)
     ids: dict[str, int] = {}
     with shown.phase(f"reading {Path(root).name or root} (MB)", round(total / 1e6)) as update:
         mb = _MegabyteCounter(update)
         read = {split: _read_split(path, unit, ids, mb.advance) for split, path in paths.items()}
-    tokens = list(ids)
+    corpus = _with_vocab(read, list(ids), unit, max_vocab, min_count)
+    return corpus, (lambda: None) if cache is None else (lambda: _write_cache(cache, source, corpus))
+
+
+def _with_vocab(read: dict[str, torch.Tensor], tokens: list[str], unit: str, max_vocab: int, min_count: int
+                ) -> Corpus:
+    """The corpus of the splits `read` as ids into `tokens` (every token, in order of first
+    appearance), over the vocabulary `text_vocab` keeps; a token left out becomes <unk>."""
     counts = torch.bincount(read["train"], minlength=len(tokens)).tolist()
     kept = text_vocab(tokens, counts, max_vocab, min_count)
     vocab = tuple(tokens[i] if i < len(tokens) else UNK for i in kept)
@@ -163,13 +181,10 @@ def load_text_folder(root: str | Path, max_vocab: int = 0, min_count: int = 1, u
     remap[inside] = torch.arange(len(inside))   # kept is in vocabulary order, a new <unk> last
     known = torch.zeros(len(tokens), dtype=torch.bool)
     known[inside] = True
-    corpus = Corpus(**{split: remap.index_select(0, ids_read) for split, ids_read in read.items()},
-                    vocab=vocab, floor_ppl=None, unit=unit,
-                    oov={split: 1.0 - known.index_select(0, ids_read).float().mean().item()
-                         for split, ids_read in read.items()})
-    if cache is not None:
-        _write_cache(cache, source, corpus)
-    return corpus
+    return Corpus(**{split: remap.index_select(0, ids_read) for split, ids_read in read.items()},
+                  vocab=vocab, floor_ppl=None, unit=unit,
+                  oov={split: 1.0 - known.index_select(0, ids_read).float().mean().item()
+                       for split, ids_read in read.items()})
 
 
 class _MegabyteCounter:
@@ -189,17 +204,48 @@ def _size_and_time(path: Path) -> list[int]:
 
 
 def _cached_corpus(cache: Path, source: dict[str, Any]) -> Corpus | None:
-    """The corpus kept in `cache` if it was read from exactly these files with these settings."""
-    if not cache.is_file():
-        return None
-    try:
-        kept = torch.load(cache, weights_only=True)
-    except Exception:   # a truncated or foreign file is read again from the text, never trusted
-        return None
-    if not isinstance(kept, dict) or kept.get("source") != source:
+    """The corpus kept in `cache` if it was read from exactly these files with these settings. One
+    that is damaged, or holds what no text gives, is a warning, and the text is read again."""
+    kept, problem = _read_cache(cache, source)
+    if problem:
+        warn(f"warning: the token cache {cache} is damaged: {problem}; reading the text folder again")
+    if kept is None:
         return None
     return Corpus(**{split: kept[split].long() for split in SPLITS}, vocab=tuple(kept["vocab"]), floor_ppl=None,
                   unit=source["unit"], oov=kept["oov"])
+
+
+def _read_cache(cache: Path, source: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """What `cache` keeps, if it is there and of these files and settings, and what is wrong with it."""
+    if not cache.is_file():
+        return None, ""
+    try:
+        kept = load_torch_file(cache)
+    except Unreadable as error:
+        return None, f"it is {error}"
+    if isinstance(kept, dict) and kept.get("source") != source:
+        return None, ""   # other files or settings: the text is read again, and the cache replaced
+    problem = _cache_problem(kept, [size for _, size, _ in source["files"]])
+    return (None, problem) if problem else (kept, "")
+
+
+def _cache_problem(kept: Any, sizes: list[int]) -> str:
+    """"" when `kept` is what `_write_cache` writes for split files of `sizes` bytes, else what is wrong."""
+    if not isinstance(kept, dict):
+        return f"it holds a {type(kept).__name__}, not a dict"
+    vocab, oov = kept.get("vocab"), kept.get("oov")
+    if not (isinstance(vocab, list) and vocab and all(isinstance(word, str) for word in vocab)):
+        return "its vocab: not a list of words"
+    if not (isinstance(oov, dict) and set(oov) <= set(SPLITS)
+            and all(isinstance(share, float) and 0.0 <= share <= 1.0 for share in oov.values())):
+        return "its oov: not a share per split"
+    for split, size in zip(SPLITS, sizes):
+        problem = tensor_problem(kept.get(split), f"its {split} split", torch.int32, 1, below=len(vocab))
+        if problem:
+            return problem
+        if not 1 <= kept[split].numel() <= size + 1:   # a token takes a byte at least (a last line's <eos>: none)
+            return f"its {split} split: {kept[split].numel()} tokens, impossible for a file of {size} bytes"
+    return ""
 
 
 def _write_cache(cache: Path, source: dict[str, Any], corpus: Corpus) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from matplotlib import rc_context
+
 from enas.console import warn
 from enas.errors import UserError
 from enas.folder.names import PLOTS_DIR
@@ -27,7 +29,14 @@ def draw_run(folder: Path, only: str | None = None) -> list[Path]:
     """Draw every plot the files of `folder` allow into folder/plots/ (a retrain's output in
     RUN_DIR/retrain draws the run's), or only those of one command (`only`: search, derive,
     retrain or rank); return their paths."""
-    folder = plots_folder(folder)
+    # Titles, labels and legends hold names the user chose (a run folder `cost_$5_$10`): shown as
+    # written, never read as mathtext, whose parser fails on an odd `$`.
+    with rc_context({"text.parse_math": False}):
+        return _draw(plots_folder(folder), only)
+
+
+def _draw(folder: Path, only: str | None) -> list[Path]:
+    """`draw_run` on a folder that holds the run's plots."""
     run = RunFiles(folder)
     out = folder / PLOTS_DIR
     drawers = {"search": lambda: search_figures(run), "derive": lambda: {DERIVE_PLOT: derive_figure(run)},
@@ -57,10 +66,11 @@ def draw_after(folder: Path, only: str | None = None) -> list[Path]:
         return draw_run(folder, only)
     except Exception as error:  # noqa: BLE001 - whatever goes wrong in a plot, the run's results are safe
         target = plots_folder(folder)
+        first_line = (str(error).strip().splitlines() or [""])[0]   # the warning stays one line
         if isinstance(error, UserError):
-            why = str(error)
+            why = first_line
         else:   # a bug or the file system: where it happened helps a report
             where = traceback.extract_tb(error.__traceback__)[-1]
-            why = f"{type(error).__name__}: {error} at {Path(where.filename).name}:{where.lineno}"
+            why = f"{type(error).__name__}: {first_line} at {Path(where.filename).name}:{where.lineno}"
         warn(f"warning: the plots of {target} were not drawn ({why}); `enas plot {target}` tries again")
         return []

@@ -23,6 +23,7 @@ import torch
 
 from enas.errors import DiskFullError, NonFiniteError, UserError, is_disk_full
 from enas.folder.atomic import fsync_folder, write_synced
+from enas.folder.loading import Unreadable, load_torch_file
 from enas.folder.names import LAST, PREVIOUS
 from enas.run.distributed import is_main
 from enas.run.signals import fault_point
@@ -82,9 +83,9 @@ def load_checkpoint(folder: Path, kind: str = "search", warn: Callable[[str], ob
 def _read(path: Path, kind: str) -> tuple[dict[str, Any], str]:
     """The state in `path` and "", or an empty state and what is wrong with the file."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # torch reports a cut-off, foreign or unsafe file as many unrelated errors
-        return {}, f"{path} is truncated, foreign or unsafe (refused by the weights-only loader; nothing in it ran)"
+        state = load_torch_file(path)
+    except Unreadable as error:
+        return {}, f"{path} is {error}"
     problem = schema_problem(state, path)
     if problem:
         return {}, problem

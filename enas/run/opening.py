@@ -41,8 +41,9 @@ class OpenRun:
     def keep(self, task: KeepsData) -> None:
         """Write the config (on a resume too: a later resume starts from its overrides) and record
         or check what the run's models depend on in the data."""
+        note = task.keep_data(self.folder)   # first: a run refused for its data writes no config
         write_config(self.folder, self.config)
-        if note := task.keep_data(self.folder):
+        if note:
             self.reporter.print(note)
 
     def session(self, target: Resumable) -> Session:

@@ -64,12 +64,18 @@ def from_json(data: Any) -> Architecture:
     if version not in (1, FORMAT_VERSION):
         raise UserError(f"architecture format_version {version} is not supported "
                         f"(this enas reads versions 1 and {FORMAT_VERSION})")
-    if not isinstance(data["choices"], list):
-        raise UserError("an architecture JSON's 'choices' must be a list")
+    if not isinstance(data["choices"], list) or not all(map(_is_choice, data["choices"])):
+        raise UserError("an architecture JSON's 'choices' must be a list of integers, and of lists of 0/1 bits "
+                        "for skip decisions")
     space, choices = str(data["space"]), data["choices"]
     if version == 1 and space == MicroSpace.name:   # version 1 kept the official string's order
         choices = MicroSpace.from_official(" ".join(map(str, choices)), None)
     return checked_architecture(space, choices)
+
+
+def _is_choice(value: Any) -> bool:
+    """An int (an op or an input), or a list of ints (skip bits); the space checks their ranges."""
+    return type(value) is int or isinstance(value, list) and all(type(bit) is int for bit in value)
 
 
 def from_official(text: str, space: str, style: str | None = None) -> Architecture:
@@ -92,13 +98,8 @@ def load_architecture(source: str | Path, space: str | None = None) -> Architect
     # An official string is digits and spaces (the macro ones are longer than a file name may be),
     # or NAS-Bench-201's |op~0|+|...| groups.
     official = set(text) <= set("0123456789, \t\n") or text.strip().startswith("|")
-    if not official and (path.suffix == ".json" or path.is_file()):
-        if not path.is_file():
-            raise UserError(f"architecture file {path} does not exist; run `enas derive RUN_DIR` first")
-        try:
-            return from_json(json.loads(path.read_text()))
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not official and (path.suffix == ".json" or _is_file(path)):
+        return from_json(_read_json(path))
     if not official:
         raise UserError(f"{text!r} is no ARCH.json file, published architecture ({', '.join(PUBLISHED)}) "
                         "or official string (numbers, or nb201's |op~0|+...)")
@@ -106,3 +107,28 @@ def load_architecture(source: str | Path, space: str | None = None) -> Architect
         raise UserError(f"{text!r} is no arch.json file or published name; an official string needs its space "
                         f"({', '.join(SPACES)})")
     return from_official(text, space)
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, False also for a name the system refuses (longer than a file name may be)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON value in the architecture file `path`, or a one-line error saying what is wrong with it."""
+    if not _is_file(path):
+        raise UserError(f"architecture file {path} does not exist or is not a file; run `enas derive RUN_DIR` first")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        problem = f"is not valid JSON ({error.msg} at line {error.lineno})"
+    except UnicodeDecodeError as error:
+        problem = f"is not UTF-8 text ({error.reason} at byte {error.start})"
+    except RecursionError:
+        problem = "nests its brackets too deeply for an architecture"
+    except OSError as error:
+        problem = f"cannot be read ({error.strerror or error})"
+    raise UserError(f"architecture file {path} {problem}; give an arch.json written by `enas derive`")

@@ -6,6 +6,8 @@ supernet bound to an architecture, or a child: enas/spaces/base.py).
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,11 +15,17 @@ import torch
 
 from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
 from enas.console import Reporter
+from enas.errors import UserError
 from enas.run import distributed
 from enas.run.distributed import World
 from enas.spaces.base import DataShape, Model, SearchSpace
+from enas.strategies.controller import Controller
 from enas.tasks.image import ImageTask
 from enas.tasks.text import TextTask
+
+# float32 weights and their gradients: optimiser state and activations come on top, so the check
+# catches only sizes that can never fit
+BYTES_PER_PARAMETER = 8
 
 
 class Task(Protocol):
@@ -79,11 +87,44 @@ def build_task(config: Config, train: TrainConfig, folder: Path | None = None,
     shard = distributed.world() if sharded else World()
     if task_kind(config) is ImageTask:
         # Search holds out part of the training images for rewards; retrain trains on all of them.
-        return ImageTask(config, train, hold_out=isinstance(train, SearchConfig), reporter=reporter,
-                         shard=shard)
-    return TextTask(config, train, folder=folder, reporter=reporter, shard=shard)
+        task: Task = ImageTask(config, train, hold_out=isinstance(train, SearchConfig), reporter=reporter,
+                               shard=shard)
+    else:
+        task = TextTask(config, train, folder=folder, reporter=reporter, shard=shard)
+    check_memory(config, task.space)
+    return task
 
 
 def task_kind(config: Config) -> type[Task]:
     """The class of the config's task: what its scores are (`metric`, `lower_is_better`), without reading the data."""
     return ImageTask if config.data.name in IMAGE_DATASETS else TextTask
+
+
+def check_memory(config: Config, space: SearchSpace) -> None:
+    """A one-line error naming the size keys when the weights and gradients of the supernet and the
+    controller alone would not fit in the memory available now, before a weight is allocated: they
+    are counted on torch's meta device, which allocates nothing."""
+    available = available_memory()
+    with torch.device("meta"):
+        supernet = sum(p.numel() for p in space.supernet().parameters())
+        controller = sum(p.numel() for p in Controller.for_space(space, config.controller).parameters())
+    needed = BYTES_PER_PARAMETER * (supernet + controller)
+    if available and needed > available:
+        section = getattr(config, config.space)
+        sizes = [f"{config.space}.{f.name}={getattr(section, f.name)}" for f in dataclasses.fields(section)
+                 if type(getattr(section, f.name)) is int]
+        raise UserError(f"the weights need {needed / 2**30:,.1f} GiB ({supernet:,} supernet and {controller:,} "
+                        f"controller parameters), more than the {available / 2**30:,.1f} GiB of memory free; lower "
+                        f"{', '.join([*sizes, f'controller.hidden={config.controller.hidden}'])}")
+
+
+def available_memory() -> int:
+    """Bytes of memory free for a new process (Linux's MemAvailable, else the free pages); 0 if unknown."""
+    try:
+        with open("/proc/meminfo") as info:
+            return next(int(line.split()[1]) * 1024 for line in info if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return 0

@@ -26,11 +26,11 @@ from torch import nn
 from enas.config import Config, DataConfig, TrainConfig
 from enas.console import Reporter
 from enas.data.image_folder import cache_folder, load_image_folder
-from enas.data.images import (ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise,
-                              split_rows)
+from enas.data.images import ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise, split_rows
 from enas.data.torchvision_sets import load_torchvision
 from enas.errors import UserError
 from enas.folder.atomic import write_text
+from enas.folder.loading import read_text_file
 from enas.folder.names import CLASSES_FILE
 from enas.run.distributed import World
 from enas.spaces import build_space
@@ -172,9 +172,9 @@ class ImageTask:
         folder's first run, compared on every later one, since a network's outputs mean those
         classes in that order. Returns "": nothing about image data needs saying."""
         path, names = folder / CLASSES_FILE, "".join(f"{name}\n" for name in self.class_names)
-        if not path.is_file():
+        if not path.exists():
             write_text(path, names)
-        elif path.read_text(encoding="utf-8") != names:
+        elif read_text_file(path, "the class names, one a line") != names:
             raise UserError(f"the images at data.root have other classes than {path} lists: the data has changed "
                             f"since this folder's run began; point data.root at that run's data")
         return ""

@@ -15,29 +15,32 @@ from __future__ import annotations
 import bisect
 import math
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from enas.config import Config, RetrainConfig, TrainConfig
 from enas.console import Reporter
-from enas.data.text import UNK, Corpus, batchify, builtin_text, load_text_folder, unigram_ppl
+from enas.data.text import UNK, Corpus, batchify, builtin_text, open_text_folder, unigram_ppl
 from enas.errors import UserError
 from enas.folder.atomic import write_text
+from enas.folder.loading import read_text_file
 from enas.folder.names import TOKENS_FILE, VOCAB_FILE
 from enas.run.distributed import World
 from enas.spaces import build_space
 from enas.spaces.base import Model, TextShape
 
 
-def load_corpus(config: Config, folder: Path | None = None, reporter: Reporter | None = None) -> Corpus:
-    """The config's corpus; a text folder's ids are kept in `folder`/tokens.pt, read from there
-    while the text is unchanged."""
+def load_corpus(config: Config, folder: Path | None = None, reporter: Reporter | None = None
+                ) -> tuple[Corpus, Callable[[], None]]:
+    """The config's corpus, and what keeps a text folder's ids in `folder`/tokens.pt, where they
+    are read from while the text is unchanged (nothing to do for built-in text)."""
     data = config.data
     if data.name == "text":
-        return load_text_folder(data.root, data.max_vocab, data.min_count, data.unit,
-                                cache=folder / TOKENS_FILE if folder else None, reporter=reporter)
+        return open_text_folder(data.root, data.max_vocab, data.min_count, data.unit,
+                                folder / TOKENS_FILE if folder else None, reporter)
     return builtin_text(data.vocab_size, data.branching, data.train_tokens, data.valid_tokens,
-                        data.test_tokens, data.seed)
+                        data.test_tokens, data.seed), lambda: None
 
 
 class TextTask:
@@ -51,7 +54,9 @@ class TextTask:
                  folder: Path | None = None, reporter: Reporter | None = None, shard: World = World()):
         """`shard`: this rank trains on sequences rank*B .. rank*B + B - 1 of the size*B that make
         a training batch of the whole job (B = batch_size); validation and test are whole on every rank."""
-        self.corpus = corpus if corpus is not None else load_corpus(config, folder, reporter)
+        # the ids are cached by keep_data, once the run is accepted: a refused one writes nothing
+        self.corpus, self.keep_ids = (corpus, lambda: None) if corpus is not None else \
+            load_corpus(config, folder, reporter)
         self.train_cfg = train
         self.reward_constant = config.controller.reward_constant
         size = train.batch_size
@@ -152,14 +157,16 @@ class TextTask:
 
     def keep_data(self, folder: Path) -> str:
         """The vocabulary, one word a line in id order, in `folder`/vocab.txt: written on the
-        folder's first run, compared on every later one. Returns the share of each split outside
-        the vocabulary where there is any."""
+        folder's first run, compared on every later one; and the ids, in the tokens.pt of the folder
+        the task was built with, where they were read from the text. Returns the share of each
+        split outside the vocabulary where there is any."""
         path, words = folder / VOCAB_FILE, "".join(f"{word}\n" for word in self.corpus.vocab)
-        if not path.is_file():
+        if not path.exists():
             write_text(path, words)
-        elif path.read_text(encoding="utf-8") != words:
+        elif read_text_file(path, "the vocabulary, a word a line") != words:
             raise UserError(f"the text at data.root gives another vocabulary than {path} holds: the data has changed "
                             f"since this folder's run began; point data.root at that run's data")
+        self.keep_ids()
         outside = {split: share for split, share in self.corpus.oov.items() if share > 0}
         return "" if not outside else (f"vocabulary {self.corpus.vocab_size:,} words; mapped to {UNK}: " +
                                        ", ".join(f"{share:.2%} of {split}" for split, share in outside.items()))

@@ -1,0 +1,62 @@
+"""Reading back what the tool wrote before (issue 27: nothing read back can crash the tool): torch
+files through the weights-only loader, small text files, and the checks a loaded value passes
+before it is trusted. A reader turns what these report into a one-line error, or, for a cache,
+into a warning and a rebuild.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from enas.errors import UserError
+
+
+class Unreadable(ValueError):
+    """A file that cannot be loaded at all: cut off, foreign, unsafe, or not a file. Its message
+    says why, to follow "PATH is"."""
+
+
+def load_torch_file(path: Path) -> Any:
+    """What `path` holds, on the CPU, read by torch's weights-only loader (nothing in it runs)."""
+    with warnings.catch_warnings():
+        # A raw pickle draws torch's "Detected pickle protocol" warning and a source line; the
+        # caller's one line says all there is to say.
+        warnings.simplefilter("ignore")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:   # torch reports a cut-off, foreign or unsafe file as many unrelated errors
+            raise Unreadable("truncated, foreign or unsafe (refused by the weights-only loader; nothing in it "
+                             "ran)") from error
+
+
+def tensor_problem(value: Any, name: str, dtype: torch.dtype, dims: int, below: int | None = None) -> str:
+    """"" when `value` is a tensor of `dtype` with `dims` dimensions (integers: all in 0..below-1),
+    else what is wrong with it, naming it `name`."""
+    if value is None:
+        return f"{name}: missing"
+    if not isinstance(value, torch.Tensor):
+        return f"{name}: a {type(value).__name__}, not a tensor"
+    if value.dtype != dtype or value.dim() != dims:
+        return f"{name}: a {value.dim()}-D {value.dtype} tensor, not a {dims}-D {dtype} one"
+    if below is not None and value.numel() and not 0 <= int(value.min()) <= int(value.max()) < below:
+        return f"{name}: values outside 0..{below - 1}"
+    return ""
+
+
+def read_text_file(path: Path, holds: str) -> str:
+    """The UTF-8 text of `path`, a file of the run folder that holds `holds`; a one-line UserError
+    when it is a folder, unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        reason = f"it is not UTF-8 text ({error.reason} at byte {error.start})"
+    except IsADirectoryError:
+        reason = "it is a folder, not a file"
+    except OSError as error:
+        reason = f"it cannot be read ({error.strerror or error})"
+    raise UserError(f"{path} should hold {holds}, but {reason}; restore it from a copy, or delete it "
+                    "to have it written again from data.root")
