@@ -170,14 +170,14 @@ def search_epoch(search: Search, steps: Steps, reporter: Reporter) -> None:
     evaluate(search, steps.session, reporter)
 
 
-def supernet_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
+def supernet_phase(search: Search, steps: Steps, reporter: Reporter) -> None:
     """Train the supernet's shared weights for one pass, a freshly sampled architecture per batch."""
     cfg, task, progress = search.config.search, search.task, search.progress
     if progress.step == 0:
         task.start_epoch(search.shuffler)
         # The controller is fixed during this phase: sample the epoch's architectures at once.
         search.architectures = search.supernet_architectures(cfg.steps_per_epoch or task.batches("train"))
-    steps = len(search.architectures)
+    count = len(search.architectures)
     lr = learning_rate(cfg, progress.epoch)
     set_learning_rate(search.supernet_optimizer, lr)
     search.supernet.train()
@@ -185,30 +185,30 @@ def supernet_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
     def step() -> None:
         arch = search.architectures[progress.step]
         # a global window index, so that short epochs (steps_per_epoch) walk on through the data
-        runner.train_on(task, search.bind(arch, training=True), progress.epoch * steps + progress.step,
-                        search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip, cfg.decay_unused,
-                        clipped_decay(cfg))
+        steps.train_on(task, search.bind(arch, training=True), progress.epoch * count + progress.step,
+                       search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip, cfg.decay_unused,
+                       clipped_decay(cfg))
 
-    figures = runner.run_steps(reporter, f"epoch {progress.epoch + 1} supernet", steps, step)
+    figures = steps.run_steps(reporter, f"epoch {progress.epoch + 1} supernet", count, step)
     distributed.broadcast_buffers(search.supernet)
-    runner.session.metrics.write(SUPERNET, progress.epoch, search.state.controller_updates, loss=figures.mean_loss,
-                                 lr=lr, steps=steps, skipped=figures.skipped)
+    steps.session.metrics.write(SUPERNET, progress.epoch, search.state.controller_updates, loss=figures.mean_loss,
+                                lr=lr, steps=count, skipped=figures.skipped)
     search.architectures = []
     progress.begin(CONTROLLER)
 
 
-def controller_phase(search: Search, runner: Steps, reporter: Reporter) -> None:
+def controller_phase(search: Search, steps: Steps, reporter: Reporter) -> None:
     """REINFORCE updates of the controller; rewards from validation batches, shared weights fixed."""
-    session = runner.session
-    steps, progress, state = search.config.controller.steps, search.progress, search.state
+    session = steps.session
+    updates, progress, state = search.config.controller.steps, search.progress, search.state
     search.supernet.eval()
-    with reporter.phase(f"epoch {progress.epoch + 1} controller", steps) as update:
+    with reporter.phase(f"epoch {progress.epoch + 1} controller", updates) as update:
         update(advance=progress.step)
-        while progress.step < steps:
+        while progress.step < updates:
             stats = controller_step(search)
             progress.step += 1
             if stats is None:
-                runner.skip("reward")
+                steps.skip("reward")
                 update()
             else:
                 progress.add()
