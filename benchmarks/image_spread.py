@@ -48,9 +48,9 @@ def main() -> None:
         for i, arch in enumerate(uniform_cells(config, args.cells, args.seed)):
             start = time.perf_counter()
             result = run_retrain(config, arch, Path(folder) / str(i), False, Reporter(quiet=True))
-            accuracies.append(result["value"])
-            print(f"cell {i}  test acc {result['value']:.3f}  {time.perf_counter() - start:5.1f} s  "
-                  f"{result['params']:6d} params  {official(arch)}", flush=True)
+            accuracies.append(result.value)
+            print(f"cell {i}  test acc {result.value:.3f}  {time.perf_counter() - start:5.1f} s  "
+                  f"{result.params:6d} params  {official(arch)}", flush=True)
     print(f"lowest {min(accuracies):.3f}  highest {max(accuracies):.3f}  "
           f"spread {100 * (max(accuracies) - min(accuracies)):.1f} points  "
           f"mean {sum(accuracies) / len(accuracies):.3f}")

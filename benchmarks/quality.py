@@ -30,6 +30,7 @@ from enas.commands.standalone import Budget
 from enas.commands.sweep import search_and_derive, search_seconds
 from enas.config import load_config, preset_path
 from enas.console import Reporter
+from enas.records import RankReport
 
 QUIET = Reporter(quiet=True)
 
@@ -40,9 +41,10 @@ def one_seed(layers: list[Path], overrides: list[str], seed: int, args: argparse
     budget = Budget(args.epochs or config.retrain.epochs, seed=0)
     cache, rerun = args.out / "standalone", "python -m benchmarks.quality (the same arguments)"
     started = time.perf_counter()
-    rank = run_rank(config, run_dir, args.panel, args.samples, budget, cache, 5, rerun, QUIET) \
-        if args.panel else json.loads((run_dir / RANK_FILE).read_text()) if (run_dir / RANK_FILE).is_file() else {}
-    compare = run_compare(config, run_dir, args.random, budget, cache, rerun, QUIET)
+    report = run_rank(config, run_dir, args.panel, args.samples, budget, cache, 5, rerun, QUIET) \
+        if args.panel else RankReport.read_if_any(run_dir)
+    rank = report.to_json() if report else {}
+    compare = run_compare(config, run_dir, args.random, budget, cache, rerun, QUIET).to_json()
     return {"seed": seed, "kendall_tau": rank.get("kendall_tau"), "tau_uniform": rank.get("kendall_tau_uniform"),
             "spearman_rho": rank.get("spearman_rho"),
             "top5_overlap": rank.get("top_k_overlap"), "percentile": compare["percentile"],

@@ -221,7 +221,7 @@ def test_an_enas_lm_retrain_averages_from_its_trigger_and_tests_the_final_averag
     expected = [torch.stack(ws).mean(0) for ws in zip(*after_steps[8:12])]
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.allclose(saved[name], weight, atol=1e-6) for name, weight in zip(saved, expected))
-    assert result["valid_ppl"] == 7.0 and result["averaged"]   # the last validation, not the best
+    assert result.figure("valid_ppl") == 7.0 and result.averaged   # the last validation, not the best
 
 
 # 7. Random BPTT as enas_lm draws it
