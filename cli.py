@@ -238,7 +238,8 @@ def rank(
 
     def body() -> None:
         cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
-        from enas.commands.rank import RANK_FILE, RANK_PATH, run_rank
+        from enas.commands.rank import RANK_PATH, run_rank
+        from enas.folder.names import RANK_FILE
 
         report = run_rank(cfg, run_dir, panel, samples, budget, folder, top, rerun, Reporter(quiet))
         typer.echo(f"Kendall tau {report.kendall_tau:.3f}  Spearman rho {report.spearman_rho:.3f}  "
@@ -258,7 +259,8 @@ def compare(
 
     def body() -> None:
         cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
-        from enas.commands.compare import COMPARE_FILE, run_compare
+        from enas.commands.compare import run_compare
+        from enas.folder.names import COMPARE_FILE
 
         report = run_compare(cfg, run_dir, random, budget, folder, rerun, Reporter(quiet))
         typer.echo(f"derived {report.metric} {report.derived[report.metric]:.4g}: beats "

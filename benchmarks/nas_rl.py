@@ -20,8 +20,8 @@ from pathlib import Path
 
 from enas.commands.search import run_search
 from enas.config import Config, load_config, preset_path
-from enas.run.metrics import read_metrics
 from enas.console import Reporter
+from enas.run.metrics import read_metrics
 
 
 def timed_search(config: Config, folder: Path) -> float:

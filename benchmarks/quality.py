@@ -24,12 +24,13 @@ import statistics
 import time
 from pathlib import Path
 
-from enas.commands.compare import COMPARE_FILE, run_compare
-from enas.commands.rank import RANK_FILE, run_rank
+from enas.commands.compare import run_compare
+from enas.commands.rank import run_rank
 from enas.commands.standalone import Budget
 from enas.commands.sweep import search_and_derive, search_seconds
-from enas.config import load_config, preset_path
+from enas.config import preset_path
 from enas.console import Reporter
+from enas.folder.names import COMPARE_FILE, RANK_FILE
 from enas.records import RankReport
 
 QUIET = Reporter(quiet=True)
@@ -37,7 +38,7 @@ QUIET = Reporter(quiet=True)
 
 def one_seed(layers: list[Path], overrides: list[str], seed: int, args: argparse.Namespace) -> dict:
     run_dir = args.out / (args.name or args.config) / f"seed-{seed}"
-    config = search_and_derive(load_config(layers, [*overrides, f"seed={seed}"]), run_dir, QUIET)
+    config = search_and_derive(layers, [*overrides, f"seed={seed}"], run_dir, QUIET)
     budget = Budget(args.epochs or config.retrain.epochs, seed=0)
     cache, rerun = args.out / "standalone", "python -m benchmarks.quality (the same arguments)"
     started = time.perf_counter()

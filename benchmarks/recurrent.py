@@ -28,10 +28,10 @@ from torch import nn
 from benchmarks.steps import rewarder, trainer
 from benchmarks.timing import Timing, interleaved, kernels_per_call, synchronizer
 from enas.config import Config, load_config, preset_path
-from enas.strategies.controller import draw_architectures
 from enas.data.text import Corpus
 from enas.spaces.base import Model
 from enas.spaces.recurrent import RecurrentPlan
+from enas.strategies.controller import draw_architectures
 from enas.tasks.text import TextTask
 
 PTB_VOCAB = 10_000          # Penn Treebank (Mikolov's preprocessing)

@@ -29,13 +29,13 @@ import torch
 import torch.distributed as dist
 
 from enas.config import Config, load_config, preset_path
-from enas.run import distributed
 from enas.console import Reporter
+from enas.run import distributed
 from enas.run.session import Session
 from enas.run.steps import Steps
 from enas.run.training import setup_runtime
-from enas.strategies.supernet_search import Search, controller_phase, supernet_phase
 from enas.strategies.child_search import run_child_search
+from enas.strategies.supernet_search import Search, controller_phase, supernet_phase
 
 QUIET = Reporter(quiet=True)
 

@@ -109,7 +109,7 @@ def test_a_search_stopped_or_killed_inside_a_child_resumes_to_the_same_trials(tm
 
 
 def test_an_unknown_strategy_is_a_one_line_error():
-    with pytest.raises(UserError, match="strategy='bayes' is not one of enas, nas_rl"):
+    with pytest.raises(UserError, match="strategy='bayes' is not one of enas, random_ws, nas_rl, random"):
         tiny("strategy=bayes")
 
 
@@ -134,7 +134,7 @@ def test_the_nas_rl_presets_search_derive_and_retrain_through_the_command_line(p
 
 
 def test_published_architectures_are_taken_by_name_for_their_own_space():
-    from cli import _architecture
+    from enas.run.retrain_setup import checked_architecture as _architecture
     from enas.spaces.nas_cell import PUBLISHED_PTB
 
     assert _architecture("nas_rl_ptb", "nas_cell") == from_official(PUBLISHED_PTB, "nas_cell")

@@ -35,7 +35,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from enas.folder import atomic as runs_module
-from enas.strategies import enas as search_module
+from enas.strategies import supernet_search as search_module
 from enas.run.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
 from enas.config import Config, TrainConfig, load_config, preset_path
 from enas.errors import DiskFullError, NonFiniteError, Stopped

@@ -62,7 +62,9 @@ def test_a_word_level_ptb_cell_trains_on_character_level_ptb_in_bits_per_charact
     enas("retrain", "--arch", "0 0 1 1 2 1 3 2 0", "-c", "ptb_final", "-o", str(out), f"data.root={PTB}",
          "data.unit=char", "recurrent.hidden=32", "retrain.epochs=1", "retrain.steps_per_epoch=200",
          "retrain.batch_size=64", "retrain.eval_batch_size=0", "retrain.eval_bptt=0", "retrain.average_after=0",
-         "threads=2")
+         # 200 steps of a 32-wide cell at lr 20 are seed-sensitive under enas_lm's clip and window forms
+         # (4.0-4.5 bits over seeds 0-2); the AWD forms learn steadily, which is what this test is about
+         "retrain.decay_in_clip=false", "retrain.random_bptt_form=awd", "threads=2")
     summary = json.loads((out / "result.json").read_text())
     assert len((out / "vocab.txt").read_text().splitlines()) == 50
     assert math.isclose(summary["test_bpc"], math.log2(summary["value"]))
