@@ -160,6 +160,8 @@ def derive(
         best = run_derive(cfg, run_dir, _reporter(quiet))
         from enas.spaces import official
 
+        if best.table is not None:   # bench.table: where the benchmark places the derived cell
+            typer.echo("\n".join(best.table.lines()))
         typer.echo(f"best: {official(best.arch)} (valid score {best.score:.4g})\n"
                    f"wrote {run_dir / 'arch.json'}\nnext: enas retrain {run_dir}")
 

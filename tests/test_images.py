@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enas.errors import UserError
+from enas.data.config import DataConfig
 from enas.data.images import augment, builtin_images, channel_stats, load_cifar10, normalise
-from enas.config import DataConfig
+from enas.errors import UserError
 from enas.tasks.image import load_images
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

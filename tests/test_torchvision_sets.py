@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from enas.config import TORCHVISION_SETS, load_config
+from enas.config import load_config
+from enas.data.config import TORCHVISION_SETS
 from enas.data.torchvision_sets import SETS, load_torchvision
 from enas.errors import UserError
 from enas.tasks import build_task

@@ -26,6 +26,7 @@ from enas.spaces import official, space_type
 from enas.spaces.architecture import Architecture
 from enas.strategies import strategy_of
 from enas.strategies.base import Derived
+from enas.tables import TableFigures, load_bench
 
 CELL_TEXT, CELL_DOT = "cell.txt", "cell.dot"
 
@@ -34,6 +35,7 @@ CELL_TEXT, CELL_DOT = "cell.txt", "cell.dot"
 class Candidate:
     arch: Architecture
     score: float
+    table: TableFigures | None = None   # its figures in the run's benchmark table (bench.table), if any
 
 
 def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
@@ -52,7 +54,9 @@ def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
 def keep_best(run_dir: Path, derived: Derived, config: Config, reporter: Reporter) -> Candidate:
     """Write the best-scored architecture (arch.json, cell.*) and print the table of the best."""
     ranked = sorted(derived.scores.items(), key=lambda item: item[1], reverse=not derived.lower_is_better)
-    best = Candidate(*ranked[0])
+    arch, score = ranked[0]
+    bench = load_bench(config.bench)   # a one-line error for a malformed table or an absent architecture
+    best = Candidate(arch, score, bench[0].figures(official(arch)) if bench else None)
     write_architecture(run_dir, best, derived.metric, derived.sampled)
     reporter.print(_table(ranked[:config.derive.top], derived.metric))
     return best
@@ -61,7 +65,8 @@ def keep_best(run_dir: Path, derived: Derived, config: Config, reporter: Reporte
 def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int) -> None:
     text, graph = space_type(best.arch.space).render(best.arch)
     record = {**best.arch.to_json(), "official": official(best.arch),
-              f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines()}
+              f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines(),
+              **({"bench": best.table.to_json()} if best.table else {})}
     write_json(run_dir / ARCH_FILE, record)
     write_text(run_dir / CELL_TEXT, text + "\n")
     write_text(run_dir / CELL_DOT, graph.dot())

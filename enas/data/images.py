@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from enas.data.config import SPLITS
 from enas.errors import UserError
 
 CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -119,7 +120,6 @@ def load_cifar10(root: str | Path) -> ImageData:
 
 # --------------------------------------------------------------------------- the search's hold-out
 
-SPLITS = ("tail", "nb201")   # data.split
 NB201_SPLIT_SEED = 201       # the permutation of split nb201: fixed, whatever the run's seed
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enas.errors import UserError
 from enas.strategies.base import Strategy
 from enas.strategies.enas import Enas, RandomWS
+from enas.strategies.evolution import Evolution
 from enas.strategies.nas_rl import NasRL, Random
 
 STRATEGIES: dict[str, Strategy] = {strategy.name: strategy for strategy in (
@@ -17,6 +18,7 @@ STRATEGIES: dict[str, Strategy] = {strategy.name: strategy for strategy in (
     RandomWS(),    # random search with weight sharing (Li & Talwalkar 2019)
     NasRL(),       # children trained from scratch (Zoph & Le 2017)
     Random(),      # random search, children trained from scratch
+    Evolution(),   # regularized evolution, children trained from scratch (Real et al. 2019)
 )}
 
 

@@ -24,9 +24,9 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from functools import partial, reduce
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -46,13 +46,30 @@ from enas.run.training import count_parameters, model_of, place, rng_state, set_
 from enas.spaces import from_json, official
 from enas.spaces.architecture import Architecture
 from enas.strategies import strategy_of
-from enas.strategies.base import CONTROLLER, RANDOM, Derived
+from enas.strategies.base import CONTROLLER, RANDOM, Derived, Strategy
 from enas.strategies.controller import Controller, build_optimizer, reinforce_update
-from enas.strategies.nas_rl import NasRL
 from enas.strategies.watch import watch
+from enas.tables import load_bench
+from enas.tables.scores import reward as table_reward
 from enas.tasks import Task, build_task
 
 CHILDREN = "children"   # the one phase of an update: training its children
+
+
+class ChildStrategy(Strategy, Protocol):
+    """A strategy whose every child is trained alone (or looked up in a benchmark table): what this
+    loop asks of it beyond `Strategy`."""
+
+    learns: bool   # False: the controller stays at the uniform policy (it may still propose)
+
+    def per_update(self, config: Config) -> int:
+        """Children proposed in one update (one process's share)."""
+
+    def propose(self, search: ChildSearch, n: int) -> list[Architecture]:
+        """The n architectures of a new update, drawn with the search's sampler."""
+
+    def learn(self, search: ChildSearch, session: Session) -> None:
+        """Learn from the update's rewards (search.state.rewards) and log the update's metrics line."""
 
 
 @dataclass
@@ -67,6 +84,7 @@ class UpdateState:
     rewards: list[float] = field(default_factory=list)
     trials: dict[str, dict[str, Any]] = field(default_factory=dict)  # canonical form -> trial, for the cache
     warned: bool = False   # the collapse warning is given once a run
+    population: list[list] = field(default_factory=list)   # evolution: [choices, reward] pairs, oldest first
 
 
 class ChildSearch:
@@ -74,13 +92,15 @@ class ChildSearch:
 
     kind = "search"
 
-    def __init__(self, config: Config, device: torch.device, run_dir: Path, reporter: Reporter | None = None,
-                 learns: bool = True):
-        """`learns` False: the controller stays at the uniform policy (random)."""
-        self.config, self.device, self.run_dir, self.learns = config, device, run_dir, learns
+    def __init__(self, config: Config, device: torch.device, run_dir: Path, reporter: Reporter | None,
+                 strategy: ChildStrategy):
+        """`strategy`: what proposes each update's children and learns from their rewards."""
+        self.config, self.device, self.run_dir, self.strategy = config, device, run_dir, strategy
+        self.learns = strategy.learns
         self.task: Task = build_task(config, config.search, run_dir, reporter).to(device)
+        self.bench = load_bench(config.bench)   # (table, metric): children looked up, not trained
         self.controller = Controller.for_space(self.task.space, config.controller)
-        if not learns:
+        if not self.learns:
             self.controller.make_uniform()   # random: uniform architectures, never updated
         self.controller_optimizer = build_optimizer(self.controller)
         self.sampler = torch.Generator().manual_seed(config.seed + 1)    # architectures
@@ -91,13 +111,16 @@ class ChildSearch:
         self._boundary: dict[str, Any] = {}
 
     def mark_boundary(self) -> None:
-        """Remember the state here, between two children: what a checkpoint saves until the next one."""
+        """Remember the state here, between two children: what a checkpoint saves until the next one.
+        A trial is never changed once recorded, so the trials are kept by reference, not copied."""
         self.trials.sync()
         self._boundary = copy.deepcopy({
-            key.STRATEGY: dataclasses.asdict(self.state), key.CONTROLLER: self.controller.state_dict(),
+            key.STRATEGY: dataclasses.asdict(dataclasses.replace(self.state, trials={})),
+            key.CONTROLLER: self.controller.state_dict(),
             key.CONTROLLER_OPTIMIZER: self.controller_optimizer.state_dict(), key.SAMPLER: self.sampler.get_state(),
             key.SHUFFLER: self.shuffler.get_state(), key.TASK: self.task.state_dict(), key.RNG: rng_state(),
             key.TRIALS_LINES: self.trials.lines})
+        self._boundary[key.STRATEGY]["trials"] = dict(self.state.trials)
 
     def state_dict(self) -> dict[str, Any]:
         return {key.CONFIG: to_dict(self.config), key.PROGRESS: self.progress.state_dict(), **self._boundary}
@@ -123,29 +146,32 @@ class ChildSearch:
         return repr(self.task.space.canonical(arch))
 
     def draw(self) -> None:
-        """The architectures of a new update, drawn without gradients."""
+        """The architectures of a new update, as the strategy proposes them."""
         self.state.drawn_from = self.sampler.get_state()
-        self.controller.eval()
-        with torch.no_grad():
-            drawn = self.controller(self.config.nas_rl.children * distributed.world().size, self.sampler).architectures
+        drawn = self.strategy.propose(self, self.strategy.per_update(self.config) * distributed.world().size)
         self.state.architectures = [arch.to_json()["choices"] for arch in drawn]
         self.state.rewards = []
 
+    @property
+    def budget(self) -> int:
+        """Updates in the whole search (the strategy's budget key)."""
+        return reduce(getattr, self.strategy.budget.split("."), self.config)
+
 
 def run_child_search(config: Config, run_dir: Path, resume: bool, reporter: Reporter,
-                     strategy: NasRL | None = None) -> ChildSearch:
+                     strategy: ChildStrategy | None = None) -> ChildSearch:
     """`strategy`: the one the config names, unless given (a strategy that reuses this loop)."""
     strategy = strategy or strategy_of(config.strategy)
     run = open_run(config, run_dir, resume, reporter, ChildSearch.kind, CHILDREN, strategy.epoch_shape)
     saved = run.saved
-    search = ChildSearch(config, run.device, run_dir, reporter, strategy.learns)
+    search = ChildSearch(config, run.device, run_dir, reporter, strategy)
     run.keep(search.task)
     search.trials = MetricsLog(run_dir / TRIALS_FILE, saved[key.TRIALS_LINES] if saved else 0,
                                events_for(config, run_dir))
     try:
         search.mark_boundary()
         with run.session(search) as session:
-            session.drive(config.nas_rl.updates, CHILDREN, partial(update, search, Steps(session), reporter))
+            session.drive(search.budget, CHILDREN, partial(update, search, Steps(session), reporter))
     finally:
         search.trials.close()
     return search
@@ -156,10 +182,11 @@ def update(search: ChildSearch, runner: Steps, reporter: Reporter) -> None:
     progress, state = search.progress, search.state
     if not state.architectures:   # a new update (a resumed one has drawn its architectures already)
         search.draw()
-        search.mark_boundary()
+        if not search.bench:   # looked-up children leave no state worth saving before the update's end
+            search.mark_boundary()
     children, world = len(state.architectures), distributed.world()
     started = time.time()
-    with reporter.phase(f"update {progress.epoch + 1}/{search.config.nas_rl.updates} children", children) as bar:
+    with reporter.phase(f"update {progress.epoch + 1}/{search.budget} children", children) as bar:
         bar(completed=progress.step)
         while progress.step < children:   # a round: each rank trains one child, the next ones in turn
             arch = Architecture(search.task.space.name, tuple(state.architectures[progress.step + world.rank]))
@@ -173,12 +200,22 @@ def update(search: ChildSearch, runner: Steps, reporter: Reporter) -> None:
             for trial, cached in outcomes:
                 state.rewards.append(record(search, trial, cached))
             progress.step += world.size
-            search.mark_boundary()
-            runner.session.checkpoint()   # a child is costly: never trained twice after a kill
+            if not search.bench:   # a trained child is costly: never trained twice after a kill
+                search.mark_boundary()
+                runner.session.checkpoint()
             done = max(progress.step, 1)
             bar(completed=progress.step, best=max(t["reward"] for t in state.trials.values()),
                 s_per_child=(time.time() - started) / done)
-    controller_update(search, runner.session)
+    search.strategy.learn(search, runner.session)
+    state.architectures, state.rewards, state.drawn_from = [], [], None
+    search.mark_boundary()
+
+
+def controller_draw(search: ChildSearch, n: int) -> list[Architecture]:
+    """n architectures of the controller, drawn without gradients (NAS-RL, random)."""
+    search.controller.eval()
+    with torch.no_grad():
+        return search.controller(n, search.sampler).architectures
 
 
 def controller_update(search: ChildSearch, session: Session) -> None:
@@ -197,20 +234,30 @@ def controller_update(search: ChildSearch, session: Session) -> None:
         state.baseline, stats = reinforce_update(search.controller, search.controller_optimizer, samples,
                                                  state.rewards, state.baseline)
         state.controller_updates += 1
-        policy, state.warned = watch(search.controller, config.seed, epoch, config.nas_rl.updates, state.warned)
+        policy, state.warned = watch(search.controller, config.seed, epoch, search.budget, state.warned)
         session.metrics.write(CONTROLLER, epoch, state.controller_updates, reward=stats.reward,
                               baseline=stats.baseline, entropy=stats.entropy, loss=stats.loss, best_reward=best,
                               search_s=round(session.elapsed, 2), **policy,
                               **distributed.check_replicas(search.controller))
-    state.architectures, state.rewards, state.drawn_from = [], [], None
-    search.mark_boundary()
 
 
 def child_trial(search: ChildSearch, runner: Steps, arch: Architecture) -> tuple[dict[str, Any], bool]:
     """The trial of `arch`, and whether it was looked up where a child of the same network was
     trained already (else it is trained now)."""
     trial = search.state.trials.get(search.canonical(arch)) if search.config.nas_rl.cache else None
-    return (trial, True) if trial is not None else (train_child(search, runner, arch), False)
+    if trial is not None:
+        return trial, True
+    return (table_child(search, arch) if search.bench else train_child(search, runner, arch)), False
+
+
+def table_child(search: ChildSearch, arch: Architecture) -> dict[str, Any]:
+    """`arch` looked up in the benchmark table (bench.table) instead of trained: the benchmark's own
+    protocol for multi-trial searches. Its reward maps the bench.metric accuracy (bench.reward)."""
+    table, metric = search.bench
+    value = table.value(official(arch), metric)
+    return {"arch": official(arch), "choices": arch.to_json()["choices"],
+            "reward": table_reward(value, search.config.bench.reward), f"table_{metric}": value,
+            f"valid_{search.task.metric}": value / 100, "params": 0, "seconds": 0.0}
 
 
 def record(search: ChildSearch, trial: dict[str, Any], cached: bool) -> float:

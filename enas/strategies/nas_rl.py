@@ -15,6 +15,9 @@ from enas.strategies.base import CONTROLLER, RANDOM, Derived, Phase, Scorer
 if TYPE_CHECKING:
     from enas.config import Config
     from enas.console import Reporter
+    from enas.run.session import Session
+    from enas.spaces.architecture import Architecture
+    from enas.strategies.child_search import ChildSearch
 
 
 @dataclass
@@ -43,6 +46,19 @@ class NasRL:
     scored_by = "trained from scratch"
     epoch_shape = ("nas_rl.children",)
     learns = True   # False: the controller stays at the uniform policy
+
+    def per_update(self, config: Config) -> int:
+        return config.nas_rl.children
+
+    def propose(self, search: ChildSearch, n: int) -> list[Architecture]:
+        from enas.strategies.child_search import controller_draw
+
+        return controller_draw(search, n)
+
+    def learn(self, search: ChildSearch, session: Session) -> None:
+        from enas.strategies.child_search import controller_update
+
+        controller_update(search, session)
 
     def search(self, config: Config, run_dir: Path, resume: bool, reporter: Reporter) -> object:
         from enas.strategies.child_search import run_child_search

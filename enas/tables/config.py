@@ -10,6 +10,8 @@ from enas.errors import UserError
 from enas.fields import option
 from enas.tables.table import BenchTable
 
+REWARD_MAPPINGS = ("identity", "cube")   # bench.reward
+
 
 @dataclass
 class BenchConfig:
@@ -20,6 +22,9 @@ class BenchConfig:
                         "them; \"\" means no table")
     metric: str = option("", "the column of bench.table a search may use (NAS-Bench-201: cifar10_valid; keep "
                          "test columns for reporting only); \"\" means the table's first metric column")
+    reward: str = option("identity", "table-backed nas_rl, random and evolution: a child's reward from its "
+                         "bench.metric value in %: identity (value / 100, the benchmark's REINFORCE) or cube "
+                         "((value / 100)^3, Zoph & Le's)", choices=REWARD_MAPPINGS)
 
 
 def bench_errors(bench: BenchConfig) -> list[str]:

@@ -9,9 +9,8 @@ from typing import Sequence
 
 from enas.errors import UserError
 from enas.ranking import kendall_tau
+from enas.tables.config import REWARD_MAPPINGS
 from enas.tables.table import BenchTable
-
-REWARD_MAPPINGS = ("identity", "cube")
 
 
 def table_tau(archs: Sequence[str], scores: Sequence[float], table: BenchTable, column: str,

@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 import torch
 
-from enas.config import IMAGE_DATASETS, Config, SearchConfig, TrainConfig
+from enas.config import Config, SearchConfig, TrainConfig
 from enas.console import Reporter
+from enas.data.config import IMAGE_DATASETS
 from enas.errors import UserError
 from enas.run import distributed
 from enas.run.distributed import World

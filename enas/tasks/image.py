@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from enas.config import Config, DataConfig, TrainConfig
+from enas.config import Config, TrainConfig
 from enas.console import Reporter
+from enas.data.config import DataConfig
 from enas.data.image_folder import cache_folder, load_image_folder
 from enas.data.images import ImageData, augment, builtin_images, channel_stats, load_cifar10, normalise, split_rows
 from enas.data.torchvision_sets import load_torchvision
