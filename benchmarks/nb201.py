@@ -29,6 +29,7 @@ from enas.commands.panel import uniform_architectures
 from enas.commands.sweep import search_and_derive, search_seconds
 from enas.config import Config, preset_path
 from enas.console import Reporter
+from enas.records import ArchRecord
 from enas.spaces import official
 from enas.strategies import strategy_of
 from enas.tables import load_bench
@@ -50,9 +51,9 @@ def one_run(strategy: str, seed: int, args: argparse.Namespace) -> dict[str, Any
         overrides += [f"data.name={kind}", f"data.root={args.data}"]
     run_dir = args.out / strategy / f"seed-{seed}"
     config = search_and_derive([preset_path(PRESETS[strategy])], overrides, run_dir, QUIET)
-    arch = json.loads((run_dir / "arch.json").read_text())
-    figures = {column: values for column, values in arch["bench"]["metrics"].items()}
-    row = {"strategy": strategy, "seed": seed, "arch": arch["official"], "search_s": search_seconds(run_dir),
+    arch = ArchRecord.read(run_dir)
+    figures = arch.bench["metrics"]
+    row = {"strategy": strategy, "seed": seed, "arch": arch.official, "search_s": search_seconds(run_dir),
            **{f"{c}_{k}": v[k] for c, v in figures.items() for k in ("value", "rank", "percentile")}}
     if strategy in SHARED and args.panel:
         row["tau"] = shared_tau(config, run_dir, args.panel, seed)

@@ -16,8 +16,9 @@ from rich.table import Table
 
 from enas.config import Config
 from enas.console import Reporter
-from enas.folder.atomic import write_json, write_text
-from enas.folder.names import ARCH_FILE, CANDIDATES_FILE, PLOTS_DIR
+from enas.folder.atomic import write_text
+from enas.folder.names import CANDIDATES_FILE, PLOTS_DIR
+from enas.records import ArchRecord
 from enas.report.run_plots import CELL_PLOT, draw_after
 from enas.run import distributed
 from enas.run.events import write_events
@@ -64,10 +65,8 @@ def keep_best(run_dir: Path, derived: Derived, config: Config, reporter: Reporte
 
 def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int) -> None:
     text, graph = space_type(best.arch.space).render(best.arch)
-    record = {**best.arch.to_json(), "official": official(best.arch),
-              f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines(),
-              **({"bench": best.table.to_json()} if best.table else {})}
-    write_json(run_dir / ARCH_FILE, record)
+    ArchRecord.of(best.arch, sampled=sampled, cell=text.splitlines(), bench=best.table.to_json() if best.table else {},
+                  figures={f"valid_{metric}": best.score}).write(run_dir)
     write_text(run_dir / CELL_TEXT, text + "\n")
     write_text(run_dir / CELL_DOT, graph.dot())
 

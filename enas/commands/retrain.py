@@ -21,9 +21,9 @@ import torch
 
 from enas.config import Config, to_dict
 from enas.console import Reporter
-from enas.folder.atomic import write_file, write_json
-from enas.folder.names import ARCH_FILE, MODEL_FILE, RETRAIN_PHASE
-from enas.records import Result
+from enas.folder.atomic import write_file
+from enas.folder.names import MODEL_FILE, RETRAIN_PHASE
+from enas.records import ArchRecord, Result
 from enas.report.run_plots import draw_after
 from enas.run import distributed
 from enas.run import state as key
@@ -107,7 +107,7 @@ def run_retrain(config: Config, arch: Architecture, out_dir: Path, resume: bool,
     retrain = Retrain(config, arch, run.device, data_dir or out_dir, reporter)
     run.keep(retrain.task)
     if not resume:
-        write_json(out_dir / ARCH_FILE, arch.to_json())
+        ArchRecord.of(arch).write(out_dir)
     with run.session(retrain) as session:
         session.drive(config.retrain.epochs, RETRAIN_PHASE, partial(retrain_epoch, retrain, Steps(session), reporter))
     result = finish(retrain, out_dir, session.elapsed)

@@ -6,6 +6,7 @@ into a warning and a rebuild.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,24 @@ def read_text_file(path: Path, holds: str) -> str:
         reason = f"it cannot be read ({error.strerror or error})"
     raise UserError(f"{path} should hold {holds}, but {reason}; restore it from a copy, or delete it "
                     "to have it written again from data.root")
+
+
+def read_json_file(path: Path, remedy: str) -> Any:
+    """The JSON value in `path`; a one-line UserError naming the file, what is wrong with it and
+    `remedy` (what to do) when it is absent, not a file, unreadable, not UTF-8, not JSON or nested
+    too deeply to parse. The one reader of every JSON file a run wrote (records, architectures)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = "does not exist"
+    except IsADirectoryError:
+        problem = "is a folder, not a file"
+    except json.JSONDecodeError as error:
+        problem = f"is damaged (not valid JSON: {error.msg} at line {error.lineno})"
+    except UnicodeDecodeError as error:
+        problem = f"is not UTF-8 text ({error.reason} at byte {error.start})"
+    except RecursionError:
+        problem = "nests its brackets too deeply"
+    except OSError as error:
+        problem = f"cannot be read ({error.strerror or error})"
+    raise UserError(f"{path} {problem}; {remedy}")

@@ -10,7 +10,6 @@ A record may keep figures whose names depend on the run (`valid_ppl`, `test_bpc`
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import types
 import typing
@@ -19,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from enas.errors import UserError
 from enas.folder.atomic import write_json
+from enas.folder.loading import read_json_file
 
 SCHEMA = "schema"   # the key of the version; a file without one is version 1
 FIGURES = "figures"
@@ -45,13 +45,7 @@ class Record:
     def read(cls: type[R], folder: Path) -> R:
         """The record in `folder`, checked; a one-line error when it is absent or damaged."""
         path = folder / cls.file
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path} does not exist; {cls.remedy}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-            raise UserError(f"{path} is damaged ({_first_line(error)}); {cls.remedy}") from None
-        return cls.from_json(data, path)
+        return cls.from_json(read_json_file(path, cls.remedy), path)
 
     @classmethod
     def read_if_any(cls: type[R], folder: Path) -> R | None:
@@ -122,9 +116,3 @@ def _fits(value: Any, kind: Any) -> bool:
 def _describe(kind: Any) -> str:
     names = {float: "a finite number", int: "an integer", str: "a string", bool: "true or false"}
     return names.get(kind, str(kind).replace("typing.", ""))
-
-
-def _first_line(error: Exception) -> str:
-    if isinstance(error, json.JSONDecodeError):
-        return f"not valid JSON: {error.msg} at line {error.lineno}"
-    return str(error).splitlines()[0] if str(error) else type(error).__name__

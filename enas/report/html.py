@@ -141,10 +141,11 @@ def derive_section(run: RunFiles) -> str:
         given = run.result.arch if run.result else ""
         return section("derive", missing("no derive in this folder (a retrain's own output); the architecture it "
                                          f"retrained: {given}"), image(plots / CELL_PLOT, "the retrained architecture"))
-    score = next((k for k in arch if k.startswith("valid_")), "")
-    shown = [("official string", arch.get("official", "")), (score.replace("_", " "), arch.get(score, "")),
-             ("candidates sampled", arch.get("sampled", ""))]
-    text = "\n".join(arch.get("cell", []))
+    name, score = arch.score or ("score", "")
+    shown = [("official string", arch.official), (name.replace("_", " "), score), ("candidates sampled", arch.sampled),
+             *((f"{column} in the benchmark table", f"{f['value']:g}: rank {f['rank']:,} of {f['rows']:,}, "
+                f"percentile {f['percentile']:.2f}") for column, f in arch.bench.get("metrics", {}).items())]
+    text = "\n".join(arch.cell)
     return section("derive", facts(shown), image(plots / CELL_PLOT, "the derived architecture"),
                    f"<pre>{escape(text)}</pre>", "<h3>Best candidates</h3>", candidates_table(run),
                    image(plots / DERIVE_PLOT, "the distribution of the candidates' scores"))

@@ -11,18 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from enas.config import Config
-from enas.errors import UserError
 from enas.folder.config_file import saved_config
-from enas.folder.names import (
-    ARCH_FILE,
-    CANDIDATES_FILE,
-    CONFIG_FILE,
-    METRICS_FILE,
-    RETRAIN_DIR,
-    RETRAIN_PHASE,
-    TRIALS_FILE,
-)
-from enas.records import CompareReport, RankReport, Result
+from enas.folder.names import CANDIDATES_FILE, CONFIG_FILE, METRICS_FILE, RETRAIN_DIR, RETRAIN_PHASE, TRIALS_FILE
+from enas.records import ArchRecord, CompareReport, RankReport, Result
 from enas.strategies import strategy_of
 from enas.strategies.base import Strategy
 from enas.tasks import Task, task_kind
@@ -73,8 +64,8 @@ class RunFiles:
         return read_lines(self.folder / CANDIDATES_FILE)
 
     @cached_property
-    def arch(self) -> dict[str, Any] | None:
-        return read_json(self.folder / ARCH_FILE)
+    def arch(self) -> ArchRecord | None:
+        return ArchRecord.read_if_any(self.folder)
 
     @cached_property
     def result(self) -> Result | None:
@@ -145,12 +136,3 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None

@@ -20,7 +20,7 @@ from enas.report.result_plots import derive_figure, rank_figure, retrain_figure
 from enas.report.run_files import RunFiles, plots_folder
 from enas.report.search_plots import search_figures
 from enas.run.distributed import is_main
-from enas.spaces import from_json, space_type
+from enas.spaces import space_type
 
 CELL_PLOT, DERIVE_PLOT, RETRAIN_PLOT, RANK_PLOT = "cell.png", "derive_scores.png", "retrain.png", "rank.png"
 
@@ -46,10 +46,7 @@ def _draw(folder: Path, only: str | None) -> list[Path]:
                for name, figure in draw().items()}
     paths = [save(figure, out / name) for name, figure in figures.items() if figure is not None]
     if run.arch is not None and only in (None, "derive"):
-        try:
-            arch = from_json(run.arch)
-        except UserError as error:
-            raise UserError(f"{folder / 'arch.json'}: {error}") from None
+        arch = run.arch.architecture()   # checked by its space when the record was read
         _, graph = space_type(arch.space).render(arch)
         paths.append(write_cell(graph, out / CELL_PLOT, f"{run.label}: {arch.space} architecture"))
     if not paths:

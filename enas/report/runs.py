@@ -79,8 +79,8 @@ def best_score(run: RunFiles) -> str:
     if retrain is not None and retrain.result is not None:
         return f"{retrain.result.metric.replace('_', ' ')} {retrain.result.value:.4g}"
     if run.arch is not None:
-        key = next((k for k in run.arch if k.startswith("valid_")), None)
-        return f"{key.replace('_', ' ')} {run.arch[key]:.4g}" if key else ""
+        name, value = run.arch.score or ("", None)
+        return f"{name.replace('_', ' ')} {value:.4g}" if name else ""
     key = f"valid_{run.metric}"
     values = [line[key] for line in [*run.metrics, *run.trials] if key in line and line["phase"] != RETRAIN_PHASE]
     return f"valid {run.metric} {run.best(values):.4g}" if values else ""

@@ -7,11 +7,11 @@ follow from the class (enas/spaces/base.py says what it implements).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from enas.errors import UserError
+from enas.folder.loading import read_json_file
 from enas.spaces.architecture import FORMAT_VERSION, Architecture, Choice
 from enas.spaces.base import DataShape, SearchSpace
 from enas.spaces.macro import MacroSpace
@@ -119,16 +119,6 @@ def _is_file(path: Path) -> bool:
 
 def _read_json(path: Path) -> Any:
     """The JSON value in the architecture file `path`, or a one-line error saying what is wrong with it."""
-    if not _is_file(path):
-        raise UserError(f"architecture file {path} does not exist or is not a file; run `enas derive RUN_DIR` first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        problem = f"is not valid JSON ({error.msg} at line {error.lineno})"
-    except UnicodeDecodeError as error:
-        problem = f"is not UTF-8 text ({error.reason} at byte {error.start})"
-    except RecursionError:
-        problem = "nests its brackets too deeply for an architecture"
-    except OSError as error:
-        problem = f"cannot be read ({error.strerror or error})"
-    raise UserError(f"architecture file {path} {problem}; give an arch.json written by `enas derive`")
+    if not _is_file(path) and path.exists():
+        raise UserError(f"architecture file {path} is not a file; give an arch.json written by `enas derive`")
+    return read_json_file(path, "give an arch.json written by `enas derive RUN_DIR`")
