@@ -23,7 +23,7 @@ from enas.report.run_files import RunFiles, plots_folder
 from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLOT, draw_after
 from enas.report.runs import duration, status, wall_time
 from enas.report.search_plots import SEARCH_PLOTS
-from enas.strategies.base import CONTROLLER, EVAL
+from enas.strategies.base import CONTROLLER
 
 SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",
             "retrain": "Retrain", "rank": "Rank", "compare": "Compare"}
@@ -120,13 +120,13 @@ def search_section(run: RunFiles) -> str:
         why = "this folder is a retrain's own output" if run.retrain is run else "no search epoch logged yet"
         return section("search", missing(f"no search: {why}"))
     plots = run.folder / PLOTS_DIR
-    evals, metric = run.phase(EVAL), f"valid_{run.metric}"
     done = len(run.phase(run.strategy.done_phase))
     shown = [(f"{run.strategy.unit}s logged", f"{done} of {run.setting(run.strategy.budget)}"),
              ("controller updates", len(run.phase(CONTROLLER)))]
-    if evals and metric in evals[-1]:
-        shown += [(f"last validation {run.metric_name} of the most likely architecture", evals[-1][metric]),
-                  ("that architecture (official string)", evals[-1].get("arch", ""))]
+    last = run.evals[-1] if run.evals else None
+    if last is not None and last.score(run.metric) is not None:
+        shown += [(f"last validation {run.metric_name} of the most likely architecture", last.score(run.metric)),
+                  ("that architecture (official string)", last.arch)]
     warnings = [m["warning"] for m in run.metrics if "warning" in m]
     images = "".join(image(plots / name, name.removesuffix(".png").replace("_", " ")) for name in SEARCH_PLOTS)
     return section("search", facts(shown), "".join(f"<p class=\"missing\">{escape(w)}</p>" for w in warnings),

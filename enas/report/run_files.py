@@ -13,9 +13,9 @@ from typing import Any
 from enas.config import Config
 from enas.folder.config_file import saved_config
 from enas.folder.names import CANDIDATES_FILE, CONFIG_FILE, METRICS_FILE, RETRAIN_DIR, RETRAIN_PHASE, TRIALS_FILE
-from enas.records import ArchRecord, CompareReport, RankReport, Result
+from enas.records import ArchRecord, CompareReport, EvalLine, RankReport, Result
 from enas.strategies import strategy_of
-from enas.strategies.base import Strategy
+from enas.strategies.base import EVAL, Strategy
 from enas.tasks import Task, task_kind
 
 METRIC_NAMES = {"ppl": "perplexity", "acc": "accuracy"}
@@ -54,6 +54,13 @@ class RunFiles:
     def phase(self, *names: str) -> list[dict[str, Any]]:
         """The metrics lines of these phases, in order."""
         return [line for line in self.metrics if line["phase"] in names]
+
+    @cached_property
+    def evals(self) -> list[EvalLine]:
+        """The eval lines of a weight-sharing search, each checked as its record."""
+        path = self.folder / METRICS_FILE
+        return [EvalLine.from_json({k: v for k, v in line.items() if k not in ("phase", "epoch", "step", "time")},
+                                   f"{path} (epoch {line['epoch'] + 1})") for line in self.phase(EVAL)]
 
     @cached_property
     def trials(self) -> list[dict[str, Any]]:

@@ -34,8 +34,10 @@ import torch
 from torch import nn
 
 from enas.config import ControllerConfig
+from enas.errors import UserError
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import Decision, SearchSpace
+from enas.tasks import BYTES_PER_PARAMETER, available_memory
 
 
 @dataclass
@@ -114,7 +116,16 @@ class Controller(nn.Module):
 
     @classmethod
     def for_space(cls, space: SearchSpace, cfg: ControllerConfig) -> Controller:
-        """The controller of a search space (its `name`, `decisions()` and `initial_anchors`)."""
+        """The controller of a search space (its `name`, `decisions()` and `initial_anchors`); a one-line
+        error naming controller.hidden when its weights and gradients would not fit in the memory free
+        (counted on torch's meta device first, which allocates nothing)."""
+        with torch.device("meta"):
+            size = sum(p.numel() for p in cls(space.name, space.decisions(), space.initial_anchors, cfg).parameters())
+        available = available_memory()
+        if available and BYTES_PER_PARAMETER * size > available:
+            raise UserError(f"the controller's weights need {BYTES_PER_PARAMETER * size / 2**30:,.1f} GiB ({size:,} "
+                            f"parameters), more than the {available / 2**30:,.1f} GiB of memory free; lower "
+                            f"controller.hidden={cfg.hidden}")
         return cls(space.name, space.decisions(), space.initial_anchors, cfg)
 
     def forward(self, n: int, generator: torch.Generator | None = None, greedy: bool = False) -> Samples:

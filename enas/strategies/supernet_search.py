@@ -24,6 +24,7 @@ import torch
 
 from enas.config import Config, to_dict
 from enas.console import Reporter
+from enas.records import EvalLine
 from enas.run import distributed
 from enas.run import state as key
 from enas.run.opening import open_run
@@ -261,8 +262,9 @@ def evaluate(search: Search, session: Session, reporter: Reporter) -> None:
     epoch, config = search.progress.epoch, search.config
     policy, search.state.warned = watch(search.controller, config.seed, epoch, config.search.epochs,
                                         search.state.warned)
-    session.metrics.write(EVAL, epoch, search.state.controller_updates, **{f"valid_{task.metric}": value},
-                          arch=official(arch), search_s=round(session.elapsed, 2), **policy,
-                          **distributed.check_replicas(search.supernet, search.controller))
+    line = EvalLine(official(arch), round(session.elapsed, 2), **policy,
+                    **distributed.check_replicas(search.supernet, search.controller),
+                    figures={f"valid_{task.metric}": value})
+    session.metrics.write(EVAL, epoch, search.state.controller_updates, **line.fields())
     reporter.print(f"epoch {search.progress.epoch + 1}: valid {task.metric} {value:.4g} of the most likely "
                    f"architecture [{official(arch)}]")

@@ -20,7 +20,6 @@ from enas.errors import UserError
 from enas.run import distributed
 from enas.run.distributed import World
 from enas.spaces.base import DataShape, Model, SearchSpace
-from enas.strategies.controller import Controller
 from enas.tasks.image import ImageTask
 from enas.tasks.text import TextTask
 
@@ -102,21 +101,19 @@ def task_kind(config: Config) -> type[Task]:
 
 
 def check_memory(config: Config, space: SearchSpace) -> None:
-    """A one-line error naming the size keys when the weights and gradients of the supernet and the
-    controller alone would not fit in the memory available now, before a weight is allocated: they
-    are counted on torch's meta device, which allocates nothing."""
+    """A one-line error naming the size keys when the weights and gradients of the supernet alone
+    would not fit in the memory available now, before a weight is allocated: they are counted on
+    torch's meta device, which allocates nothing. (The controller's are a rounding error beside them.)"""
     available = available_memory()
     with torch.device("meta"):
         supernet = sum(p.numel() for p in space.supernet().parameters())
-        controller = sum(p.numel() for p in Controller.for_space(space, config.controller).parameters())
-    needed = BYTES_PER_PARAMETER * (supernet + controller)
+    needed = BYTES_PER_PARAMETER * supernet
     if available and needed > available:
         section = getattr(config, config.space)
         sizes = [f"{config.space}.{f.name}={getattr(section, f.name)}" for f in dataclasses.fields(section)
                  if type(getattr(section, f.name)) is int]
-        raise UserError(f"the weights need {needed / 2**30:,.1f} GiB ({supernet:,} supernet and {controller:,} "
-                        f"controller parameters), more than the {available / 2**30:,.1f} GiB of memory free; lower "
-                        f"{', '.join([*sizes, f'controller.hidden={config.controller.hidden}'])}")
+        raise UserError(f"the weights need {needed / 2**30:,.1f} GiB ({supernet:,} supernet parameters), more than the "
+                        f"{available / 2**30:,.1f} GiB of memory free; lower {', '.join(sizes)}")
 
 
 def available_memory() -> int:
