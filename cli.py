@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Callable, Literal, Optional
 import typer
 
 from enas.errors import DiskFullError, NonFiniteError, RankLost, Stopped, UserError, is_disk_full
-from enas.usage import Command, fold, list_keys
+from enas.usage import Command, after_retrain, fold, list_keys, next_steps
 
 if TYPE_CHECKING:   # for the annotations only: the commands import what they run
     from enas.console import Reporter
@@ -125,7 +125,7 @@ def search(
         from enas.commands.search import run_search  # torch loads only once the command line is known to be good
 
         run_search(cfg, run_dir, resume, _reporter(quiet))
-        typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
+        typer.echo(f"run folder: {run_dir}\n{next_steps(run_dir, 'derive')}")
 
     _run(body)
 
@@ -174,10 +174,12 @@ def derive(
         if nproc > 1:
             _relaunch(nproc)
         best = run_derive(cfg, run_dir, _reporter(quiet))
+        from enas.console import elide, terminal_width
         from enas.spaces import official
 
-        typer.echo(f"best: {official(best.arch)} (valid score {best.score:.4g})\n"
-                   f"wrote {run_dir / 'arch.json'}\nnext: enas retrain {run_dir}")
+        score = f" (valid {best.metric} {best.score:.4g})"   # the whole string is in arch.json
+        typer.echo(f"best: {elide(official(best.arch), terminal_width() - len('best: ' + score))}{score}\n"
+                   f"wrote {run_dir / 'arch.json'}\n{next_steps(run_dir, 'retrain')}")
 
     _run(body)
 
@@ -219,7 +221,7 @@ def retrain(
                           if k in ("test_bpc", "floor", "unigram_ppl", "oov_test"))
         aux = f" (+{result.aux_params:,} in the auxiliary head)" if result.aux_params else ""
         typer.echo(f"{result.metric} {result.value:.4g}  params {result.params:,}{aux}  {extra}\n"
-                   f"wrote {out_dir / 'result.json'}")
+                   f"wrote {out_dir / 'result.json'}\n{after_retrain(folder, out_dir)}")
 
     _run(body)
 
@@ -235,6 +237,7 @@ Cache = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", help="f
 def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Path]) -> tuple:
     """The run's config, the panel's training budget, its cache folder and the command that reruns it."""
     from enas.commands.standalone import Budget
+    from enas.console import enas_command
     from enas.folder.config_file import saved_config
     from enas.folder.names import STANDALONE_DIR
 
@@ -242,7 +245,7 @@ def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Pat
     if files:   # the cache folder would be made in or under a file
         raise UserError(f"--cache {cache}: {files[0]} is a file; name a folder for the architectures trained alone")
     cfg = saved_config(run_dir)
-    rerun = "enas " + " ".join(sys.argv[1:])
+    rerun = " ".join([enas_command(), *sys.argv[1:]])
     return cfg, Budget(epochs or cfg.retrain.epochs, seed), cache or run_dir / STANDALONE_DIR, rerun
 
 

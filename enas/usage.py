@@ -1,6 +1,6 @@
 """What the command line says besides its results, in the terminal's width: help whose usage lines
 name the arguments as README does (RUN_DIR, [DIR], [OVERRIDES...]), `enas config --keys` with each
-meaning folded under its key.
+meaning folded under its key, and the next commands to type.
 
 Light on purpose: cli.py imports it, and `enas --help` loads no torch.
 """
@@ -8,6 +8,7 @@ Light on purpose: cli.py imports it, and `enas --help` loads no torch.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -58,3 +59,19 @@ def list_keys() -> None:
     for key, default, meaning in describe_keys():
         typer.echo(f"{key} = {default}\n{fold(meaning, '    ')}")
     typer.echo("\n" + fold(f"presets: {', '.join(preset_names())}", first=""))
+
+
+def next_steps(run_dir: Path, *commands: str) -> str:
+    """The lines that name the next commands to type on `run_dir`, as they can be typed here."""
+    from enas.console import enas_command
+
+    return "next: " + "\n      ".join(f"{enas_command()} {command} {run_dir}" for command in commands)
+
+
+def after_retrain(run_dir: Path | None, out_dir: Path) -> str:
+    """The commands after a retrain: the report and the export of the run folder that holds it, or
+    of the retrain's own folder."""
+    from enas.folder.names import RETRAIN_DIR
+
+    return next_steps(run_dir if run_dir is not None and out_dir == run_dir / RETRAIN_DIR else out_dir,
+                      "report", "export")

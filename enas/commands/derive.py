@@ -34,6 +34,7 @@ CELL_TEXT, CELL_DOT = "cell.txt", "cell.dot"
 class Candidate:
     arch: Architecture
     score: float
+    metric: str   # the score's name: "ppl", "acc", "reward"
 
 
 def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
@@ -52,16 +53,16 @@ def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
 def keep_best(run_dir: Path, derived: Derived, config: Config, reporter: Reporter) -> Candidate:
     """Write the best-scored architecture (arch.json, cell.*) and print the table of the best."""
     ranked = sorted(derived.scores.items(), key=lambda item: item[1], reverse=not derived.lower_is_better)
-    best = Candidate(*ranked[0])
-    write_architecture(run_dir, best, derived.metric, derived.sampled)
+    best = Candidate(*ranked[0], derived.metric)
+    write_architecture(run_dir, best, derived.sampled)
     reporter.print(_table(ranked[:config.derive.top], derived.metric))
     return best
 
 
-def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int) -> None:
+def write_architecture(run_dir: Path, best: Candidate, sampled: int) -> None:
     text, graph = space_type(best.arch.space).render(best.arch)
     record = {**best.arch.to_json(), "official": official(best.arch),
-              f"valid_{metric}": best.score, "sampled": sampled, "cell": text.splitlines()}
+              f"valid_{best.metric}": best.score, "sampled": sampled, "cell": text.splitlines()}
     write_json(run_dir / ARCH_FILE, record)
     write_text(run_dir / CELL_TEXT, text + "\n")
     write_text(run_dir / CELL_DOT, graph.dot())
