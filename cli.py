@@ -1,35 +1,46 @@
-"""The `enas` command line: search, derive, retrain, their reports, and config. Thin: parsing and exit codes only."""
+"""The `enas` command line: search, derive, retrain, their reports, and config. Thin: parsing and exit codes only.
+Importing it loads no torch, nor the config (which reads the spaces): each command imports its work in its body."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Literal, Optional
 
 import typer
 
-from enas.config import describe_keys, load_config, preset_names, preset_path, to_yaml
-from enas.console import Reporter
-from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
-from enas.run.distributed import RankLost
+from enas.errors import DiskFullError, NonFiniteError, RankLost, Stopped, UserError, is_disk_full
+from enas.usage import Command, after_retrain, fold, list_keys, next_steps
+
+if TYPE_CHECKING:   # for the annotations only: the commands import what they run
+    from enas.console import Reporter
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="ENAS: Efficient Neural Architecture Search via Parameter Sharing.")
 
 OVERRIDES_HELP = ("config overrides as key=value, e.g. search.epochs=3 data.name=text data.root=/data/ptb "
                   "(`enas config --keys` lists every key)")
-Preset = Annotated[Optional[str], typer.Option("-c", "--config",
+Overrides = Annotated[Optional[list[str]], typer.Argument(metavar="OVERRIDES", help=OVERRIDES_HELP, show_default=False)]
+Preset = Annotated[Optional[str], typer.Option("-c", "--config", metavar="PRESET",
                                                help="preset name from conf/ or a path to a .yaml file")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars; metrics.jsonl has everything")]
-Nproc = Annotated[int, typer.Option("--nproc", min=1, help="run as N processes of one job on this machine (through "
-                                    "PyTorch's torchrun launcher: gloo on CPU, NCCL on GPUs); for several machines "
-                                    "use torchrun itself (README, Scaling out)")]
+Nproc = Annotated[int, typer.Option("--nproc", min=1, metavar="N", help="run as N processes of one job on this "
+                                    "machine (through PyTorch's torchrun launcher: gloo on CPU, NCCL on GPUs); for "
+                                    "several machines use torchrun itself (README, Scaling out)")]
 RANK = int(os.environ.get("RANK", "0"))   # this process's rank under torchrun; only rank 0 prints
 DISTRIBUTED = int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def command(name: Optional[str] = None) -> Callable:
+    """Register a command of `app`, its help written as README writes it (enas/usage.py)."""
+    return app.command(name, cls=Command)
+
+
 def _reporter(quiet: bool) -> Reporter:
+    from enas.console import Reporter
+
     return Reporter(quiet or RANK > 0)
 
 
@@ -79,19 +90,21 @@ def _run(body: Callable[[], None]) -> None:
         raise typer.Exit(DiskFullError.exit_code) from None
 
 
-@app.command()
+@command()
 def search(
-    overrides: Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    overrides: Overrides = None,
     config: Preset = None,
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="run folder (default runs/PRESET-TIME)")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", metavar="RUN_DIR",
+                                                help="run folder (default runs/PRESET-TIME)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in -o from its last checkpoint")] = False,
-    seeds: Annotated[Optional[str], typer.Option("--seeds", help="comma-separated seeds, e.g. 0,1,2: search, derive "
-                                                 "and retrain once per seed in -o/seed-N, then the mean and spread; "
-                                                 "run it again to continue")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", metavar="SEEDS", help="comma-separated seeds, e.g. 0,1,2: "
+                                                 "search, derive and retrain once per seed in -o/seed-N, then the "
+                                                 "mean and spread; run it again to continue")] = None,
     nproc: Nproc = 1,
     quiet: Quiet = False,
 ) -> None:
-    """Train the shared weights and the controller in alternation; write a run folder."""
+    """Train the shared weights and the controller in alternation. Writes a run folder."""
+    from enas.config import preset_path
     from enas.folder.names import default_run_dir
     from enas.run.resume import run_config
 
@@ -112,13 +125,14 @@ def search(
         from enas.commands.search import run_search  # torch loads only once the command line is known to be good
 
         run_search(cfg, run_dir, resume, _reporter(quiet))
-        typer.echo(f"run folder: {run_dir}\nnext: enas derive {run_dir}")
+        typer.echo(f"run folder: {run_dir}\n{next_steps(run_dir, 'derive')}")
 
     _run(body)
 
 
 def _sweep(overrides: list[str], preset: Optional[str], out: Optional[Path], resume: bool, seeds: str,
            quiet: bool) -> None:
+    from enas.config import load_config, preset_path
     from enas.folder.names import default_run_dir
     from enas.spaces.architecture import parse_ints
 
@@ -135,20 +149,22 @@ def _sweep(overrides: list[str], preset: Optional[str], out: Optional[Path], res
     from enas.commands.sweep import run_sweep
     from enas.folder.names import SEEDS_FILE
 
-    summary = run_sweep(cfg_layers, overrides, values, out_dir, Reporter(quiet))
+    summary = run_sweep(cfg_layers, overrides, values, out_dir, _reporter(quiet))
     typer.echo(f"{summary.metric} {summary.value_mean:.4g} ± {summary.value_std:.2g} over "
                f"{len(values)} seeds\nwrote {out_dir / SEEDS_FILE}")
 
 
-@app.command()
+@command()
 def derive(
-    run_dir: Annotated[Path, typer.Argument(help="run folder written by `enas search`")],
-    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="architectures to sample (default: derive.samples)")] = None,
-    top: Annotated[Optional[int], typer.Option("--top", min=1, help="rows of the printed table (default: derive.top)")] = None,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="run folder written by `enas search`")],
+    samples: Annotated[Optional[int], typer.Option("--samples", min=1, metavar="N",
+                                                   help="architectures to sample (default: derive.samples)")] = None,
+    top: Annotated[Optional[int], typer.Option("--top", min=1, metavar="K",
+                                               help="rows of the printed table (default: derive.top)")] = None,
     nproc: Nproc = 1,
     quiet: Quiet = False,
 ) -> None:
-    """Sample architectures from the trained controller, score them with the shared weights, keep the best."""
+    """Sample the trained controller; keep the best architecture. The shared weights score each one."""
     from enas.commands.derive import run_derive
     from enas.folder.config_file import saved_config
 
@@ -158,40 +174,46 @@ def derive(
         if nproc > 1:
             _relaunch(nproc)
         best = run_derive(cfg, run_dir, _reporter(quiet))
+        from enas.console import elide, terminal_width
         from enas.spaces import official
 
         if best.table is not None:   # bench.table: where the benchmark places the derived cell
             typer.echo("\n".join(best.table.lines()))
-        typer.echo(f"best: {official(best.arch)} (valid score {best.score:.4g})\n"
-                   f"wrote {run_dir / 'arch.json'}\nnext: enas retrain {run_dir}")
+        score = f" (valid {best.metric} {best.score:.4g})"   # the whole string is in arch.json
+        typer.echo(f"best: {elide(official(best.arch), terminal_width() - len('best: ' + score))}{score}\n"
+                   f"wrote {run_dir / 'arch.json'}\n{next_steps(run_dir, 'retrain')}")
 
     _run(body)
 
 
-@app.command()
+@command()
 def retrain(
-    args: Annotated[Optional[list[str]], typer.Argument(
-        help="RUN_DIR (a folder with arch.json from `enas derive`) and/or config overrides key=value",
-        show_default=False)] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="ARCH.json, a published architecture's name (enas_micro_cifar10, enas_macro_cifar10, nas_rl_ptb), or an official architecture string in quotes")] = None,
+    run_dir: Annotated[Optional[str], typer.Argument(metavar="RUN_DIR", show_default=False, help="a folder with "
+                                                     "arch.json (from `enas derive`); its config is the base")] = None,
+    overrides: Overrides = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", metavar="ARCH", help="ARCH.json, a published architecture's "
+                                                "name (enas_micro_cifar10, enas_macro_cifar10, nas_rl_ptb), or an "
+                                                "official architecture string in quotes")] = None,
     config: Preset = None,
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output folder (default RUN_DIR/retrain)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted retrain (in -o OUT_DIR, or RUN_DIR/retrain) from its checkpoint")] = False,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", metavar="OUT_DIR",
+                                                help="output folder (default RUN_DIR/retrain)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted retrain (in -o OUT_DIR, or "
+                                         "RUN_DIR/retrain) from its checkpoint")] = False,
     nproc: Nproc = 1,
     quiet: Quiet = False,
 ) -> None:
-    """Train an architecture from scratch with the final recipe and report its test score."""
+    """Train an architecture from scratch and report its test score. The recipe: the config's retrain keys."""
 
     def body() -> None:
-        overrides = [a for a in args or [] if "=" in a]
-        folders = [Path(a) for a in args or [] if "=" not in a]
+        given = [run_dir] * (run_dir is not None) + (overrides or [])   # with --arch, RUN_DIR may be an override
+        folders = [Path(a) for a in given if "=" not in a]
         if len(folders) > 1:
             raise UserError("give one RUN_DIR, or --arch ARCH.json|\"official string\" (see enas retrain --help)")
-        run_dir = folders[0] if folders else None
+        folder = folders[0] if folders else None
         from enas.run.retrain_setup import fresh_retrain, resumed_retrain
 
         prepare = resumed_retrain if resume else fresh_retrain
-        cfg, architecture, out_dir = prepare(run_dir, arch, config, out, overrides)
+        cfg, architecture, out_dir = prepare(folder, arch, config, out, [a for a in given if "=" in a])
         if nproc > 1:
             _relaunch(nproc, out_dir)
         from enas.commands.retrain import run_retrain  # torch loads only once the command line is known to be good
@@ -201,21 +223,23 @@ def retrain(
                           if k in ("test_bpc", "floor", "unigram_ppl", "oov_test"))
         aux = f" (+{result.aux_params:,} in the auxiliary head)" if result.aux_params else ""
         typer.echo(f"{result.metric} {result.value:.4g}  params {result.params:,}{aux}  {extra}\n"
-                   f"wrote {out_dir / 'result.json'}")
+                   f"wrote {out_dir / 'result.json'}\n{after_retrain(folder, out_dir)}")
 
     _run(body)
 
 
-Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, help="each architecture's training budget in "
-                                               "retrain epochs (default: the run's retrain.epochs)")]
-PanelSeed = Annotated[int, typer.Option("--seed", help="seed of the uniform draws and of every training alone")]
-Cache = Annotated[Optional[Path], typer.Option("--cache", help="folder of the architectures trained alone, reused "
-                                               "across commands and runs (default RUN_DIR/standalone)")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, metavar="N", help="each architecture's training "
+                                               "budget in retrain epochs (default: the run's retrain.epochs)")]
+PanelSeed = Annotated[int, typer.Option("--seed", metavar="N", help="seed of the uniform draws and of every training "
+                                        "alone")]
+Cache = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", help="folder of the architectures trained "
+                                               "alone, reused across commands and runs (default RUN_DIR/standalone)")]
 
 
 def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Path]) -> tuple:
     """The run's config, the panel's training budget, its cache folder and the command that reruns it."""
     from enas.commands.standalone import Budget
+    from enas.console import enas_command
     from enas.folder.config_file import saved_config
     from enas.folder.names import STANDALONE_DIR
 
@@ -223,27 +247,28 @@ def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Pat
     if files:   # the cache folder would be made in or under a file
         raise UserError(f"--cache {cache}: {files[0]} is a file; name a folder for the architectures trained alone")
     cfg = saved_config(run_dir)
-    rerun = "enas " + " ".join(sys.argv[1:])
+    rerun = " ".join([enas_command(), *sys.argv[1:]])
     return cfg, Budget(epochs or cfg.retrain.epochs, seed), cache or run_dir / STANDALONE_DIR, rerun
 
 
-@app.command()
+@command()
 def rank(
-    run_dir: Annotated[Path, typer.Argument(help="run folder of a weight-sharing search (enas, random_ws)")],
-    panel: Annotated[int, typer.Option("--panel", min=2, help="architectures in the panel")] = 20,
-    samples: Annotated[int, typer.Option("--samples", min=0, help="of them, samples of the controller (besides its "
-                                         "most likely architecture); the rest are uniform draws")] = 5,
-    top: Annotated[int, typer.Option("--top", min=1, help="k of the top-k overlap")] = 5,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="run folder of a weight-sharing search (enas, "
+                                            "random_ws)")],
+    panel: Annotated[int, typer.Option("--panel", min=2, metavar="K", help="architectures in the panel")] = 20,
+    samples: Annotated[int, typer.Option("--samples", min=0, metavar="S", help="of them, samples of the controller "
+                                         "(besides its most likely architecture); the rest are uniform draws")] = 5,
+    top: Annotated[int, typer.Option("--top", min=1, metavar="K", help="k of the top-k overlap")] = 5,
     epochs: Epochs = None, seed: PanelSeed = 0, cache: Cache = None, quiet: Quiet = False,
 ) -> None:
-    """Shared-weight scores against training alone: Kendall tau, Spearman rho, top-k overlap."""
+    """Compare shared-weight scores with training alone (Kendall tau). Also Spearman rho, top-k overlap."""
 
     def body() -> None:
         cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
         from enas.commands.rank import RANK_PATH, run_rank
         from enas.folder.names import RANK_FILE
 
-        report = run_rank(cfg, run_dir, panel, samples, budget, folder, top, rerun, Reporter(quiet))
+        report = run_rank(cfg, run_dir, panel, samples, budget, folder, top, rerun, _reporter(quiet))
         typer.echo(f"Kendall tau {report.kendall_tau:.3f}  Spearman rho {report.spearman_rho:.3f}  "
                    f"top-{report.top_k} overlap {report.top_k_overlap:.2f}\n"
                    f"wrote {run_dir / RANK_FILE} and {run_dir / RANK_PATH}")
@@ -251,20 +276,22 @@ def rank(
     _run(body)
 
 
-@app.command()
+@command()
 def compare(
-    run_dir: Annotated[Path, typer.Argument(help="run folder with arch.json (after `enas derive`)")],
-    random: Annotated[int, typer.Option("--random", min=1, help="random architectures to compare with")] = 20,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="run folder with arch.json (after `enas "
+                                            "derive`)")],
+    random: Annotated[int, typer.Option("--random", min=1, metavar="K", help="random architectures to compare "
+                                        "with")] = 20,
     epochs: Epochs = None, seed: PanelSeed = 0, cache: Cache = None, quiet: Quiet = False,
 ) -> None:
-    """The derived architecture against random ones of its space, all trained alone at one budget."""
+    """The derived architecture against random ones, all trained alone. One budget; prints its percentile."""
 
     def body() -> None:
         cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
         from enas.commands.compare import run_compare
         from enas.folder.names import COMPARE_FILE
 
-        report = run_compare(cfg, run_dir, random, budget, folder, rerun, Reporter(quiet))
+        report = run_compare(cfg, run_dir, random, budget, folder, rerun, _reporter(quiet))
         typer.echo(f"derived {report.metric} {report.derived[report.metric]:.4g}: beats "
                    f"{report.beaten} of {report.random} random architectures (percentile "
                    f"{report.percentile:.0f})\nwrote {run_dir / COMPARE_FILE}")
@@ -272,15 +299,15 @@ def compare(
     _run(body)
 
 
-@app.command()
+@command()
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="run folder with retrain/ (after `enas retrain RUN_DIR`), or the "
-                                            "folder of `enas retrain -o OUT_DIR`")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="run folder with retrain/ (after `enas retrain "
+                                            "RUN_DIR`), or the folder of `enas retrain -o OUT_DIR`")],
     fmt: Annotated[Literal["safetensors", "torchscript", "onnx"], typer.Option(
-        "--format", "-f", help="safetensors: the weights, for enas.load; torchscript: a traced program for "
-        "torch.jit.load; onnx: a graph for onnxruntime and other ONNX runtimes")] = "safetensors",
+        "--format", "-f", metavar="FORMAT", help="safetensors: the weights, for enas.load; torchscript: a traced "
+        "program for torch.jit.load; onnx: a graph for onnxruntime and other ONNX runtimes")] = "safetensors",
 ) -> None:
-    """Write the retrained child to RUN_DIR/export/ (model.safetensors, model.pt or model.onnx) with model.json."""
+    """Write the retrained child to RUN_DIR/export/ with model.json. Formats: safetensors, TorchScript, ONNX."""
 
     def body() -> None:
         from enas.export import CARD_FILE  # torch loads only once the command line is good
@@ -293,10 +320,10 @@ def export(
     _run(body)
 
 
-RunDir = Annotated[Path, typer.Argument(help="run folder (or a retrain's own output folder)")]
+RunDir = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="run folder (or a retrain's own output folder)")]
 
 
-@app.command()
+@command()
 def plot(run_dir: RunDir) -> None:
     """Draw a run's plots again from its files: RUN_DIR/plots/*.png."""
 
@@ -304,12 +331,12 @@ def plot(run_dir: RunDir) -> None:
         from enas.report.run_plots import draw_run
 
         paths = draw_run(run_dir)
-        typer.echo(f"wrote {len(paths)} plots in {paths[0].parent}: {', '.join(p.name for p in paths)}")
+        typer.echo(f"wrote {len(paths)} plots in {paths[0].parent}:\n{fold(', '.join(p.name for p in paths))}")
 
     _run(body)
 
 
-@app.command()
+@command()
 def report(run_dir: RunDir) -> None:
     """The whole run on one self-contained page: RUN_DIR/report.html."""
 
@@ -321,10 +348,10 @@ def report(run_dir: RunDir) -> None:
     _run(body)
 
 
-@app.command()
+@command()
 def runs(folder: Annotated[Path, typer.Argument(metavar="DIR", help="folder holding run folders")] = Path("runs"),
          ) -> None:
-    """The run folders under DIR (default runs/): preset, space, status, best score, wall time."""
+    """List the run folders under DIR (default runs/) and their status. Also preset, space, score, time."""
 
     def body() -> None:
         from rich.console import Console
@@ -336,20 +363,18 @@ def runs(folder: Annotated[Path, typer.Argument(metavar="DIR", help="folder hold
     _run(body)
 
 
-@app.command("config")
+@command("config")
 def show_config(
-    overrides: Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    overrides: Overrides = None,
     config: Preset = None,
     keys: Annotated[bool, typer.Option("--keys", help="list every config key with its default and meaning")] = False,
 ) -> None:
-    """Print the resolved config of a preset with overrides (or, with --keys, every key explained)."""
+    """Print the resolved config of a preset with overrides. With --keys: every key, its default, its meaning."""
+    from enas.config import load_config, preset_path, to_yaml
 
     def body() -> None:
         if keys:
-            for key, default, help in describe_keys():
-                typer.echo(f"{key:28} {default:>14}  {help}")
-            typer.echo(f"\npresets: {', '.join(preset_names())}")
-            return
+            return list_keys()
         typer.echo(to_yaml(load_config([preset_path(config or "default")], overrides or [])), nl=False)
 
     _run(body)

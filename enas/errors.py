@@ -25,6 +25,12 @@ class DiskFullError(Exception):
     exit_code = 75
 
 
+class RankLost(RuntimeError):
+    """A collective failed: another process of the job has died or stopped answering (enas/run/distributed.py)."""
+
+    exit_code = 1
+
+
 class Stopped(Exception):
     """SIGINT or SIGTERM stopped the run at a step boundary, after its state was saved."""
 

@@ -36,6 +36,7 @@ CELL_TEXT, CELL_DOT = "cell.txt", "cell.dot"
 class Candidate:
     arch: Architecture
     score: float
+    metric: str   # the score's name: "ppl", "acc", "reward"
     table: TableFigures | None = None   # its figures in the run's benchmark table (bench.table), if any
 
 
@@ -57,16 +58,16 @@ def keep_best(run_dir: Path, derived: Derived, config: Config, reporter: Reporte
     ranked = sorted(derived.scores.items(), key=lambda item: item[1], reverse=not derived.lower_is_better)
     arch, score = ranked[0]
     bench = load_bench(config.bench)   # a one-line error for a malformed table or an absent architecture
-    best = Candidate(arch, score, bench[0].figures(official(arch)) if bench else None)
-    write_architecture(run_dir, best, derived.metric, derived.sampled)
+    best = Candidate(arch, score, derived.metric, bench[0].figures(official(arch)) if bench else None)
+    write_architecture(run_dir, best, derived.sampled)
     reporter.print(_table(ranked[:config.derive.top], derived.metric))
     return best
 
 
-def write_architecture(run_dir: Path, best: Candidate, metric: str, sampled: int) -> None:
+def write_architecture(run_dir: Path, best: Candidate, sampled: int) -> None:
     text, graph = space_type(best.arch.space).render(best.arch)
     ArchRecord.of(best.arch, sampled=sampled, cell=text.splitlines(), bench=best.table.to_json() if best.table else {},
-                  figures={f"valid_{metric}": best.score}).write(run_dir)
+                  figures={f"valid_{best.metric}": best.score}).write(run_dir)
     write_text(run_dir / CELL_TEXT, text + "\n")
     write_text(run_dir / CELL_DOT, graph.dot())
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from enas.errors import UserError
@@ -109,14 +110,14 @@ def describe(folder: Path, now: float | None = None) -> list[dict[str, Any]]:
 
 
 def runs_table(folder: Path) -> Table:
+    """The rows of `describe` as a table for the terminal: no borders, two spaces between columns;
+    every cell whole on its line but the run's name, which folds when the terminal is too narrow."""
     rows = describe(folder)
-    table = Table(title=f"{len(rows)} run folder{'s' * (len(rows) != 1)} in {folder}")
-    names = max((len(row["run"]) for row in rows), default=3)
-    table.add_column("run", overflow="fold", min_width=min(names, 32))   # long names fold, short ones stay whole
-    table.add_column("preset")
-    table.add_column("space (strategy)")
-    table.add_column("status", no_wrap=True)
-    table.add_column("best")
+    table = Table(title=f"{len(rows)} run folder{'s' * (len(rows) != 1)} in {folder}", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    table.add_column("run", overflow="fold")
+    for name in ("preset", "space", "status", "best"):
+        table.add_column(name, no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     for row in rows:
         space = row["space"] if row["strategy"] == "enas" else f"{row['space']} ({row['strategy']})"

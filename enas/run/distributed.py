@@ -25,14 +25,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from enas.errors import RankLost
+
 T = TypeVar("T")
 TIMEOUT_S = 120   # the longest a collective waits for a peer before the job ends
-
-
-class RankLost(RuntimeError):
-    """A collective failed: another process of the job has died or stopped answering."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

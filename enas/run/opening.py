@@ -47,7 +47,7 @@ class OpenRun:
             self.reporter.print(note)
 
     def session(self, target: Resumable) -> Session:
-        return Session(self.folder, target, self.saved)
+        return Session(self.folder, target, self.saved, self.reporter)
 
 
 def open_run(config: Config, folder: Path, resume: bool, reporter: Reporter, kind: str, first_phase: str,

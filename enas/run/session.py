@@ -5,7 +5,8 @@ Search and retrain keep where they stand in a `Progress` and run their loops thr
 - after every step the loop calls `boundary()`: if SIGINT or SIGTERM arrived, the whole state is
   saved right there and the run ends with 130 or 143 and the command that resumes it;
 - `drive` runs the epochs and saves a checkpoint at each epoch's end; a fresh run also saves its
-  initial state, so that a run killed in its first epoch can be resumed too;
+  initial state, so that a run killed in its first epoch can be resumed too; after each epoch but
+  the last it prints the time the rest will take at the pace so far;
 - a step whose loss, gradient norm or reward is not finite is skipped and counted (steps.py);
   MAX_NONFINITE_IN_A_ROW of them in a row raise NonFiniteError, which `drive` answers with one
   rollback to the last good checkpoint, drawing fresh random numbers from there (on a
@@ -26,7 +27,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from enas.config import Config
-from enas.console import warn
+from enas.console import Reporter, enas_command, time_left, warn
 from enas.errors import DiskFullError, NonFiniteError, Stopped, UserError, is_disk_full
 from enas.folder.names import CHECKPOINTS, METRICS_FILE
 from enas.run import distributed
@@ -61,8 +62,10 @@ class StopPending(Exception):
 class Session:
     """One stretch of a loop in `folder`, started fresh (`saved` None) or from a loaded checkpoint."""
 
-    def __init__(self, folder: Path, target: Resumable, saved: dict[str, Any] | None):
-        self.folder, self.target, self.saved = folder, target, saved
+    def __init__(self, folder: Path, target: Resumable, saved: dict[str, Any] | None,
+                 reporter: Reporter | None = None):
+        """`reporter`: where the estimate of the time left goes (none: not shown)."""
+        self.folder, self.target, self.saved, self.reporter = folder, target, saved, reporter
         self.checkpoints = folder / CHECKPOINTS
         self.stop = StopFlag()
         self.rolled_back = False  # since the last checkpoint was saved
@@ -95,7 +98,7 @@ class Session:
 
     @property
     def resume_command(self) -> str:
-        return f"enas {self.target.kind} -o {self.folder} --resume"
+        return f"{enas_command()} {self.target.kind} -o {self.folder} --resume"
 
     def drive(self, epochs: int, first_phase: str, epoch: Callable[[], None]) -> None:
         """Run `epoch` until `epochs` epochs are done, from wherever the progress stands, with a
@@ -122,6 +125,9 @@ class Session:
             epoch()
             self.target.progress.next_epoch(first_phase)
             self.checkpoint()
+            done = self.target.progress.epoch
+            if self.reporter is not None and done < epochs:
+                self.reporter.print(f"{self.target.kind} {time_left(done, epochs, self.elapsed)}")
 
     def checkpoint(self) -> Path:
         """Save the whole state; then, if a stop was requested, end the run here."""

@@ -190,7 +190,7 @@ def supernet_phase(search: Search, steps: Steps, reporter: Reporter) -> None:
                        search.supernet.parameters(), search.supernet_optimizer, cfg.grad_clip, cfg.decay_unused,
                        clipped_decay(cfg))
 
-    figures = steps.run_steps(reporter, f"epoch {progress.epoch + 1} supernet", count, step)
+    figures = steps.run_steps(reporter, f"epoch {progress.epoch + 1}/{cfg.epochs} supernet", count, step)
     distributed.broadcast_buffers(search.supernet)
     steps.session.metrics.write(SUPERNET, progress.epoch, search.state.controller_updates, loss=figures.mean_loss,
                                 lr=lr, steps=count, skipped=figures.skipped)
@@ -203,7 +203,7 @@ def controller_phase(search: Search, steps: Steps, reporter: Reporter) -> None:
     session = steps.session
     updates, progress, state = search.config.controller.steps, search.progress, search.state
     search.supernet.eval()
-    with reporter.phase(f"epoch {progress.epoch + 1} controller", updates) as update:
+    with reporter.phase(f"epoch {progress.epoch + 1}/{search.config.search.epochs} controller", updates) as update:
         update(advance=progress.step)
         while progress.step < updates:
             stats = controller_step(search)
@@ -266,5 +266,6 @@ def evaluate(search: Search, session: Session, reporter: Reporter) -> None:
                     **distributed.check_replicas(search.supernet, search.controller),
                     figures={f"valid_{task.metric}": value})
     session.metrics.write(EVAL, epoch, search.state.controller_updates, **line.fields())
-    reporter.print(f"epoch {search.progress.epoch + 1}: valid {task.metric} {value:.4g} of the most likely "
-                   f"architecture [{official(arch)}]")
+    # one line whatever the architecture's length: metrics.jsonl has its whole string
+    reporter.print(reporter.fitted(f"epoch {epoch + 1}/{config.search.epochs}: valid {task.metric} {value:.4g}, "
+                                   "most likely architecture [", official(arch), "]"))
