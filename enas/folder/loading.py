@@ -53,13 +53,9 @@ def read_text_file(path: Path, holds: str) -> str:
     when it is a folder, unreadable or not UTF-8."""
     try:
         return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        reason = f"it is not UTF-8 text ({error.reason} at byte {error.start})"
-    except IsADirectoryError:
-        reason = "it is a folder, not a file"
-    except OSError as error:
-        reason = f"it cannot be read ({error.strerror or error})"
-    raise UserError(f"{path} should hold {holds}, but {reason}; restore it from a copy, or delete it "
+    except (OSError, UnicodeDecodeError) as error:
+        reason = problem_of(error)
+    raise UserError(f"{path} should hold {holds}, but it {reason}; restore it from a copy, or delete it "
                     "to have it written again from data.root")
 
 
@@ -69,16 +65,21 @@ def read_json_file(path: Path, remedy: str) -> Any:
     too deeply to parse. The one reader of every JSON file a run wrote (records, architectures)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problem = "does not exist"
-    except IsADirectoryError:
-        problem = "is a folder, not a file"
-    except json.JSONDecodeError as error:
-        problem = f"is damaged (not valid JSON: {error.msg} at line {error.lineno})"
-    except UnicodeDecodeError as error:
-        problem = f"is not UTF-8 text ({error.reason} at byte {error.start})"
-    except RecursionError:
-        problem = "nests its brackets too deeply"
-    except OSError as error:
-        problem = f"cannot be read ({error.strerror or error})"
-    raise UserError(f"{path} {problem}; {remedy}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        reason = problem_of(error)
+    raise UserError(f"{path} {reason}; {remedy}")
+
+
+def problem_of(error: Exception) -> str:
+    """What an error of reading a file says of the file, to follow "it" or its path."""
+    if isinstance(error, FileNotFoundError):
+        return "does not exist"
+    if isinstance(error, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(error, json.JSONDecodeError):
+        return f"is damaged (not valid JSON: {error.msg} at line {error.lineno})"
+    if isinstance(error, UnicodeDecodeError):
+        return f"is not UTF-8 text ({error.reason} at byte {error.start})"
+    if isinstance(error, RecursionError):
+        return "nests its brackets too deeply"
+    return f"cannot be read ({getattr(error, 'strerror', None) or error})"

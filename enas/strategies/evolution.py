@@ -9,18 +9,17 @@ its trials, cache, resume and derive."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from enas.errors import UserError
 from enas.fields import option
-from enas.strategies.base import Derived, Phase, Scorer
+from enas.strategies.base import Phase
+from enas.strategies.nas_rl import NasRL
 
 if TYPE_CHECKING:
     from enas.config import Config
-    from enas.console import Reporter
     from enas.run.session import Session
     from enas.spaces.architecture import Architecture, Choice
     from enas.spaces.base import Decision
@@ -39,7 +38,9 @@ class EvolutionConfig:
                          min=1)
 
 
-class Evolution:
+class Evolution(NasRL):
+    """The NAS-RL loop's strategy with its proposals and learning replaced: search, derive and scorer are NAS-RL's."""
+
     name = "evolution"
     summary = "regularized evolution, children trained alone or looked up (Real et al. 2019)"
     section, config = "evolution", EvolutionConfig
@@ -70,20 +71,6 @@ class Evolution:
                               reward=sum(state.rewards) / len(state.rewards),
                               best_reward=max(t["reward"] for t in state.trials.values()),
                               population_reward=sum(rewards) / len(rewards), search_s=round(session.elapsed, 2))
-
-    def search(self, config: Config, run_dir: Path, resume: bool, reporter: Reporter) -> object:
-        from enas.strategies.child_search import run_child_search
-
-        return run_child_search(config, run_dir, resume, reporter, self)
-
-    def derive(self, config: Config, run_dir: Path, reporter: Reporter) -> Derived:
-        from enas.strategies.child_search import derive_from_trials
-
-        return derive_from_trials(config, run_dir)
-
-    def scorer(self, config: Config, run_dir: Path, reporter: Reporter) -> Scorer:
-        raise UserError(f"{run_dir} is a strategy={self.name} search, which trains no shared weights; "
-                        "shared-weight scores need a strategy that keeps them (enas, random_ws)")
 
 
 def parent(search: ChildSearch) -> list[Choice]:
