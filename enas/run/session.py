@@ -11,7 +11,8 @@ Search and retrain keep where they stand in a `Progress` and run their loops thr
   rollback to the last good checkpoint, drawing fresh random numbers from there (on a
   deterministic machine, replaying the same draws would only fail the same way);
   if it recurs before the next checkpoint, the run ends with exit 3;
-- a full disk ends the run with exit 75, naming the last good checkpoint.
+- a full disk ends the run with exit 75, naming the last good checkpoint;
+- after the first epoch, a run that got less than half a CPU core says so once (threads.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from enas.run.events import events_for
 from enas.run.metrics import MetricsLog
 from enas.run.progress import FiguresInFlight, Progress, check_streak
 from enas.run.signals import StopFlag, fault_point
+from enas.run.threads import CpuShare
 from enas.run.state import ELAPSED, KIND, METRICS_LINES, PER_RANK, RANKS, WORLD_SIZE
 
 
@@ -61,8 +63,8 @@ class StopPending(Exception):
 class Session:
     """One stretch of a loop in `folder`, started fresh (`saved` None) or from a loaded checkpoint."""
 
-    def __init__(self, folder: Path, target: Resumable, saved: dict[str, Any] | None):
-        self.folder, self.target, self.saved = folder, target, saved
+    def __init__(self, folder: Path, target: Resumable, saved: dict[str, Any] | None, cpu: CpuShare | None = None):
+        self.folder, self.target, self.saved, self.cpu = folder, target, saved, cpu
         self.checkpoints = folder / CHECKPOINTS
         self.stop = StopFlag()
         self.rolled_back = False  # since the last checkpoint was saved
@@ -122,6 +124,8 @@ class Session:
             epoch()
             self.target.progress.next_epoch(first_phase)
             self.checkpoint()
+            if self.cpu is not None and distributed.is_main() and (message := self.cpu.after_epoch()):
+                warn(message)
 
     def checkpoint(self) -> Path:
         """Save the whole state; then, if a stop was requested, end the run here."""
