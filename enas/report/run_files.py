@@ -17,17 +17,23 @@ from enas.folder.names import (
     ARCH_FILE,
     CANDIDATES_FILE,
     CONFIG_FILE,
+    ENVIRONMENT_FILE,
     METRICS_FILE,
     RETRAIN_DIR,
     RETRAIN_PHASE,
     TRIALS_FILE,
 )
 from enas.records import CompareReport, RankReport, Result
+from enas.spaces import space_type
+from enas.spaces.base import ImageShape, TextShape
 from enas.strategies import strategy_of
 from enas.strategies.base import Strategy
+from enas.strategies.controller import max_entropy
 from enas.tasks import Task, task_kind
 
 METRIC_NAMES = {"ppl": "perplexity", "acc": "accuracy"}
+# A space's decisions follow from its config section alone; building one asks for a data shape too.
+PLACEHOLDER_SHAPES = {TextShape: TextShape(vocab_size=2), ImageShape: ImageShape(3, 32, 32, 10)}
 
 
 class RunFiles:
@@ -75,6 +81,29 @@ class RunFiles:
     @cached_property
     def arch(self) -> dict[str, Any] | None:
         return read_json(self.folder / ARCH_FILE)
+
+    @cached_property
+    def environment(self) -> dict[str, Any] | None:
+        """environment.json: torch, device, threads (None for a folder written before it existed)."""
+        return read_json(self.folder / ENVIRONMENT_FILE)
+
+    @cached_property
+    def decision_max_entropy(self) -> dict[str, float]:
+        """Each decision's entropy under the uniform policy, nats, by name: what the watched
+        decision entropies are shares of."""
+        kind = space_type(self.space)
+        decisions = kind(getattr(self.config, self.space), PLACEHOLDER_SHAPES[kind.data], 0).decisions()
+        return {decision.name: max_entropy(decision) for decision in decisions}
+
+    @property
+    def max_entropy(self) -> float:
+        """The whole policy's entropy under the uniform policy, nats."""
+        return sum(self.decision_max_entropy.values())
+
+    @property
+    def entropy_floor(self) -> float:
+        """controller.entropy_floor: the share of the maximum entropy the controller keeps above (0: none)."""
+        return self.config.controller.entropy_floor
 
     @cached_property
     def result(self) -> Result | None:
