@@ -1,8 +1,9 @@
-"""`python -m benchmarks.loaded [--busy 4] [--epochs 2] [--limit 600] [--threads 0,1,2] [--no-spin]`:
+"""`python -m benchmarks.loaded [--busy 4] [--epochs 2] [--reps 1] [--limit 600] [--threads 0,1,2] [--no-spin]`:
 the default search's speed on a machine other processes are using.
 
-Times a search of the default preset (`search.epochs=E`) once per thread setting, first as the
-machine is, then with --busy processes beside it that spin on a core each (bounded: they end by
+Times a search of the default preset (`search.epochs=E`) --reps times per thread setting, the
+settings interleaved (A, B, C, A, B, C: a change in the machine's other load hits them alike),
+first as the machine is, then with --busy processes beside it that spin on a core each (bounded: they end by
 themselves after the longest the runs can take, and are killed at the end). Each run is a fresh
 `enas search` process, since the OpenMP wait policy is read when torch loads. Besides the
 settings, "2, spinning" is the search before issue 28 (2 threads, OpenMP's default wait, which
@@ -10,7 +11,7 @@ spins): torch is imported before enas, so enas's passive default does not apply.
 
 Prints, per run: the search loop's seconds (`search_s` of the last metrics line), the command's
 wall seconds (start-up and data included), the threads the run took (environment.json) and the
-load average; then each setting's time over the best setting's, idle and loaded.
+load average; then each setting's median time over the best setting's, as is and loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,12 +46,12 @@ class Timed:
 
 
 @contextmanager
-def busy(processes: int, seconds: float) -> Iterator[None]:
+def busy(processes: int, seconds: float) -> Iterator[list[subprocess.Popen]]:
     """`processes` processes that each spin on a core for at most `seconds`, killed on leaving."""
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN.format(seconds=seconds)]) for _ in range(processes)]
     time.sleep(1.0)   # let them take their cores before a run measures the free ones
     try:
-        yield
+        yield spinners
     finally:
         for spinner in spinners:
             spinner.kill()
@@ -82,15 +84,17 @@ def row(timed: Timed) -> str:
 
 
 def ratios(runs: list[Timed]) -> list[str]:
-    """Each setting's search time over the best setting's, on the machine as is and loaded."""
+    """Each setting's median search time over the best setting's, on the machine as is and loaded."""
     lines = []
     for loaded in (False, True):
-        group = [r for r in runs if r.loaded == loaded and r.search_s is not None]
-        if not group:
+        finished = [r for r in runs if r.loaded == loaded and r.search_s is not None]
+        medians = {setting: statistics.median(r.search_s for r in finished if r.setting == setting)
+                   for setting in dict.fromkeys(r.setting for r in finished)}
+        if not medians:
             continue
-        best = min(r.search_s for r in group)
-        shown = ", ".join(f"{r.setting} {r.search_s / best:.2f}x" for r in group)
-        lines.append(f"{'loaded' if loaded else 'as is'}: {shown} (of the best, {best:.1f} s)")
+        best = min(medians.values())
+        shown = ", ".join(f"{setting} {median:.1f} s = {median / best:.2f}x" for setting, median in medians.items())
+        lines.append(f"{'loaded' if loaded else 'as is'} (medians): {shown}")
     return lines
 
 
@@ -98,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loaded", description=__doc__.splitlines()[0])
     parser.add_argument("--busy", type=int, default=4, help="busy processes beside the loaded runs")
     parser.add_argument("--epochs", type=int, default=2, help="search epochs of each run")
+    parser.add_argument("--reps", type=int, default=1, help="runs of each setting, interleaved")
     parser.add_argument("--limit", type=float, default=600, help="seconds a run may take before it counts as >limit")
     parser.add_argument("--threads", default="0,1,2", help="the thread settings to time (0: the default)")
     parser.add_argument("--no-spin", action="store_true", help=f"leave out {OLD_DEFAULT!r}, the old default")
@@ -108,11 +113,11 @@ def main() -> None:
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for loaded in (False, True):
-            bound = args.limit * len(settings) + 60
+            bound = args.limit * len(settings) * args.reps + 60
             with busy(args.busy if loaded else 0, bound):
-                for index, setting in enumerate(settings):
+                for index in range(len(settings) * args.reps):
                     out = Path(scratch) / f"{int(loaded)}-{index}"
-                    runs.append(search(setting, args.epochs, args.limit, out, loaded))
+                    runs.append(search(settings[index % len(settings)], args.epochs, args.limit, out, loaded))
                     print(row(runs[-1]), flush=True)
     print("\n".join(ratios(runs)))
 

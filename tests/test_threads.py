@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from benchmarks import loaded
 from enas.run import threads
 from enas.run.threads import CpuShare, thread_count
 
@@ -74,3 +75,12 @@ def test_the_clocks_count_this_process_cpu_time():
         pass
     later_wall, later_cpu = threads.clocks()
     assert later_cpu - cpu >= 0.04 and later_wall - wall >= later_cpu - cpu - 0.01
+
+
+def test_the_loaded_benchmark_bounds_its_busy_processes_and_compares_medians():
+    with loaded.busy(2, seconds=60) as spinners:
+        assert [spinner.poll() for spinner in spinners] == [None, None]   # spinning
+    assert all(spinner.poll() is not None for spinner in spinners)       # killed on leaving, before their 60 s
+    runs = [loaded.Timed("0", True, seconds, seconds, 1, 9.0) for seconds in (10.0, 30.0, 12.0)]
+    runs += [loaded.Timed("2", True, 20.0, 20.0, 2, 9.0), loaded.Timed("1", False, None, 600.0, None, 2.0)]
+    assert loaded.ratios(runs) == ["loaded (medians): 0 12.0 s = 1.00x, 2 20.0 s = 1.67x"]

@@ -1,7 +1,9 @@
 """`enas report RUN_DIR`: the whole run on one self-contained page, RUN_DIR/report.html.
 
 Sections, each present whether or not its step has run (one that has not says what to type):
-the run (status, preset, space, strategy, time), its config, the search's curves, the derived
+the run, opening with the answer (summary.py: the chosen architecture's score at each stage, the
+test score, the random baseline, the time of each phase, the environment), then its status,
+preset, space and strategy; the config's deciding keys, the search's curves, the derived
 architecture with its picture and the candidate table, the retrain's result (on built-in text
 against the entropy floor), and rank's and compare's results where they exist. The plots are
 drawn again first and inlined as base64 PNGs; the CSS is inline; the page loads nothing.
@@ -26,7 +28,7 @@ from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLO
 from enas.report.runs import status
 from enas.report.plots import DPI, WIDE
 from enas.report.search_plots import SEARCH_PLOTS, constant_lr
-from enas.report.summary import baseline, elapsed, environment, phase_times, score_line, stages
+from enas.report.summary import baseline, elapsed, environment, number, phase_times, score_line, stages
 from enas.strategies.base import CONTROLLER, EVAL
 
 SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",
@@ -44,7 +46,7 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #d0d7e2; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
 th { background: #eef2f8; } table.facts th { font-weight: normal; color: #444; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .plots { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 1em; align-items: start; }
-.plots .wide { grid-column: 1 / -1; } .answer td { font-size: 1.05em; }
+.plots .wide { grid-column: 1 / -1; }
 figure { margin: 0.6em 0; } img { max-width: 100%; height: auto; border: 1px solid #e3e7ee; }
 pre { background: #f1f3f6; padding: 0.8em; overflow-x: auto; font-size: 0.88em; }
 .note { color: #666; } .missing { color: #8a5a00; background: #fff6e0; padding: 0.5em 0.8em; border-radius: 4px; }
@@ -112,16 +114,15 @@ def cell(value: Any) -> str:
 
 def run_section(run: RunFiles) -> str:
     """What the run found and what it took, first; then where it is."""
-    shown = [(f"{run.metric_name} of the chosen architecture: search → derive → retrain", score_line(run) or
-              "nothing scored yet")]
-    shown += [(f"{stage.name}: {stage.how}", stage.value if stage.value is not None else "—") for stage in stages(run)]
+    shown = [(f"{run.metric_name} of the chosen architecture: search → derive → retrain", score_line(run))]
+    shown += [(f"{stage.name}: {stage.how}", number(stage.value)) for stage in stages(run)]
     shown += [("random baseline (enas compare)", baseline(run))]
     shown += [(f"wall time: {phase}", text) for phase, text in phase_times(run)]
     shown += [("environment", environment(run))]
     where = [("folder", str(run.folder.resolve())), ("status", status(run, time.time())),
              ("preset", run.preset or "(not recorded)"), ("space", run.space), ("strategy", run.strategy.name),
              ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
-    return section("run", facts(shown).replace('class="facts"', 'class="facts answer"', 1), facts(where))
+    return section("run", facts(shown), facts(where))
 
 
 def config_section(run: RunFiles) -> str:

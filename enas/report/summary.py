@@ -33,10 +33,14 @@ def stages(run: RunFiles) -> list[Stage]:
 
 
 def score_line(run: RunFiles) -> str:
-    """The stages as one line, e.g. "6.30 → 5.895 → 5.143; test 5.21"."""
-    shown = [f"{stage.value:.4g}" for stage in stages(run)[:3] if stage.value is not None]
-    test = stages(run)[3].value
-    return " → ".join(shown) + (f"; test {test:.4g}" if test is not None else "")
+    """The stages as one line, e.g. "6.30 → 5.895 → 5.143; test 5.21" (— for a stage without a score)."""
+    *scored, test = (number(stage.value) for stage in stages(run))
+    return " → ".join(scored) + f"; test {test}"
+
+
+def number(value: float | None) -> str:
+    """A score as the report shows it: 4 significant digits, or — where there is none."""
+    return "—" if value is None else f"{value:.4g}"
 
 
 def baseline(run: RunFiles) -> str:
@@ -47,7 +51,7 @@ def baseline(run: RunFiles) -> str:
     median = statistics.median(row[report.metric] for row in report.random_panel)
     return (f"median of {report.random} random architectures {median:.4g}, the derived one "
             f"{report.derived[report.metric]:.4g} (beats {report.beaten} of {report.random}; "
-            f"{report.metric.replace('_', ' ')}, all trained alone for {report.budget.get('epochs')} epochs)")
+            f"{report.metric.replace('_', ' ')}, all trained alone for {plural(report.budget.get('epochs'), 'epoch')})")
 
 
 def phase_times(run: RunFiles) -> list[tuple[str, str]]:
@@ -63,7 +67,7 @@ def environment(run: RunFiles) -> str:
     """What the search (else the retrain) ran on: torch, device, threads out of the cores."""
     for files in (run, run.retrain):
         if files is not None and (env := files.environment):
-            threads = f"{env['threads']} thread{'s' * (env['threads'] != 1)} of {env['cores']} cores"
+            threads = f"{plural(env['threads'], 'thread')} of {plural(env['cores'], 'core')}"
             setting = files.config.threads
             picked = f" (threads={setting})" if setting else " (threads=0: the cores free at the start)"
             return f"torch {env['torch']}, {env['device']}, {threads}{picked}"
@@ -80,3 +84,8 @@ def elapsed(seconds: float) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def plural(count: object, noun: str) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -16,6 +16,7 @@ import os
 import resource
 import time
 from pathlib import Path
+from typing import Callable
 
 PROC_STAT = Path("/proc/stat")
 SAMPLE_S = 0.1          # the window the free cores are measured over
@@ -64,27 +65,28 @@ def thread_count(setting: int) -> int:
     return max(1, usable)
 
 
+def clocks() -> tuple[float, float]:
+    """(wall, CPU) seconds: a monotonic clock, and the CPU time of every thread of this process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), usage.ru_utime + usage.ru_stime
+
+
 class CpuShare:
     """How much of the CPU a run gets: once, after its first epoch, a warning when it got less than
     half a core (other processes hold the cores; its epochs run that many times slower), with the
     override to try."""
 
-    def __init__(self, threads: int, on_cpu: bool):
-        self.threads, self.on_cpu = threads, on_cpu
-        self.start = self._clock()
+    def __init__(self, threads: int, on_cpu: bool, clock: Callable[[], tuple[float, float]] = clocks):
+        self.threads, self.on_cpu, self.clock = threads, on_cpu, clock
+        self.start = clock()
         self.done = False
-
-    @staticmethod
-    def _clock() -> tuple[float, float]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return time.perf_counter(), usage.ru_utime + usage.ru_stime
 
     def after_epoch(self) -> str | None:
         """The warning after the first epoch of this process, if it is one to give; then None."""
         if self.done or not self.on_cpu:
             return None
         self.done = True
-        (wall, cpu), (wall0, cpu0) = self._clock(), self.start
+        (wall, cpu), (wall0, cpu0) = self.clock(), self.start
         share = (cpu - cpu0) / max(wall - wall0, 1e-9)
         if share >= LOW_SHARE:
             return None
