@@ -6,6 +6,7 @@ an architecture (README, "Using the found model elsewhere"). Both import torch o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
     from enas.spaces.architecture import Architecture
 
 __version__ = "0.1.0"
+
+# Before anything imports torch, whose OpenMP runtime reads this once when it loads: threads that
+# wait for work sleep instead of spinning, so on a machine other jobs share they do not burn the
+# cores those jobs (and the other threads of the same op) need. A setting of the user's stands.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def load(path: str | Path) -> nn.Module:

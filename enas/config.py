@@ -187,7 +187,8 @@ class RunConfig:
                                                                   in STRATEGIES.items()), choices=tuple(STRATEGIES))
     space: str = option("recurrent", f"search space: {', '.join(SPACES)}", choices=tuple(SPACES))
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=("auto", "cpu", "cuda"))
-    threads: int = option(0, "CPU threads for torch; 0 uses every core", min=0)
+    threads: int = option(0, "CPU threads for torch; 0 uses the cores free when the run starts (every core "
+                         "of an idle machine, fewer where other processes are busy)", min=0)
     channels_last: bool = option(True, "images: channels-last memory layout of batches and conv weights (on "
                                  "CPU and GPU alike, convolutions and pooling run 2-3x faster in it)")
     cuda: CudaConfig = field(default_factory=CudaConfig)

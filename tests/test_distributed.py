@@ -60,8 +60,8 @@ def test_a_two_rank_search_learns_with_identical_replicas(straight):
     state = saved(straight)
     assert state["world_size"] == 2 and len(state["ranks"]) == 1      # rank 1's own generators and data state
     assert not torch.equal(state["rng"]["torch"], state["ranks"][0]["rng"]["torch"])
-    assert sorted(p.name for p in straight.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "plots",
-                                                          "vocab.txt"]
+    assert sorted(p.name for p in straight.iterdir()) == ["checkpoints", "config.yaml", "environment.json",
+                                                          "metrics.jsonl", "plots", "vocab.txt"]
 
 
 def test_two_ranks_of_batch_b_train_the_supernet_as_one_process_of_batch_2b(tmp_path):

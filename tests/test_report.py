@@ -4,6 +4,7 @@ search, derive and retrain through the command line (and the cell drawing of eve
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,23 +13,32 @@ from html.parser import HTMLParser
 from io import BytesIO
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib import rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_cli import ENAS, TINY, enas
 from test_nas_conv import HAND_MADE, arch_of
 
 from enas.report.cell_drawing import draw_graph, write_cell
+from enas.report.plots import new_figure
+from enas.report.result_plots import derive_figure, rank_figure, retrain_figure
 from enas.report.run_files import RunFiles
 from enas.report.runs import describe
 from enas.report.search_plots import search_figures
 from enas.run.metrics import read_metrics
-from enas.spaces import from_official, space_type
+from enas.spaces import from_json, from_official, space_type
 from enas.spaces.architecture import Architecture
 from enas.spaces.published import PUBLISHED
 
+# search.lr never changes in TINY: its value is in the report, and no plot of it is drawn
 SEARCH_PLOTS = {"search_reward.png", "search_entropy.png", "search_loss.png", "search_valid.png",
-                "search_choices.png", "search_lr.png"}
+                "search_choices.png"}
 EVERY_PLOT = SEARCH_PLOTS | {"derive_scores.png", "cell.png", "retrain.png"}
 NO_DOT = {**os.environ, "PATH": str(Path(sys.executable).parent)}   # the venv's bin: no graphviz there
 
@@ -39,9 +49,10 @@ def plots(run: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A search, derive and retrain of the tiny default, TensorBoard on, with the plots after each."""
+    """A search, derive and retrain of the tiny default, TensorBoard on, an entropy floor, with the
+    plots after each."""
     run = tmp_path_factory.mktemp("report") / "tiny"
-    enas("search", "-o", str(run), *TINY, "logging.tensorboard=true")
+    enas("search", "-o", str(run), *TINY, "logging.tensorboard=true", "controller.entropy_floor=0.2")
     assert plots(run) == SEARCH_PLOTS                       # drawn at the end of the search
     enas("derive", str(run))
     assert plots(run) == SEARCH_PLOTS | {"derive_scores.png", "cell.png"}
@@ -70,7 +81,7 @@ def test_enas_plot_draws_them_again_without_graphviz(run):
     assert result.returncode == 0, result.stderr
     assert plots(run) == EVERY_PLOT and f"wrote {len(EVERY_PLOT)} plots" in result.stdout
     titles = [figure.get_suptitle() for figure in search_figures(RunFiles(run)).values()]
-    assert len(titles) == len(SEARCH_PLOTS) and all(title.startswith("tiny (default): ") for title in titles)
+    assert len(titles) == len(SEARCH_PLOTS) and not any("tiny" in title for title in titles)   # the page names it
 
 
 @pytest.mark.parametrize("name, space, panels", [
@@ -221,3 +232,97 @@ def test_bad_folders_are_one_line_errors_with_exit_2(args, message, run, tmp_pat
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error: "), result.stderr
+
+
+@pytest.fixture(scope="module")
+def ranked(run, tmp_path_factory) -> Path:
+    """A copy of the tiny run, ranked and compared at the smallest sizes (one epoch alone each)."""
+    folder = copy_run(run, tmp_path_factory.mktemp("ranked") / "tiny", ("report.html", "events.out.*"))
+    enas("rank", str(folder), "--panel", "3", "--samples", "2", "--top", "2", "--epochs", "1")
+    enas("compare", str(folder), "--random", "3", "--epochs", "1")
+    return folder
+
+
+def outside(figure: Figure) -> list[str]:
+    """The texts of `figure` drawn past its edges (a clipped title, label or legend)."""
+    FigureCanvasAgg(figure)   # a canvas to draw on, as savefig draws the PNG
+    figure.canvas.draw()
+    renderer, edges, undrawn = figure.canvas.get_renderer(), figure.bbox, undrawn_tick_labels(figure)
+    texts = [text for text in figure.findobj(Text)
+             if text.get_visible() and text.get_text().strip() and id(text) not in undrawn]
+    return [text.get_text() for text in texts if not within(text.get_window_extent(renderer), edges)]
+
+
+def undrawn_tick_labels(figure: Figure) -> set[int]:
+    """The ids of the tick labels matplotlib keeps but does not draw: their ticks lie outside the view."""
+    undrawn = set()
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * (high - low)
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                if not low - slack <= tick.get_loc() <= high + slack:
+                    undrawn |= {id(tick.label1), id(tick.label2)}
+    return undrawn
+
+
+def within(box: Bbox, edges: Bbox, slack: float = 1.0) -> bool:
+    """Whether `box` lies inside `edges`, give or take `slack` pixels of rounding."""
+    return (edges.x0 - slack <= box.x0 and box.x1 <= edges.x1 + slack
+            and edges.y0 - slack <= box.y0 and box.y1 <= edges.y1 + slack)
+
+
+def every_figure(folder: Path) -> dict[str, Figure]:
+    """Every plot of a run folder as a figure, as `enas plot` draws them (the cell with matplotlib)."""
+    files = RunFiles(folder)
+    _, graph = space_type(files.space).render(from_json(files.arch))
+    return {**search_figures(files), "derive_scores.png": derive_figure(files),
+            "retrain.png": retrain_figure(files.retrain), "rank.png": rank_figure(files),
+            "cell.png": draw_graph(graph, "the derived recurrent architecture")}
+
+
+def test_no_plot_of_a_tiny_run_draws_text_past_its_edges(ranked):
+    with rc_context({"text.parse_math": False}):
+        figures = every_figure(ranked)
+        assert set(figures) == EVERY_PLOT | {"rank.png"} and all(figures.values())
+        for name, figure in figures.items():
+            assert not outside(figure), (name, outside(figure))
+
+
+def test_the_entropy_plot_shows_shares_of_the_maximum_the_floor_and_the_top_architecture(run):
+    figure = search_figures(RunFiles(run))["search_entropy.png"]
+    heatmap = next(image for axes in figure.axes for image in axes.images).get_array()
+    shares = heatmap[~np.isnan(heatmap)]                  # a decision of one option (node2.input) is left blank
+    assert shares.size and 0.0 <= shares.min() and shares.max() <= 1.0   # shares, whatever a decision's options
+    legends = {text.get_text() for axes in figure.axes if axes.get_legend() for text in axes.get_legend().get_texts()}
+    assert {"entropy floor: 0.2", "most sampled architecture's share"} <= legends
+    assert any(label.startswith("entropy floor (0.2 of the maximum)") for label in legends)   # in nats per update
+
+
+def test_the_report_answers_at_the_top_and_names_the_deciding_keys(ranked):
+    result = subprocess.run([ENAS, "report", str(ranked)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    page = Page()
+    page.feed((ranked / "report.html").read_text())
+    text = " ".join(page.text)
+    top = text[text.index("of the chosen architecture"):text.index("report written")]   # the Run section
+    arch = json.loads((ranked / "arch.json").read_text())
+    result = json.loads((ranked / "retrain" / "result.json").read_text())
+    compare = json.loads((ranked / "compare.json").read_text())
+    assert f"→ {arch['valid_ppl']:.4g} → {result['valid_ppl']:.4g}; test {result['value']:.4g}" in top
+    assert "median of 3 random architectures" in top and f"beats {compare['beaten']} of 3" in top
+    environment = json.loads((ranked / "environment.json").read_text())
+    assert environment["threads"] == 1 and f"torch {environment['torch']}, cpu, 1 thread of" in top
+    assert "wall time: search" in top and "derive writes no time" in top
+    assert re.search(r"wall time: retrain \d+(\.\d)? s", top)                  # units, not "time s 44.3"
+    assert re.search(r"time \d+(\.\d)? s", text) and "time s" not in text
+    for key in ("recurrent.nodes", "recurrent.hidden", "search.lr", "retrain.lr", "controller.lr", "search.batch_size",
+                "retrain.batch_size", "search.epochs", "retrain.epochs", "threads"):
+        assert key in text
+    assert "supernet learning rate 10, every epoch" in text
+
+
+def test_a_title_longer_than_its_figure_wraps_inside_it():
+    title = "default-20261129-083000 (default): validation perplexity of the most likely architecture (shared weights)"
+    figure, _ = new_figure(title)
+    assert "\n" in figure.get_suptitle() and not outside(figure)   # in one line it ran past both edges

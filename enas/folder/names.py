@@ -7,6 +7,7 @@ from pathlib import Path
 
 CONFIG_FILE = "config.yaml"            # the fully resolved config of the run
 METRICS_FILE = "metrics.jsonl"         # one line per logged step or epoch
+ENVIRONMENT_FILE = "environment.json"  # search and retrain: torch's version, the device, the threads
 CHECKPOINTS = "checkpoints"            # LAST and PREVIOUS
 LAST, PREVIOUS = "last.pt", "previous.pt"
 VOCAB_FILE = "vocab.txt"               # a text run's vocabulary, one word a line in id order (tasks/text.py)

@@ -1,7 +1,9 @@
 """`enas report RUN_DIR`: the whole run on one self-contained page, RUN_DIR/report.html.
 
 Sections, each present whether or not its step has run (one that has not says what to type):
-the run (status, preset, space, strategy, time), its config, the search's curves, the derived
+the run, opening with the answer (summary.py: the chosen architecture's score at each stage, the
+test score, the random baseline, the time of each phase, the environment), then its status,
+preset, space and strategy; the config's deciding keys, the search's curves, the derived
 architecture with its picture and the candidate table, the retrain's result (on built-in text
 against the entropy floor), and rank's and compare's results where they exist. The plots are
 drawn again first and inlined as base64 PNGs; the CSS is inline; the page loads nothing.
@@ -10,6 +12,8 @@ drawn again first and inlined as base64 PNGs; the CSS is inline; the page loads 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import struct
 import time
 from collections import Counter
 from html import escape
@@ -19,15 +23,18 @@ from typing import Any, Sequence
 from enas.config import to_yaml
 from enas.folder.atomic import write_text
 from enas.folder.names import PLOTS_DIR, REPORT_FILE
+from enas.report.plots import DPI, WIDE
 from enas.report.run_files import RunFiles, plots_folder
 from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLOT, draw_after
-from enas.report.runs import duration, status, wall_time
-from enas.report.search_plots import SEARCH_PLOTS
+from enas.report.runs import status
+from enas.report.search_plots import SEARCH_PLOTS, constant_lr
+from enas.report.summary import baseline, elapsed, environment, number, phase_times, score_line, stages
 from enas.strategies.base import CONTROLLER
 
 SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",
             "retrain": "Retrain", "rank": "Rank", "compare": "Compare"}
 CANDIDATE_ROWS = 10
+WIDE_PX = WIDE * DPI * 0.75   # a plot at least this wide (pixels) spans both columns
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0; background: #f6f7f9; }
 main { max-width: 1320px; margin: 0 auto; padding: 1.2em 2em 3em; }
@@ -38,7 +45,8 @@ section { scroll-margin-top: 3em; background: #fff; border-radius: 8px; padding:
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #d0d7e2; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
 th { background: #eef2f8; } table.facts th { font-weight: normal; color: #444; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 1em; align-items: start; }
+.plots { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 1em; align-items: start; }
+.plots .wide { grid-column: 1 / -1; }
 figure { margin: 0.6em 0; } img { max-width: 100%; height: auto; border: 1px solid #e3e7ee; }
 pre { background: #f1f3f6; padding: 0.8em; overflow-x: auto; font-size: 0.88em; }
 .note { color: #666; } .missing { color: #8a5a00; background: #fff6e0; padding: 0.5em 0.8em; border-radius: 4px; }
@@ -72,11 +80,16 @@ def missing(text: str) -> str:
 
 
 def image(path: Path, alt: str) -> str:
-    """`path` inline as a data URI (the plot's title says what it is), or nothing where it was not drawn."""
+    """`path` inline as a data URI (the plot's title says what it is), or nothing where it was not
+    drawn. In a grid of plots, a wide one (heatmaps) takes a row of its own, so that the plots of
+    one height pair up and no short plot sits beside a tall one."""
     if not path.is_file():
         return ""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{escape(alt)}"></figure>'
+    png = path.read_bytes()
+    wide = struct.unpack(">I", png[16:20])[0] > WIDE_PX   # the width in the PNG's header (IHDR)
+    data = base64.b64encode(png).decode("ascii")
+    spans = ' class="wide"' if wide else ""
+    return f'<figure{spans}><img src="data:image/png;base64,{data}" alt="{escape(alt)}"></figure>'
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -100,19 +113,34 @@ def cell(value: Any) -> str:
 
 
 def run_section(run: RunFiles) -> str:
-    shown = [("folder", str(run.folder.resolve())), ("status", status(run, time.time())),
+    """What the run found and what it took, first; then where it is."""
+    shown = [(f"{run.metric_name} of the chosen architecture: search → derive → retrain", score_line(run))]
+    shown += [(f"{stage.name}: {stage.how}", number(stage.value)) for stage in stages(run)]
+    shown += [("random baseline (enas compare)", baseline(run))]
+    shown += [(f"wall time: {phase}", text) for phase, text in phase_times(run)]
+    shown += [("environment", environment(run))]
+    where = [("folder", str(run.folder.resolve())), ("status", status(run, time.time())),
              ("preset", run.preset or "(not recorded)"), ("space", run.space), ("strategy", run.strategy.name),
-             ("wall time (search + retrain)", duration(wall_time(run))),
              ("report written", time.strftime("%Y-%m-%d %H:%M:%S"))]
-    return section("run", facts(shown))
+    return section("run", facts(shown), facts(where))
 
 
 def config_section(run: RunFiles) -> str:
-    keys = ["data.name", "seed", run.strategy.budget, "retrain.epochs", "device"]
-    rows = [(key, run.setting(key)) for key in keys]
+    rows = [(key, run.setting(key)) for key in result_keys(run)]
     text = to_yaml(run.config)
     return section("config", table(("key", "value"), rows),
                    f"<details><summary>config.yaml, every key</summary><pre>{escape(text)}</pre></details>")
+
+
+def result_keys(run: RunFiles) -> list[str]:
+    """The keys that decide a result: the data, the seed, the space's sizes (its whole-number keys),
+    the budgets, batch sizes and learning rates, and where it ran."""
+    section = getattr(run.config, run.space)
+    sizes = [f"{run.space}.{f.name}" for f in dataclasses.fields(section)
+             if isinstance(getattr(section, f.name), int) and not isinstance(getattr(section, f.name), bool)]
+    budget = [run.strategy.budget] if run.strategy.budget != "search.epochs" else []
+    training = [f"{part}.{key}" for part in ("search", "retrain") for key in ("epochs", "batch_size", "lr")]
+    return ["data.name", "seed", *sizes, *budget, *training, "controller.lr", "device", "threads"]
 
 
 def search_section(run: RunFiles) -> str:
@@ -123,6 +151,8 @@ def search_section(run: RunFiles) -> str:
     done = len(run.phase(run.strategy.done_phase))
     shown = [(f"{run.strategy.unit}s logged", f"{done} of {run.setting(run.strategy.budget)}"),
              ("controller updates", len(run.phase(CONTROLLER)))]
+    if (lr := constant_lr(run)) is not None:
+        shown.append(("supernet learning rate", f"{lr:g}, every epoch (so no plot of it)"))
     last = run.evals[-1] if run.evals else None
     if last is not None and last.score(run.metric) is not None:
         shown += [(f"last validation {run.metric_name} of the most likely architecture", last.score(run.metric)),
@@ -169,7 +199,7 @@ def retrain_section(run: RunFiles) -> str:
         hint = "retraining" if retrain is not None else f"not retrained yet: enas retrain {run.folder}"
         return section("retrain", missing(hint))
     result = retrain.result
-    rows = [("params", result.params), ("time s", result.time_s),
+    rows = [("params", result.params), ("time", elapsed(result.time_s)),
             *((key.replace("_", " "), value) for key, value in result.figures.items())]
     if result.aux_params:
         rows.append(("aux params", result.aux_params))

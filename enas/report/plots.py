@@ -3,6 +3,7 @@ display: PNGs only, whatever the machine's backend)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -13,15 +14,30 @@ from matplotlib.ticker import MaxNLocator
 from enas.folder.atomic import write_file
 
 DPI = 100
+WIDTH, WIDE = 6.4, 12.8   # inches: a plot of curves; a wide one (heatmaps), as wide as two side by side
+CHARS_PER_INCH = 11       # of a medium title; a longer one is wrapped, since constrained layout never narrows it
 Series = tuple[Sequence[float], Sequence[float]]   # x, y
 
 
-def new_figure(title: str, panels: int = 1, panel_height: float = 3.0, width: float = 6.4) -> tuple[Figure, list[Axes]]:
+def new_figure(title: str, panels: int = 1, panel_height: float = 3.0,
+               width: float = WIDTH) -> tuple[Figure, list[Axes]]:
     """A figure of `panels` stacked axes under `title`."""
-    figure = Figure(figsize=(width, panel_height * panels + 0.5), layout="constrained")
-    axes = figure.subplots(panels, 1, squeeze=False)[:, 0]
-    figure.suptitle(title, fontsize="medium")
-    return figure, list(axes)
+    figure = titled(title, width, panel_height * panels + 0.5)
+    return figure, list(figure.subplots(panels, 1, squeeze=False)[:, 0])
+
+
+def new_mosaic(title: str, layout: list[list[str]], height: float,
+               width: float = WIDE) -> tuple[Figure, dict[str, Axes]]:
+    """A figure of named axes placed as `layout` says (matplotlib's subplot_mosaic) under `title`."""
+    figure = titled(title, width, height)
+    return figure, figure.subplot_mosaic(layout)
+
+
+def titled(title: str, width: float, height: float) -> Figure:
+    """An empty figure of `width` x `height` inches with `title` on top, wrapped to fit its width."""
+    figure = Figure(figsize=(width, height), layout="constrained")
+    figure.suptitle(textwrap.fill(title, int(width * CHARS_PER_INCH)), fontsize="medium")
+    return figure
 
 
 def save(figure: Figure, path: Path) -> Path:

@@ -18,7 +18,7 @@ def derive_figure(run: RunFiles) -> Figure | None:
     if not scores:
         return None
     how = run.strategy.scored_by
-    figure, (axes,) = new_figure(f"{run.label}: derive's candidates ({len(scores)} scored)")
+    figure, (axes,) = new_figure(f"derive's candidates ({len(scores)} scored)")
     histogram(axes, scores, f"validation {run.metric_name}{run.metric_unit}, {how}", "candidates")
     best = run.best(scores)
     axes.axvline(best, color="black", linestyle="--", linewidth=1, label=f"kept: {best:.4g}")
@@ -26,21 +26,25 @@ def derive_figure(run: RunFiles) -> Figure | None:
     return figure
 
 
-def retrain_figure(run: RunFiles, retrain: RunFiles) -> Figure | None:
+def retrain_figure(retrain: RunFiles) -> Figure | None:
     """Training loss, validation score (with the test score and the references of the result)
-    and learning rate per epoch of `retrain`, titled with `run`'s name."""
+    and, where it changed, the learning rate per epoch of `retrain`."""
     lines = retrain.phase(RETRAIN_PHASE)
-    result = retrain.result
     if not lines:
         return None
     metric, x = retrain.metric, [m["epoch"] + 1 for m in lines]
-    figure, (loss, valid, lr) = new_figure(f"{run.label}: retrain", 3, panel_height=2.4)
-    curves(loss, {"training": (x, [m["loss"] for m in lines])}, "epoch", "training loss (cross-entropy, nats)")
-    curves(valid, {"validation": (x, [m[f"valid_{metric}"] for m in lines])}, "epoch",
+    rates = [m["lr"] for m in lines]
+    constant = len(set(rates)) == 1
+    figure, axes = new_figure("retrain", 2 if constant else 3, panel_height=2.4)
+    note = f"learning rate {rates[0]:g} throughout" if constant else ""
+    curves(axes[0], {"training": (x, [m["loss"] for m in lines])}, "epoch", "training loss (cross-entropy, nats)",
+           note)
+    curves(axes[1], {"validation": (x, [m[f"valid_{metric}"] for m in lines])}, "epoch",
            retrain.metric_name + retrain.metric_unit)
-    for label, value, style in test_references(result, metric):
-        reference(valid, value, label, style)
-    curves(lr, {"SGD": (x, [m["lr"] for m in lines])}, "epoch", "learning rate")
+    for label, value, style in test_references(retrain.result, metric):
+        reference(axes[1], value, label, style)
+    if not constant:
+        curves(axes[2], {"SGD": (x, rates)}, "epoch", "learning rate")
     return figure
 
 
@@ -63,7 +67,7 @@ def rank_figure(run: RunFiles) -> Figure | None:
     if not report:
         return None
     metric, alone, panel = report.metric, report.alone_metric, report.panel
-    figure, (axes,) = new_figure(f"{run.label}: shared weights against training alone", panel_height=4.2)
+    figure, (axes,) = new_figure("shared weights against training alone", panel_height=4.2)
     scatter(axes, [row[f"shared_valid_{metric}"] for row in panel], [row[alone] for row in panel],
             [row["source"] for row in panel], f"shared-weight validation {metric}",
             f"{alone.removeprefix('alone_').replace('_', ' ')} trained alone ({report.budget.get('epochs')} epochs)",

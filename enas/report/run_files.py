@@ -12,13 +12,27 @@ from typing import Any
 
 from enas.config import Config
 from enas.folder.config_file import saved_config
-from enas.folder.names import CANDIDATES_FILE, CONFIG_FILE, METRICS_FILE, RETRAIN_DIR, RETRAIN_PHASE, TRIALS_FILE
+from enas.folder.loading import read_json_file
+from enas.folder.names import (
+    CANDIDATES_FILE,
+    CONFIG_FILE,
+    ENVIRONMENT_FILE,
+    METRICS_FILE,
+    RETRAIN_DIR,
+    RETRAIN_PHASE,
+    TRIALS_FILE,
+)
 from enas.records import ArchRecord, CompareReport, EvalLine, RankReport, Result
+from enas.spaces import space_type
+from enas.spaces.base import ImageShape, TextShape
 from enas.strategies import strategy_of
 from enas.strategies.base import EVAL, Strategy
+from enas.strategies.controller import max_entropy
 from enas.tasks import Task, task_kind
 
 METRIC_NAMES = {"ppl": "perplexity", "acc": "accuracy"}
+# A space's decisions follow from its config section alone; building one asks for a data shape too.
+PLACEHOLDER_SHAPES = {TextShape: TextShape(vocab_size=2), ImageShape: ImageShape(3, 32, 32, 10)}
 
 
 class RunFiles:
@@ -73,6 +87,35 @@ class RunFiles:
     @cached_property
     def arch(self) -> ArchRecord | None:
         return ArchRecord.read_if_any(self.folder)
+
+    @cached_property
+    def environment(self) -> dict[str, Any] | None:
+        """environment.json: torch, device, threads (None for a folder written before it existed)."""
+        path = self.folder / ENVIRONMENT_FILE
+        if not path.exists():
+            return None
+        environment = read_json_file(path, "search or retrain again to write it, or delete it")
+        if not isinstance(environment, dict):
+            raise UserError(f"{path} is damaged (not a JSON object); search or retrain again, or delete it")
+        return environment
+
+    @cached_property
+    def decision_max_entropy(self) -> dict[str, float]:
+        """Each decision's entropy under the uniform policy, nats, by name: what the watched
+        decision entropies are shares of."""
+        kind = space_type(self.space)
+        decisions = kind(getattr(self.config, self.space), PLACEHOLDER_SHAPES[kind.data], 0).decisions()
+        return {decision.name: max_entropy(decision) for decision in decisions}
+
+    @property
+    def max_entropy(self) -> float:
+        """The whole policy's entropy under the uniform policy, nats."""
+        return sum(self.decision_max_entropy.values())
+
+    @property
+    def entropy_floor(self) -> float:
+        """controller.entropy_floor: the share of the maximum entropy the controller keeps above (0: none)."""
+        return self.config.controller.entropy_floor
 
     @cached_property
     def result(self) -> Result | None:

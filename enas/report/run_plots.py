@@ -41,14 +41,14 @@ def _draw(folder: Path, only: str | None) -> list[Path]:
     out = folder / PLOTS_DIR
     drawers = {"search": lambda: search_figures(run), "derive": lambda: {DERIVE_PLOT: derive_figure(run)},
                "rank": lambda: {RANK_PLOT: rank_figure(run)},
-               "retrain": lambda: {RETRAIN_PLOT: retrain_figure(run, run.retrain) if run.retrain is not None else None}}
+               "retrain": lambda: {RETRAIN_PLOT: retrain_figure(run.retrain) if run.retrain is not None else None}}
     figures = {name: figure for command, draw in drawers.items() if only in (None, command)
                for name, figure in draw().items()}
     paths = [save(figure, out / name) for name, figure in figures.items() if figure is not None]
     if run.arch is not None and only in (None, "derive"):
         arch = run.arch.architecture()   # checked by its space when the record was read
         _, graph = space_type(arch.space).render(arch)
-        paths.append(write_cell(graph, out / CELL_PLOT, f"{run.label}: {arch.space} architecture"))
+        paths.append(write_cell(graph, out / CELL_PLOT, f"the derived {arch.space} architecture"))
     if not paths:
         raise UserError(f"{folder} holds nothing to plot yet (no metrics, candidates or results)")
     return paths

@@ -16,8 +16,10 @@ from enas.console import Reporter
 from enas.folder.config_file import write_config
 from enas.folder.names import CHECKPOINTS
 from enas.run.checkpoint import load_checkpoint
+from enas.run.environment import write_environment
 from enas.run.resume import check_resume_position
 from enas.run.session import Resumable, Session
+from enas.run.threads import CpuShare
 from enas.run.training import setup_runtime
 
 
@@ -37,17 +39,19 @@ class OpenRun:
     reporter: Reporter
     device: torch.device
     saved: dict[str, Any] | None   # the checkpoint a resume continues from; None for a new run
+    cpu: CpuShare                  # the CPU the run gets, told once after its first epoch
 
     def keep(self, task: KeepsData) -> None:
-        """Write the config (on a resume too: a later resume starts from its overrides) and record
-        or check what the run's models depend on in the data."""
+        """Write the config (on a resume too: a later resume starts from its overrides) and the
+        environment, and record or check what the run's models depend on in the data."""
         note = task.keep_data(self.folder)   # first: a run refused for its data writes no config
         write_config(self.folder, self.config)
+        write_environment(self.folder, self.device)
         if note:
             self.reporter.print(note)
 
     def session(self, target: Resumable) -> Session:
-        return Session(self.folder, target, self.saved, self.reporter)
+        return Session(self.folder, target, self.saved, self.reporter, self.cpu)
 
 
 def open_run(config: Config, folder: Path, resume: bool, reporter: Reporter, kind: str, first_phase: str,
@@ -58,4 +62,5 @@ def open_run(config: Config, folder: Path, resume: bool, reporter: Reporter, kin
     saved = load_checkpoint(folder / CHECKPOINTS, kind) if resume else None
     if saved is not None:
         check_resume_position(saved, config, first_phase, epoch_shape)
-    return OpenRun(config, folder, reporter, setup_runtime(config), saved)
+    device = setup_runtime(config)
+    return OpenRun(config, folder, reporter, device, saved, CpuShare(torch.get_num_threads(), device.type == "cpu"))

@@ -12,7 +12,8 @@ Search and retrain keep where they stand in a `Progress` and run their loops thr
   rollback to the last good checkpoint, drawing fresh random numbers from there (on a
   deterministic machine, replaying the same draws would only fail the same way);
   if it recurs before the next checkpoint, the run ends with exit 3;
-- a full disk ends the run with exit 75, naming the last good checkpoint.
+- a full disk ends the run with exit 75, naming the last good checkpoint;
+- after the first epoch, a run that got less than half a CPU core says so once (threads.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from enas.run.metrics import MetricsLog
 from enas.run.progress import FiguresInFlight, Progress, check_streak
 from enas.run.signals import StopFlag, fault_point
 from enas.run.state import ELAPSED, KIND, METRICS_LINES, PER_RANK, RANKS, WORLD_SIZE
+from enas.run.threads import CpuShare
 
 
 class Resumable(Protocol):
@@ -63,9 +65,10 @@ class Session:
     """One stretch of a loop in `folder`, started fresh (`saved` None) or from a loaded checkpoint."""
 
     def __init__(self, folder: Path, target: Resumable, saved: dict[str, Any] | None,
-                 reporter: Reporter | None = None):
-        """`reporter`: where the estimate of the time left goes (none: not shown)."""
-        self.folder, self.target, self.saved, self.reporter = folder, target, saved, reporter
+                 reporter: Reporter | None = None, cpu: CpuShare | None = None):
+        """`reporter`: where the estimate of the time left goes (none: not shown); `cpu`: what warns
+        once when the run gets too little of a core."""
+        self.folder, self.target, self.saved, self.reporter, self.cpu = folder, target, saved, reporter, cpu
         self.checkpoints = folder / CHECKPOINTS
         self.stop = StopFlag()
         self.rolled_back = False  # since the last checkpoint was saved
@@ -128,6 +131,8 @@ class Session:
             done = self.target.progress.epoch
             if self.reporter is not None and done < epochs:
                 self.reporter.print(f"{self.target.kind} {time_left(done, epochs, self.elapsed)}")
+            if self.cpu is not None and distributed.is_main() and (message := self.cpu.after_epoch()):
+                warn(message)
 
     def checkpoint(self) -> Path:
         """Save the whole state; then, if a stop was requested, end the run here."""

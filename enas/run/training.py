@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -14,6 +13,7 @@ from torch import nn
 from enas.config import Config, TrainConfig
 from enas.errors import UserError
 from enas.run import distributed
+from enas.run.threads import thread_count
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import Model
 
@@ -22,7 +22,7 @@ def setup_runtime(config: Config) -> torch.device:
     """Threads, seeds and the device of a run; under torchrun, this process's place in the job.
     Every rank seeds alike, so that they build the same networks (Session then gives each rank
     its own random numbers for training)."""
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(thread_count(config.threads))
     if config.device == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
     on_cuda = config.device != "cpu" and torch.cuda.is_available()
