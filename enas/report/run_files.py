@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from enas.config import Config
+from enas.errors import UserError
 from enas.folder.config_file import saved_config
 from enas.folder.loading import read_json_file
 from enas.folder.names import (
