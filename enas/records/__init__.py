@@ -1,9 +1,12 @@
 """What a run writes and later commands read back, as typed records: one dataclass each, written by
 one writer and read by one reader that checks every field (record.py says how)."""
 
+from enas.records.arch import ArchFile
+from enas.records.lines import Candidate, MetricsLine, Trial
 from enas.records.panels import CompareReport, RankReport
 from enas.records.record import Record
 from enas.records.result import Result
 from enas.records.sweep import SweepSummary
 
-__all__ = ["CompareReport", "RankReport", "Record", "Result", "SweepSummary"]
+__all__ = ["ArchFile", "Candidate", "CompareReport", "MetricsLine", "RankReport", "Record", "Result", "SweepSummary",
+           "Trial"]

@@ -4,7 +4,11 @@ schema version, and read back through one reader that checks each field against 
 damaged is a one-line `UserError` naming the file and what to do, never a traceback.
 
 A record may keep figures whose names depend on the run (`valid_ppl`, `test_bpc`, `floor`) in a
-`figures` field: they are written flat beside the fixed fields and read back as finite numbers.
+`figures` field: they are written flat beside the fixed fields and read back as its annotation
+says (`dict[str, float]`: finite numbers).
+
+A `Score` is a number that may be infinite but never NaN: the validation score of a child that
+diverged (its perplexity is infinite).
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import json
 import math
 import types
 import typing
+from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NewType, TypeVar
 
 from enas.errors import UserError
 from enas.folder.atomic import write_json
@@ -23,6 +28,7 @@ from enas.folder.atomic import write_json
 SCHEMA = "schema"   # the key of the version; a file without one is version 1
 FIGURES = "figures"
 R = TypeVar("R", bound="Record")
+Score = NewType("Score", float)   # a number, infinite for a diverged child; never NaN
 
 
 class Record:
@@ -46,12 +52,21 @@ class Record:
         """The record in `folder`, checked; a one-line error when it is absent or damaged."""
         path = folder / cls.file
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_bytes()
         except FileNotFoundError:
             raise UserError(f"{path} does not exist; {cls.remedy}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        except OSError as error:
             raise UserError(f"{path} is damaged ({_first_line(error)}); {cls.remedy}") from None
-        return cls.from_json(data, path)
+        return cls.from_json(cls.parse(text, path), path)
+
+    @classmethod
+    def parse(cls, text: str | bytes, where: Path | str) -> Any:
+        """The JSON value of `text`, unchecked; `where` names it (a file, or a line of one) in the
+        one-line error when it is not JSON."""
+        try:
+            return json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise UserError(f"{where} is damaged ({_first_line(error)}); {cls.remedy}") from None
 
     @classmethod
     def read_if_any(cls: type[R], folder: Path) -> R | None:
@@ -69,7 +84,7 @@ class Record:
         if not isinstance(version, int) or not 1 <= version <= cls.version:
             raise UserError(f"{path or cls.file} has schema version {version!r}; this enas reads versions 1 to "
                             f"{cls.version}: use the enas that wrote it, or run that command again")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name == FIGURES:
@@ -83,8 +98,9 @@ class Record:
             values[f.name] = data[f.name]
         if FIGURES in hints:
             rest = {k: v for k, v in data.items() if k not in values and k != SCHEMA}
-            if bad := [k for k, v in rest.items() if not _fits(v, float)]:
-                raise damaged(f"{bad[0]!r} is {rest[bad[0]]!r}, not a finite number")
+            _, kind = typing.get_args(hints[FIGURES])
+            if bad := [k for k, v in rest.items() if not _fits(v, kind)]:
+                raise damaged(f"{bad[0]!r} is {rest[bad[0]]!r}, not {_describe(kind)}")
             values[FIGURES] = rest
         record = cls(**values)
         if problem := record.problem():
@@ -96,16 +112,23 @@ class Record:
         return ""
 
 
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The annotations of a record class (looked up once: a log has many lines)."""
+    return typing.get_type_hints(cls)
+
+
 def _fits(value: Any, kind: Any) -> bool:
-    """Whether a JSON value fits an annotation: float (a finite number), int, str, bool, list[...],
-    dict[...], a union with None."""
+    """Whether a JSON value fits an annotation: float (a finite number), Score (a number, not NaN),
+    int, str, bool, list[...], dict[...], a union with None."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         return any(_fits(value, option) for option in typing.get_args(kind))
     if kind is type(None):
         return value is None
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind in (float, Score):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and (math.isfinite(value) if kind is float else not math.isnan(value))
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind in (str, bool):
@@ -120,7 +143,8 @@ def _fits(value: Any, kind: Any) -> bool:
 
 
 def _describe(kind: Any) -> str:
-    names = {float: "a finite number", int: "an integer", str: "a string", bool: "true or false"}
+    names = {float: "a finite number", Score: "a number", int: "an integer", str: "a string", bool: "true or false",
+             Any: "a JSON value"}
     return names.get(kind, str(kind).replace("typing.", ""))
 
 
