@@ -65,7 +65,7 @@ class Record:
         one-line error when it is not JSON."""
         try:
             return json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        except (ValueError, RecursionError) as error:   # ValueError: not UTF-8, not JSON, an integer of 4300+ digits
             raise UserError(f"{where} is damaged ({_first_line(error)}); {cls.remedy}") from None
 
     @classmethod
@@ -127,8 +127,13 @@ def _fits(value: Any, kind: Any) -> bool:
     if kind is type(None):
         return value is None
     if kind in (float, Score):
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return number and (math.isfinite(value) if kind is float else not math.isnan(value))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        try:
+            number = float(value)
+        except OverflowError:   # an integer past 1e308: no float holds it
+            return False
+        return math.isfinite(number) if kind is float else not math.isnan(number)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind in (str, bool):
@@ -143,8 +148,7 @@ def _fits(value: Any, kind: Any) -> bool:
 
 
 def _describe(kind: Any) -> str:
-    names = {float: "a finite number", Score: "a number", int: "an integer", str: "a string", bool: "true or false",
-             Any: "a JSON value"}
+    names = {float: "a finite number", Score: "a number", int: "an integer", str: "a string", bool: "true or false"}
     return names.get(kind, str(kind).replace("typing.", ""))
 
 
