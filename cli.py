@@ -230,8 +230,22 @@ def retrain(
 
 Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, metavar="N", help="each architecture's training "
                                                "budget in retrain epochs (default: the run's retrain.epochs)")]
+
+
+def _panel_seed(value: int) -> int:
+    """--seed, bounded like the config's seed (enas.config.MAX_SEED: torch.Generator sees it offset and
+    multiplied); out of range, one error line and exit 2."""
+    from enas.config import MAX_SEED
+    from enas.fields import field_problem
+
+    if problem := field_problem("--seed", value, {"min": 0, "max": MAX_SEED}):
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(UserError.exit_code)
+    return value
+
+
 PanelSeed = Annotated[int, typer.Option("--seed", metavar="N", help="seed of the uniform draws and of every training "
-                                        "alone")]
+                                        "alone", callback=_panel_seed)]
 Cache = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", help="folder of the architectures trained "
                                                "alone, reused across commands and runs (default RUN_DIR/standalone)")]
 

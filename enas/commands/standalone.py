@@ -17,12 +17,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from enas.commands.retrain import run_retrain
+from enas.commands.retrain import Retrain, run_retrain
 from enas.config import Config
-from enas.console import Reporter
-from enas.errors import Stopped
-from enas.folder.names import RESULT_FILE, has_checkpoint
+from enas.console import Reporter, warn
+from enas.errors import Stopped, UserError
+from enas.folder.names import CHECKPOINTS, RESULT_FILE, has_checkpoint
 from enas.records import Result
+from enas.run.checkpoint import load_checkpoint
 from enas.spaces import space_type
 from enas.spaces.architecture import Architecture
 
@@ -64,13 +65,28 @@ def train_alone(config: Config, arch: Architecture, cache: Path, rerun: str) -> 
     """`arch` retrained with `config` (a `Budget.config`); its result.json, trained once.
     `rerun`: the command that continues the panel after a stop."""
     folder = result_folder(config, arch, cache)
-    if (folder / RESULT_FILE).is_file():
-        return Result.read(folder)
-    resume = has_checkpoint(folder)
+    result, resume = cache_entry(folder)
+    if result is not None:
+        return result
     if folder.exists() and not resume:
-        shutil.rmtree(folder)   # a start that did not reach its first checkpoint
+        shutil.rmtree(folder)   # a start that did not reach its first checkpoint, or a damaged entry
     try:
         return run_retrain(config, arch, folder, resume, Reporter(quiet=True), data_dir=cache, plots=False)
     except Stopped as stop:
         raise Stopped(f"{str(stop).splitlines()[0]}\nthe trained architectures are kept; continue with: {rerun}",
                       stop.exit_code - 128) from None
+
+
+def cache_entry(folder: Path) -> tuple[Result | None, bool]:
+    """What the panel cache holds in `folder`: the result of a finished training, or whether a
+    stopped one can resume. A damaged result.json, or checkpoints that are both unreadable, discard
+    the entry with one warning: it is trained again, never left to block the panel."""
+    try:
+        if (folder / RESULT_FILE).is_file():
+            return Result.read(folder), False
+        if has_checkpoint(folder):
+            load_checkpoint(folder / CHECKPOINTS, Retrain.kind)   # a damaged last.pt is moved aside, with a warning
+            return None, True
+    except UserError as error:
+        warn(f"warning: discarded a damaged entry of the panel cache, to be trained again: {error}")
+    return None, False

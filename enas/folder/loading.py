@@ -65,7 +65,7 @@ def read_json_file(path: Path, remedy: str) -> Any:
     too deeply to parse. The one reader of every JSON file a run wrote (records, architectures)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (OSError, ValueError, RecursionError) as error:   # ValueError: not UTF-8, not JSON, 4300+ digits
         reason = problem_of(error)
     raise UserError(f"{path} {reason}; {remedy}")
 
@@ -82,4 +82,6 @@ def problem_of(error: Exception) -> str:
         return f"is not UTF-8 text ({error.reason} at byte {error.start})"
     if isinstance(error, RecursionError):
         return "nests its brackets too deeply"
+    if isinstance(error, ValueError):
+        return f"is damaged ({str(error).splitlines()[0]})"
     return f"cannot be read ({getattr(error, 'strerror', None) or error})"

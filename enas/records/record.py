@@ -4,25 +4,32 @@ schema version, and read back through one reader that checks each field against 
 damaged is a one-line `UserError` naming the file and what to do, never a traceback.
 
 A record may keep figures whose names depend on the run (`valid_ppl`, `test_bpc`, `floor`) in a
-`figures` field: they are written flat beside the fixed fields and read back as finite numbers.
+`figures` field: they are written flat beside the fixed fields and read back as its annotation
+says (`dict[str, float]`: finite numbers).
+
+A `Score` is a number that may be infinite but never NaN: the validation score of a child that
+diverged (its perplexity is infinite).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
+from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NewType, TypeVar
 
 from enas.errors import UserError
 from enas.folder.atomic import write_json
-from enas.folder.loading import read_json_file
+from enas.folder.loading import problem_of, read_json_file
 
 SCHEMA = "schema"   # the key of the version; a file without one is version 1
 FIGURES = "figures"
 R = TypeVar("R", bound="Record")
+Score = NewType("Score", float)   # a number, infinite for a diverged child; never NaN
 
 
 class Record:
@@ -48,6 +55,15 @@ class Record:
         return cls.from_json(read_json_file(path, cls.remedy), path)
 
     @classmethod
+    def parse(cls, text: str | bytes, where: Path | str) -> Any:
+        """The JSON value of `text`, unchecked; `where` names it (a file, or a line of one) in the
+        one-line error when it is not JSON."""
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as error:   # ValueError: not UTF-8, not JSON, an integer of 4300+ digits
+            raise UserError(f"{where} {problem_of(error)}; {cls.remedy}") from None
+
+    @classmethod
     def read_if_any(cls: type[R], folder: Path) -> R | None:
         """The record in `folder`, or None where there is none yet."""
         return cls.read(folder) if (folder / cls.file).exists() else None
@@ -63,7 +79,7 @@ class Record:
         if not isinstance(version, int) or not 1 <= version <= cls.version:
             raise UserError(f"{path or cls.file} has schema version {version!r}; this enas reads versions 1 to "
                             f"{cls.version}: use the enas that wrote it, or run that command again")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name == FIGURES:
@@ -77,8 +93,9 @@ class Record:
             values[f.name] = data[f.name]
         if FIGURES in hints:
             rest = {k: v for k, v in data.items() if k not in values and k != SCHEMA}
-            if bad := [k for k, v in rest.items() if not _fits(v, float)]:
-                raise damaged(f"{bad[0]!r} is {rest[bad[0]]!r}, not a finite number")
+            _, kind = typing.get_args(hints[FIGURES])
+            if bad := [k for k, v in rest.items() if not _fits(v, kind)]:
+                raise damaged(f"{bad[0]!r} is {rest[bad[0]]!r}, not {_describe(kind)}")
             values[FIGURES] = rest
         record = cls(**values)
         if problem := record.problem():
@@ -90,16 +107,28 @@ class Record:
         return ""
 
 
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The annotations of a record class (looked up once: a log has many lines)."""
+    return typing.get_type_hints(cls)
+
+
 def _fits(value: Any, kind: Any) -> bool:
-    """Whether a JSON value fits an annotation: float (a finite number), int, str, bool, list[...],
-    dict[...], a union with None."""
+    """Whether a JSON value fits an annotation: float (a finite number), Score (a number, not NaN),
+    int, str, bool, list[...], dict[...], a union with None."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         return any(_fits(value, option) for option in typing.get_args(kind))
     if kind is type(None):
         return value is None
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind in (float, Score):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        try:
+            number = float(value)
+        except OverflowError:   # an integer past 1e308: no float holds it
+            return False
+        return math.isfinite(number) if kind is float else not math.isnan(number)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind in (str, bool):
@@ -114,5 +143,5 @@ def _fits(value: Any, kind: Any) -> bool:
 
 
 def _describe(kind: Any) -> str:
-    names = {float: "a finite number", int: "an integer", str: "a string", bool: "true or false"}
+    names = {float: "a finite number", Score: "a number", int: "an integer", str: "a string", bool: "true or false"}
     return names.get(kind, str(kind).replace("typing.", ""))

@@ -58,7 +58,7 @@ def write_report(folder: Path) -> Path:
     """Draw the plots again, then write the report of the run in `folder` (a retrain's output in
     RUN_DIR/retrain reports the run); return its path."""
     folder = plots_folder(folder)
-    run = RunFiles(folder)   # a one-line error before anything is drawn when it is no run folder
+    run = RunFiles(folder).read_all()   # a one-line error before anything is drawn: no run folder, a damaged file
     draw_after(folder)
     body = [run_section(run), config_section(run), search_section(run), derive_section(run),
             retrain_section(run), rank_section(run), compare_section(run)]

@@ -1,11 +1,11 @@
 """A run folder read back for its plots, its report and `enas runs`: the config as saved, the
 metrics by phase, and the results of derive, retrain, rank and compare where they exist.
 
-Nothing here trains or loads a model; a file that is absent reads as empty (or None)."""
+Nothing here trains or loads a model; a file that is absent reads as empty (or None), a damaged
+one is a one-line error (each is read through its one checking reader)."""
 
 from __future__ import annotations
 
-import json
 from functools import cached_property, reduce
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from enas.folder.names import (
     TRIALS_FILE,
 )
 from enas.records import ArchRecord, CompareReport, EvalLine, RankReport, Result
+from enas.run.metrics import read_metrics
 from enas.spaces import space_type
 from enas.spaces.base import ImageShape, TextShape
 from enas.strategies import strategy_of
@@ -45,6 +46,15 @@ class RunFiles:
         self.strategy: Strategy = strategy_of(self.config.strategy)
         self.task: type[Task] = task_kind(self.config)   # what its scores are, without reading the data
 
+    def read_all(self) -> RunFiles:
+        """Read every file now, the retrain's too: a damaged one is its one-line error before the
+        caller draws or writes anything."""
+        for name in ("metrics", "trials", "candidates", "arch", "result", "rank", "compare"):
+            getattr(self, name)   # the cached properties
+        if self.retrain not in (None, self):
+            self.retrain.read_all()
+        return self
+
     @property
     def preset(self) -> str:
         return self.config.preset
@@ -64,7 +74,7 @@ class RunFiles:
 
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:
-        return read_lines(self.folder / METRICS_FILE)
+        return read_metrics(self.folder / METRICS_FILE)
 
     def phase(self, *names: str) -> list[dict[str, Any]]:
         """The metrics lines of these phases, in order."""
@@ -79,11 +89,11 @@ class RunFiles:
 
     @cached_property
     def trials(self) -> list[dict[str, Any]]:
-        return read_lines(self.folder / TRIALS_FILE)
+        return read_metrics(self.folder / TRIALS_FILE)
 
     @cached_property
     def candidates(self) -> list[dict[str, Any]]:
-        return read_lines(self.folder / CANDIDATES_FILE)
+        return read_metrics(self.folder / CANDIDATES_FILE)
 
     @cached_property
     def arch(self) -> ArchRecord | None:
@@ -173,17 +183,3 @@ def plots_folder(folder: Path) -> Path:
     if folder.name == RETRAIN_DIR and (folder.parent / CONFIG_FILE).is_file():
         return folder.parent
     return folder
-
-
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a .jsonl file, one a line; [] where it does not exist. A cut-off last
-    line (a run killed mid-write) is left out."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records

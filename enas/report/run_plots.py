@@ -37,7 +37,7 @@ def draw_run(folder: Path, only: str | None = None) -> list[Path]:
 
 def _draw(folder: Path, only: str | None) -> list[Path]:
     """`draw_run` on a folder that holds the run's plots."""
-    run = RunFiles(folder)
+    run = RunFiles(folder).read_all()   # a damaged file is one line before any plot is saved
     out = folder / PLOTS_DIR
     drawers = {"search": lambda: search_figures(run), "derive": lambda: {DERIVE_PLOT: derive_figure(run)},
                "rank": lambda: {RANK_PLOT: rank_figure(run)},

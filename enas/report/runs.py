@@ -10,6 +10,8 @@ A run's status is read from its files alone (no process is asked), first rule th
                ENAS eval lines = search.epochs, NAS-RL update lines = nas_rl.updates) and nothing
                after it was run yet;
 - searching:   the search is live; else interrupted.
+- unreadable:  a file the row needs is damaged (config.yaml, a log, a record): the row names the
+               run, and in place of its best score the one-line reason; the other runs are listed.
 "Live": a metrics or trials line or a checkpoint was written within the last LIVE_FACTOR times the
 longest gap between two of the run's lines so far (at least MIN_LIVE_S; NO_LINES_LIVE_S before its
 first two lines). A run killed or stopped by a signal stops writing, and reads as interrupted once
@@ -33,6 +35,7 @@ LIVE_FACTOR = 3.0
 MIN_LIVE_S = 120.0
 NO_LINES_LIVE_S = 1800.0
 MAX_DEPTH = 4   # DIR/sweep/seed-N is two levels down
+UNREADABLE = "unreadable"
 
 
 def run_folders(folder: Path, depth: int = 0) -> list[Path]:
@@ -100,13 +103,19 @@ def describe(folder: Path, now: float | None = None) -> list[dict[str, Any]]:
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder; give the folder that holds the run folders (default runs/)")
     now = time.time() if now is None else now
-    rows = []
-    for path in run_folders(folder):
+    return [describe_run(path, str(path.relative_to(folder)) if path != folder else str(path), now)
+            for path in run_folders(folder)]
+
+
+def describe_run(path: Path, name: str, now: float) -> dict[str, Any]:
+    """The row of the run folder `path`, shown as `name`; an unreadable one's row says why."""
+    try:
         run = RunFiles(path)
-        rows.append({"run": str(path.relative_to(folder)) if path != folder else str(path), "preset": run.preset,
-                     "space": run.space, "strategy": run.strategy.name, "status": status(run, now),
-                     "best": best_score(run), "time": wall_time(run)})
-    return rows
+        return {"run": name, "preset": run.preset, "space": run.space, "strategy": run.strategy.name,
+                "status": status(run, now), "best": best_score(run), "time": wall_time(run)}
+    except UserError as error:
+        return {"run": name, "preset": "", "space": "", "strategy": "", "status": UNREADABLE, "best": str(error),
+                "time": 0.0}
 
 
 def runs_table(folder: Path) -> Table:
@@ -120,7 +129,7 @@ def runs_table(folder: Path) -> Table:
         table.add_column(name, no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     for row in rows:
-        space = row["space"] if row["strategy"] == "enas" else f"{row['space']} ({row['strategy']})"
+        space = row["space"] if row["strategy"] in ("enas", "") else f"{row['space']} ({row['strategy']})"
         table.add_row(row["run"], row["preset"], space, row["status"], row["best"], duration(row["time"]))
     return table
 

@@ -22,12 +22,12 @@ class Stage:
 
 def stages(run: RunFiles) -> list[Stage]:
     """The derived architecture's score at each stage, from the search to the test."""
-    metric, derived = f"valid_{run.metric}", (run.arch or {}).get("official")
+    metric, derived = f"valid_{run.metric}", run.arch.official if run.arch else None
     result = run.retrain.result if run.retrain is not None else None
     searched = [line[metric] for line in [*run.phase(run.strategy.done_phase), *run.trials]
                 if metric in line and derived and line.get("arch") == derived]
     return [Stage("search", searched[-1] if searched else None, "validation, the last time the search scored it"),
-            Stage("derive", run.arch.get(metric) if run.arch else None, f"validation, {run.strategy.scored_by}"),
+            Stage("derive", run.arch.figures.get(metric) if run.arch else None, f"validation, {run.strategy.scored_by}"),
             Stage("retrain", result.figure(metric) if result else None, "validation, trained alone"),
             Stage("test", result.value if result else None, "test split, the kept weights")]
 

@@ -14,11 +14,14 @@ import torch
 from enas.config import Config
 from enas.console import Reporter
 from enas.folder.config_file import write_config
-from enas.folder.names import CHECKPOINTS
+from enas.folder.names import CHECKPOINTS, METRICS_FILE, TRIALS_FILE
 from enas.run.checkpoint import load_checkpoint
+from enas.run.distributed import is_main
 from enas.run.environment import write_environment
+from enas.run.metrics import kept_lines
 from enas.run.resume import check_resume_position
 from enas.run.session import Resumable, Session
+from enas.run.state import METRICS_LINES, TRIALS_LINES
 from enas.run.threads import CpuShare
 from enas.run.training import setup_runtime
 
@@ -62,5 +65,16 @@ def open_run(config: Config, folder: Path, resume: bool, reporter: Reporter, kin
     saved = load_checkpoint(folder / CHECKPOINTS, kind) if resume else None
     if saved is not None:
         check_resume_position(saved, config, first_phase, epoch_shape)
+        check_logs(folder, saved)
     device = setup_runtime(config)
     return OpenRun(config, folder, reporter, device, saved, CpuShare(torch.get_num_threads(), device.type == "cpu"))
+
+
+def check_logs(folder: Path, saved: dict[str, Any]) -> None:
+    """The logs a resume appends to hold the lines its checkpoint counts, each whole (MetricsLog
+    checks the same when it opens them; here it is done before anything is written)."""
+    if not is_main():   # only rank 0 reads and writes the logs
+        return
+    for name, count in ((METRICS_FILE, METRICS_LINES), (TRIALS_FILE, TRIALS_LINES)):
+        if count in saved:
+            kept_lines(folder / name, saved[count])

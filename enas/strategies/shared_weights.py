@@ -29,7 +29,7 @@ class SharedWeights:
     """The supernet and controller of the search in `run_dir` (nothing else of its state)."""
 
     def __init__(self, config: Config, run_dir: Path, reporter: Reporter):
-        saved = load_checkpoint(run_dir / CHECKPOINTS, warn=reporter.print)
+        saved = load_checkpoint(run_dir / CHECKPOINTS)   # a fallback to previous.pt is a warning, even with --quiet
         self.config = config
         self.device = setup_runtime(config)
         self.task: Task = build_task(config, config.search, run_dir, reporter).to(self.device)
