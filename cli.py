@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Callable, Literal, Optional
 import typer
 
 from enas.errors import DiskFullError, NonFiniteError, RankLost, Stopped, UserError, is_disk_full
-from enas.usage import Command, after_retrain, fold, list_keys, next_steps
+from enas.usage import Command, after_retrain, fold, list_keys, next_steps, panel_seed
 
 if TYPE_CHECKING:   # for the annotations only: the commands import what they run
     from enas.console import Reporter
@@ -45,19 +45,10 @@ def _reporter(quiet: bool) -> Reporter:
 
 
 def _relaunch(nproc: int, out: Optional[Path] = None) -> None:
-    """Run this command line again as `nproc` processes of one job, naming its output folder `out`
-    (-o) for all of them; end with the job's exit status."""
-    from enas.run.launch import launch
+    """Run this command line again as `nproc` processes of one job (-o `out` for all); end with its status."""
+    from enas.run.launch import relaunch
 
-    argv, args = [], iter(sys.argv[1:])
-    for arg in args:
-        if arg == "--nproc":
-            next(args, None)
-        elif not arg.startswith("--nproc="):
-            argv.append(arg)
-    if out is not None and not {"-o", "--out"} & set(argv):
-        argv += ["-o", str(out)]
-    raise typer.Exit(launch(nproc, argv))
+    raise typer.Exit(relaunch(nproc, sys.argv[1:], out))
 
 
 def _check_out(out: Optional[Path]) -> None:
@@ -232,20 +223,8 @@ Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, metavar="N", h
                                                "budget in retrain epochs (default: the run's retrain.epochs)")]
 
 
-def _panel_seed(value: int) -> int:
-    """--seed, bounded like the config's seed (enas.config.MAX_SEED: torch.Generator sees it offset and
-    multiplied); out of range, one error line and exit 2."""
-    from enas.config import MAX_SEED
-    from enas.fields import field_problem
-
-    if problem := field_problem("--seed", value, {"min": 0, "max": MAX_SEED}):
-        typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(UserError.exit_code)
-    return value
-
-
 PanelSeed = Annotated[int, typer.Option("--seed", metavar="N", help="seed of the uniform draws and of every training "
-                                        "alone", callback=_panel_seed)]
+                                        "alone", callback=panel_seed)]
 Cache = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", help="folder of the architectures trained "
                                                "alone, reused across commands and runs (default RUN_DIR/standalone)")]
 

@@ -75,3 +75,16 @@ def after_retrain(run_dir: Path | None, out_dir: Path) -> str:
 
     return next_steps(run_dir if run_dir is not None and out_dir == run_dir / RETRAIN_DIR else out_dir,
                       "report", "export")
+
+
+def panel_seed(value: int) -> int:
+    """rank and compare's --seed, bounded like the config's seed (enas.data.config.MAX_SEED:
+    torch.Generator sees it offset and multiplied); out of range, one error line and exit 2."""
+    from enas.data.config import MAX_SEED
+    from enas.errors import UserError
+    from enas.fields import field_problem
+
+    if problem := field_problem("--seed", value, {"min": 0, "max": MAX_SEED}):
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(UserError.exit_code)
+    return value

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import get_args_parser, run
@@ -38,3 +39,17 @@ def launch(nproc: int, argv: list[str]) -> int:
               f"is kept: add --resume to continue", file=sys.stderr)
         return 1
     return 0
+
+
+def relaunch(nproc: int, argv: list[str], out: Path | None) -> int:
+    """The command line `argv` run again as `nproc` processes of one job, without its --nproc and
+    naming its output folder `out` (-o) for all of them; the job's exit status."""
+    kept, args = [], iter(argv)
+    for arg in args:
+        if arg == "--nproc":
+            next(args, None)
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    if out is not None and not {"-o", "--out"} & set(kept):
+        kept += ["-o", str(out)]
+    return launch(nproc, kept)
