@@ -25,6 +25,7 @@ from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLO
 from enas.report.runs import duration, status, wall_time
 from enas.report.search_plots import SEARCH_PLOTS
 from enas.strategies.base import CONTROLLER, EVAL
+from enas.strategies.watch import unlearned_note
 
 SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",
             "retrain": "Retrain", "rank": "Rank", "compare": "Compare"}
@@ -146,7 +147,9 @@ def derive_section(run: RunFiles) -> str:
     shown = [("official string", arch.get("official", "")), (score.replace("_", " "), arch.get(score, "")),
              ("candidates sampled", arch.get("sampled", ""))]
     text = "\n".join(arch.get("cell", []))
-    return section("derive", facts(shown), image(plots / CELL_PLOT, "the derived architecture"),
+    note = unlearned_note(run.metrics, run.strategy.learns)
+    return section("derive", facts(shown), missing(note) if note else "",
+                   image(plots / CELL_PLOT, "the derived architecture"),
                    f"<pre>{escape(text)}</pre>", "<h3>Best candidates</h3>", candidates_table(run),
                    image(plots / DERIVE_PLOT, "the distribution of the candidates' scores"))
 
