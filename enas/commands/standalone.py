@@ -66,8 +66,8 @@ def scaled_schedule(recipe: RetrainConfig, epochs: int) -> RetrainConfig:
     (lr_decay_start), the averaging patience (average_after) and the first cosine cycle
     (cosine_period) become the nearest whole epoch, halves rounded up (20 epochs decaying from 12:
     10 epochs decay from 6), a non-zero one at least 1 (0 keeps its meaning: from the start, never,
-    all epochs); the per-epoch decay lr_decay is raised to recipe.epochs / epochs, so that the
-    learning rate ends about where the recipe's ends."""
+    all epochs); the per-epoch decay lr_decay is raised to the power recipe.epochs / epochs, so
+    that the learning rate ends about where the recipe's ends (exactly where the rounding is exact)."""
     ratio = epochs / recipe.epochs
 
     def scaled(count: int) -> int:

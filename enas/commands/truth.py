@@ -40,6 +40,7 @@ class Truth:
         return None if self.diverged or len(self.values) < 2 else statistics.stdev(self.values)
 
     def mean_bpc(self) -> float | None:
+        """Bits per character averaged over the seeds; None off character-level text or where a seed diverged."""
         return statistics.fmean(self.bpc) if self.bpc and not self.diverged else None
 
 
