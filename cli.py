@@ -245,7 +245,8 @@ def rank(
     epochs: Epochs = None, seed: PanelSeed = 0, train_seeds: TrainSeeds = None, cache: Cache = None,
     quiet: Quiet = False,
 ) -> None:
-    """Shared-weight scores against training alone: Kendall tau (beside its noise ceiling), Spearman rho, top-k overlap."""
+    """Shared-weight scores against training alone: Kendall tau (beside its noise ceiling), Spearman rho, top-k
+    overlap."""
 
     def body() -> None:
         cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, train_seeds, cache)

@@ -5,8 +5,9 @@ draws from the space) is scored twice: through the search's final shared weights
 validation split, as derive scores candidates, and by training each alone at a named budget
 (standalone.py) under one or more training seeds, on the test split. Kendall's tau, Spearman's
 rho and the top-k overlap of the two orderings say how faithful a proxy the shared weights are;
-the noise ceiling (truth.py: how well the seeds' orders agree) says how faithful one can be. Writes RUN_DIR/rank.json, then
-draws the run's plots again, its scatter RUN_DIR/plots/rank.png among them.
+the noise ceiling (truth.py: how well the seeds' orders agree) says how faithful one can be.
+Writes RUN_DIR/rank.json, then draws the run's plots again, its scatter RUN_DIR/plots/rank.png
+among them.
 """
 
 from __future__ import annotations

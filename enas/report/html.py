@@ -208,8 +208,8 @@ def compare_section(run: RunFiles) -> str:
         return section("compare", missing(f"not compared: enas compare {run.folder}"))
     metric = report.metric
     headline = (f"the derived architecture beats {report.beaten} of {report.random} random ones "
-                f"(percentile {report.percentile:.0f}{seeds_text(report.percentile_seeds)}; {ceiling_text(report.noise_ceiling)}) at "
-                f"{metric.replace('_', ' ')}{diverged_text(report.diverged)}")
+                f"(percentile {report.percentile:.0f}{seeds_text(report.percentile_seeds)}; "
+                f"{ceiling_text(report.noise_ceiling)}) at {metric.replace('_', ' ')}{diverged_text(report.diverged)}")
     rows = [("derived", *truth_cells(report.derived, metric), report.derived["params"] or "", report.derived["arch"])]
     rows += [("random", *truth_cells(row, metric), row["params"] or "", row["arch"]) for row in report.random_panel]
     headers = ("", *truth_headers(report.derived, metric), "params", "architecture")
