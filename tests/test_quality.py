@@ -238,7 +238,7 @@ def test_a_policy_still_about_uniform_after_half_the_search_is_warned_once(capsy
     capsys.readouterr()
     metrics, warned = watch(controller, 0, 4, 10, False)                # epoch 5 of 10: half done
     message = capsys.readouterr().err.strip()
-    assert warned and metrics["warning"] == message and "has not learned" in message
+    assert warned and metrics["warning"] == message and "not yet learned" in message
     assert all(key in message for key in ("controller.steps", "controller.lr", "controller.temperature"))
     _, still = watch(controller, 0, 5, 10, True)
     assert still and capsys.readouterr().err == ""                      # once a run

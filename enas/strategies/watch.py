@@ -26,7 +26,7 @@ LOW_ENTROPY = 0.25     # warn below this share of the maximum entropy ...
 EARLY = 0.5            # ... within this share of the epochs
 DOMINANT_OP = 0.9      # warn when one op takes more than this share of a decision
 UNLEARNED = 0.97       # warn above this share of the maximum entropy from EARLY of the epochs on
-UNLEARNED_REMEDY = "raise controller.steps or controller.lr, or lower controller.temperature (it divides the logits)"
+UNLEARNED_REMEDY = "raise controller.steps or controller.lr, or lower controller.temperature, which divides the logits"
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ def unlearned_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | 
     if figures.entropy_share <= UNLEARNED or epoch + 1 < EARLY * epochs:
         return None
     return (f"warning: the controller's entropy is still {figures.entropy_share:.2%} of its maximum in epoch "
-            f"{epoch + 1} of {epochs}: it has not learned which architectures are better, and what it derives is "
-            f"close to a random draw; {UNLEARNED_REMEDY}")
+            f"{epoch + 1} of {epochs}: it has not yet learned which architectures are better; if it stays so, what "
+            f"it derives is close to a random draw ({UNLEARNED_REMEDY})")
 
 
 def unlearned_note(lines: list[dict], learns: bool) -> str | None:
