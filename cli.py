@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Callable, Literal, Optional
 import typer
 
 from enas.errors import DiskFullError, NonFiniteError, RankLost, Stopped, UserError, is_disk_full
-from enas.usage import Command, after_retrain, fold, list_keys, next_steps, panel_seed
+from enas.usage import Cache, Command, Epochs, PanelSeed, TrainSeeds, after_retrain, fold, list_keys, next_steps
 
 if TYPE_CHECKING:   # for the annotations only: the commands import what they run
     from enas.console import Reporter
@@ -219,29 +219,25 @@ def retrain(
     _run(body)
 
 
-Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, metavar="N", help="each architecture's training "
-                                               "budget in retrain epochs (default: the run's retrain.epochs)")]
 
-
-PanelSeed = Annotated[int, typer.Option("--seed", metavar="N", help="seed of the uniform draws and of every training "
-                                        "alone", callback=panel_seed)]
-Cache = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", help="folder of the architectures trained "
-                                               "alone, reused across commands and runs (default RUN_DIR/standalone)")]
-
-
-def _budget(run_dir: Path, epochs: Optional[int], seed: int, cache: Optional[Path]) -> tuple:
+def _budget(run_dir: Path, epochs: Optional[int], seed: int, train_seeds: Optional[str],
+            cache: Optional[Path]) -> tuple:
     """The run's config, the panel's training budget, its cache folder and the command that reruns it."""
     from enas.commands.standalone import Budget
     from enas.console import enas_command
     from enas.folder.config_file import saved_config
     from enas.folder.names import STANDALONE_DIR
+    from enas.spaces.architecture import parse_ints
 
     files = [p for p in (cache, *cache.parents) if p.exists() and not p.is_dir()] if cache is not None else []
     if files:   # the cache folder would be made in or under a file
         raise UserError(f"--cache {cache}: {files[0]} is a file; name a folder for the architectures trained alone")
+    seeds = tuple(parse_ints(train_seeds, "--train-seeds")) if train_seeds is not None else ()
+    if train_seeds is not None and (not seeds or len(set(seeds)) < len(seeds)):
+        raise UserError(f"--train-seeds needs distinct integers separated by commas, e.g. 0,1,2; got {train_seeds!r}")
     cfg = saved_config(run_dir)
     rerun = " ".join([enas_command(), *sys.argv[1:]])
-    return cfg, Budget(epochs or cfg.retrain.epochs, seed), cache or run_dir / STANDALONE_DIR, rerun
+    return cfg, Budget(epochs or cfg.retrain.epochs, seed, seeds), cache or run_dir / STANDALONE_DIR, rerun
 
 
 @command()
@@ -252,19 +248,21 @@ def rank(
     samples: Annotated[int, typer.Option("--samples", min=0, metavar="S", help="of them, samples of the controller "
                                          "(besides its most likely architecture); the rest are uniform draws")] = 5,
     top: Annotated[int, typer.Option("--top", min=1, metavar="K", help="k of the top-k overlap")] = 5,
-    epochs: Epochs = None, seed: PanelSeed = 0, cache: Cache = None, quiet: Quiet = False,
+    epochs: Epochs = None, seed: PanelSeed = 0, train_seeds: TrainSeeds = None, cache: Cache = None,
+    quiet: Quiet = False,
 ) -> None:
-    """Compare shared-weight scores with training alone (Kendall tau). Also Spearman rho, top-k overlap."""
+    """Compare shared-weight scores with training alone (Kendall tau, beside its noise ceiling). Also Spearman rho."""
 
     def body() -> None:
-        cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
+        cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, train_seeds, cache)
         from enas.commands.rank import RANK_PATH, run_rank
         from enas.folder.names import RANK_FILE
+        from enas.records.panels import ceiling_text, diverged_text
 
         report = run_rank(cfg, run_dir, panel, samples, budget, folder, top, rerun, _reporter(quiet))
-        typer.echo(f"Kendall tau {report.kendall_tau:.3f}  Spearman rho {report.spearman_rho:.3f}  "
-                   f"top-{report.top_k} overlap {report.top_k_overlap:.2f}\n"
-                   f"wrote {run_dir / RANK_FILE} and {run_dir / RANK_PATH}")
+        typer.echo(f"Kendall tau {report.kendall_tau:.3f} ({ceiling_text(report.noise_ceiling)})  Spearman rho "
+                   f"{report.spearman_rho:.3f}  top-{report.top_k} overlap {report.top_k_overlap:.2f}"
+                   f"{diverged_text(report.diverged)}\nwrote {run_dir / RANK_FILE} and {run_dir / RANK_PATH}")
 
     _run(body)
 
@@ -275,19 +273,23 @@ def compare(
                                             "derive`)")],
     random: Annotated[int, typer.Option("--random", min=1, metavar="K", help="random architectures to compare "
                                         "with")] = 20,
-    epochs: Epochs = None, seed: PanelSeed = 0, cache: Cache = None, quiet: Quiet = False,
+    epochs: Epochs = None, seed: PanelSeed = 0, train_seeds: TrainSeeds = None, cache: Cache = None,
+    quiet: Quiet = False,
 ) -> None:
     """The derived architecture against random ones, all trained alone. One budget; prints its percentile."""
 
     def body() -> None:
-        cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, cache)
+        cfg, budget, folder, rerun = _budget(run_dir, epochs, seed, train_seeds, cache)
         from enas.commands.compare import run_compare
         from enas.folder.names import COMPARE_FILE
+        from enas.records.panels import ceiling_text, diverged_text, seeds_text, truth_cells
 
         report = run_compare(cfg, run_dir, random, budget, folder, rerun, _reporter(quiet))
-        typer.echo(f"derived {report.metric} {report.derived[report.metric]:.4g}: beats "
-                   f"{report.beaten} of {report.random} random architectures (percentile "
-                   f"{report.percentile:.0f})\nwrote {run_dir / COMPARE_FILE}")
+        bpc = f" ({report.derived['test_bpc']:.4g} bits per character)" if report.derived.get("test_bpc") else ""
+        typer.echo(f"derived {report.metric} {truth_cells(report.derived, report.metric)[0]}{bpc}: beats "
+                   f"{report.beaten} of {report.random} random architectures (percentile {report.percentile:.0f}"
+                   f"{seeds_text(report.percentile_seeds)}; {ceiling_text(report.noise_ceiling)})"
+                   f"{diverged_text(report.diverged)}\nwrote {run_dir / COMPARE_FILE}")
 
     _run(body)
 

@@ -7,6 +7,8 @@ Tau and rho are scipy's.
 
 from __future__ import annotations
 
+import itertools
+import statistics
 import warnings
 from typing import Sequence
 
@@ -38,6 +40,15 @@ def top_k_overlap(x: Sequence[float], y: Sequence[float], k: int) -> float:
     best_x = sorted(range(len(x)), key=lambda i: -x[i])[:k]
     best_y = sorted(range(len(y)), key=lambda i: -y[i])[:k]
     return len(set(best_x) & set(best_y)) / k
+
+
+def seed_agreement(orders: Sequence[Sequence[float]]) -> float:
+    """Kendall's tau between the orders of the same items under different seeds, the mean over
+    every pair of seeds: how well the measure agrees with itself (1 for identical orders), the most
+    that any other ordering can be expected to agree with it."""
+    if len(orders) < 2:
+        raise ValueError(f"seed agreement needs the orders of at least 2 seeds, got {len(orders)}")
+    return statistics.fmean(kendall_tau(a, b) for a, b in itertools.combinations(orders, 2))
 
 
 def percentile(value: float, others: Sequence[float]) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand
@@ -88,3 +88,16 @@ def panel_seed(value: int) -> int:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(UserError.exit_code)
     return value
+
+
+# The options rank and compare share: how each architecture of their panels is trained alone.
+Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, metavar="N", help="each architecture's training "
+                                               "budget in retrain epochs (default: the run's retrain.epochs)")]
+PanelSeed = Annotated[int, typer.Option("--seed", metavar="N", help="seed of the uniform draws, and of every training "
+                                        "alone unless --train-seeds names others", callback=panel_seed)]
+TrainSeeds = Annotated[Optional[str], typer.Option("--train-seeds", metavar="SEEDS", help="comma-separated training "
+                                                   "seeds, e.g. 0,1,2: each architecture is trained alone once per "
+                                                   "seed and scored by the mean; the seeds' agreement is the noise "
+                                                   "ceiling (default: --seed alone)")]
+Cache = Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", help="folder of the architectures trained "
+                                               "alone, reused across commands and runs (default RUN_DIR/standalone)")]

@@ -189,21 +189,25 @@ def test_json_output_names_the_image_figures(capsys, keep_threads):
         main(["--only", "micro", "--image-sizes", "huge"])
 
 
-def test_the_quality_benchmark_reports_tau_and_percentile_per_seed(tmp_path):
+def test_the_quality_benchmark_reports_tau_and_percentile_per_seed_beside_their_ceilings(tmp_path):
     from test_quality import TINY
 
-    command = [sys.executable, "-m", "benchmarks.quality", "--seeds", "0,1", "--panel", "3", "--samples", "1",
-               "--random", "2", "--epochs", "1", "--out", str(tmp_path), *TINY]
+    command = [sys.executable, "-m", "benchmarks.quality", "--seeds", "0,1", "--train-seeds", "0,1", "--panel", "3",
+               "--samples", "1", "--random", "2", "--epochs", "1", "--out", str(tmp_path), *TINY]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "default" / "quality.json").read_text())
-    assert [row["seed"] for row in report["rows"]] == [0, 1]
+    assert [row["seed"] for row in report["rows"]] == [0, 1] and report["train_seeds"] == [0, 1]
     for row in report["rows"]:
         assert -1.0 <= row["kendall_tau"] <= 1.0 and 0.0 <= row["percentile"] <= 100.0
-    assert set(report["summary"]) >= {"kendall_tau", "percentile", "derived", "search_s"}
-    # the uniform architectures are shared by the seeds: 2 of them, plus per seed at most 3 more
-    assert len(list((tmp_path / "standalone").iterdir())) <= 2 + 2 * 3
-    assert "kendall_tau" in result.stdout
+        assert -1.0 <= row["tau_ceiling"] <= 1.0 and -1.0 <= row["compare_ceiling"] <= 1.0
+        assert len(row["percentile_seeds"]) == 2
+    assert set(report["summary"]) >= {"kendall_tau", "tau_ceiling", "percentile", "compare_ceiling", "derived",
+                                      "search_s"}
+    # the uniform architectures are shared by the seeds: 2 of them, plus per seed at most 3 more; each trained
+    # under both training seeds
+    assert len(list((tmp_path / "standalone").iterdir())) <= 2 * (2 + 2 * 3)
+    assert "kendall_tau" in result.stdout and "tau_ceiling" in result.stdout
 
 
 def test_text_load_reads_a_repeated_folder_from_the_text_then_from_its_cache(tmp_path):

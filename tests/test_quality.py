@@ -17,13 +17,14 @@ from enas.commands.derive import run_derive
 from enas.commands.search import run_search
 from enas.config import ControllerConfig, load_config, preset_path
 from enas.ranking import kendall_tau, percentile, spearman_rho, top_k_overlap
+from enas.report.html import write_report
 from enas.run.metrics import read_metrics
 from enas.console import Reporter
 from enas.spaces.base import TextShape
 from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
 from enas.strategies.controller import Controller, build_optimizer, reinforce_update
 from enas.strategies.supernet_search import Search
-from enas.strategies.watch import collapse_warning, watch, watch_policy
+from enas.strategies.watch import collapse_warning, unlearned_note, unlearned_warning, watch, watch_policy
 from enas.tasks.text import TextTask
 
 ENAS = str(Path(sys.executable).parent / "enas")
@@ -227,6 +228,36 @@ def test_watching_the_policy_logs_each_decision_and_warns_once_of_a_collapse(cap
     assert still and capsys.readouterr().err == ""                      # once a run
     drawn = Counter(watch_policy(controller, seed=0).op_frequency)
     assert drawn["tanh"] == 1.0
+
+
+def test_a_policy_still_about_uniform_after_half_the_search_is_warned_once(capsys):
+    space = RecurrentSpace(RecurrentConfig(nodes=3), TextShape(8))
+    controller = Controller.for_space(space, ControllerConfig())   # untrained: about uniform
+    figures = watch_policy(controller, seed=0)
+    assert figures.entropy_share > 0.97 and unlearned_warning(figures, 3, 10) is None   # before half the search
+    capsys.readouterr()
+    metrics, warned = watch(controller, 0, 4, 10, False)                # epoch 5 of 10: half done
+    message = capsys.readouterr().err.strip()
+    assert warned and metrics["warning"] == message and "not yet learned" in message
+    assert all(key in message for key in ("controller.steps", "controller.lr", "controller.temperature"))
+    _, still = watch(controller, 0, 5, 10, True)
+    assert still and capsys.readouterr().err == ""                      # once a run
+    uniform = Controller.for_space(space, ControllerConfig()).make_uniform()
+    metrics, warned = watch(uniform, 0, 9, 10, False)                   # random_ws: uniform by design
+    assert not warned and "warning" not in metrics and metrics["entropy_share"] == pytest.approx(1.0)
+
+
+def test_derive_and_the_report_say_when_the_controller_has_not_learned(searched, capsys):
+    lines = [{"phase": "eval", "entropy_share": 0.5}, {"phase": "eval", "entropy_share": 0.99}]
+    assert "had not learned" in unlearned_note(lines, learns=True)
+    assert unlearned_note(lines, learns=False) is None and unlearned_note(lines[:1], learns=True) is None
+    assert read_metrics(searched / "metrics.jsonl")[-1]["entropy_share"] > 0.97   # 6 controller steps learn nothing
+    config = load_config([preset_path("default")], TINY)
+    capsys.readouterr()
+    run_derive(config, searched, Reporter())
+    printed = " ".join(capsys.readouterr().err.split())                 # rich wraps the line at the width
+    assert printed.count("had not learned") == 1 and "raise controller.steps" in printed
+    assert "had not learned" in write_report(searched).read_text()
 
 
 def test_each_eval_line_of_a_search_holds_the_policy_figures(searched):

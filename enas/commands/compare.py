@@ -1,6 +1,8 @@
 """`enas compare`: the derived architecture against random ones from the same space, each trained
-alone at the same budget (standalone.py). Its percentile among them says whether the search beat
-random sampling. Writes RUN_DIR/compare.json.
+alone at the same budget (standalone.py) under one or more training seeds. Its percentile among
+them (by the seeds' mean) says whether the search beat random sampling; the percentile under each
+seed and the noise ceiling (truth.py) say how much of that the seeds alone would move. Writes
+RUN_DIR/compare.json.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from enas.errors import UserError
 from enas.folder.names import ARCH_FILE
 from enas.ranking import percentile
 from enas.records import CompareReport
+from enas.records.panels import ceiling_text, diverged_text, seeds_text, truth_cells, truth_headers, truth_order
 from enas.spaces import load_architecture, official
 from enas.tasks import build_task
 
@@ -28,16 +31,13 @@ def run_compare(config: Config, run_dir: Path, random: int, budget: Budget, cach
     derived = load_architecture(run_dir / ARCH_FILE, config.space)
     task = build_task(config, config.retrain, reporter=reporter)
     others = uniform_architectures(task.space, random, budget.seed)
-    mine, *results = train_panel(config, [derived, *others], budget, cache, rerun, reporter, "compare")
-    sign = -1.0 if task.lower_is_better else 1.0
-    metric = mine.metric
-    values = [r.value for r in results]
+    truth = train_panel(config, [derived, *others], budget, cache, rerun, reporter, "compare", task)
+    mine, *scores = truth.scores()   # larger is better, a diverged one -inf
     report = CompareReport(
-        metric, task.lower_is_better, vars(budget) | {"cache": str(cache)},
-        percentile(sign * mine.value, [sign * v for v in values]), sum(sign * mine.value > sign * v for v in values),
-        len(values), {"arch": official(derived), metric: mine.value, "params": mine.params},
-        [{"arch": official(a), "choices": a.to_json()["choices"], metric: r.value, "params": r.params}
-         for a, r in zip(others, results)], task.describe())
+        truth.metric, task.lower_is_better, budget.describe(config, cache), percentile(mine, scores),
+        sum(mine > s for s in scores), len(scores), {"arch": official(derived), **truth.row(0)},
+        [{"arch": official(a), "choices": a.to_json()["choices"], **truth.row(i)} for i, a in enumerate(others, 1)],
+        truth.noise_ceiling(), truth.percentiles(0), truth.diverged, task.describe())
     report.write(run_dir)
     reporter.print(_table(report))
     return report
@@ -46,14 +46,18 @@ def run_compare(config: Config, run_dir: Path, random: int, budget: Budget, cach
 def _table(report: CompareReport) -> Table:
     metric = report.metric
     table = Table(title=f"compare: the derived architecture beats {report.beaten} of {report.random} random "
-                        f"ones (percentile {report.percentile:.0f})")
+                        f"ones (percentile {report.percentile:.0f}{seeds_text(report.percentile_seeds)}; "
+                        f"{ceiling_text(report.noise_ceiling)}){diverged_text(report.diverged)}")
     table.add_column("rank", justify="right")
     table.add_column("", justify="left")
-    table.add_column(metric.replace("_", " "), justify="right")
+    for header in truth_headers(report.derived, metric):
+        table.add_column(header, justify="right")
     table.add_column("params", justify="right")
     table.add_column("architecture")
     rows = [("derived", report.derived)] + [("random", row) for row in report.random_panel]
-    rows.sort(key=lambda item: item[1][metric], reverse=not report.lower_is_better)
+    order = truth_order(metric, report.lower_is_better)
+    rows.sort(key=lambda item: order(item[1]))
     for rank, (kind, row) in enumerate(rows, start=1):
-        table.add_row(str(rank), kind, f"{row[metric]:.4g}", f"{row['params']:,}", row["arch"])
+        params = "" if row["params"] is None else f"{row['params']:,}"
+        table.add_row(str(rank), kind, *truth_cells(row, metric), params, row["arch"])
     return table

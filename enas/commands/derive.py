@@ -17,7 +17,7 @@ from rich.table import Table
 from enas.config import Config
 from enas.console import Reporter
 from enas.folder.atomic import write_text
-from enas.folder.names import CANDIDATES_FILE, PLOTS_DIR
+from enas.folder.names import CANDIDATES_FILE, METRICS_FILE, PLOTS_DIR
 from enas.records import ArchRecord
 from enas.report.run_plots import CELL_PLOT, draw_after
 from enas.run import distributed
@@ -27,6 +27,7 @@ from enas.spaces import official, space_type
 from enas.spaces.architecture import Architecture
 from enas.strategies import strategy_of
 from enas.strategies.base import Derived
+from enas.strategies.watch import unlearned_note
 from enas.tables import TableFigures, load_bench
 
 CELL_TEXT, CELL_DOT = "cell.txt", "cell.dot"
@@ -46,6 +47,8 @@ def run_derive(config: Config, run_dir: Path, reporter: Reporter) -> Candidate:
     derived = strategy_of(config.strategy).derive(config, run_dir, reporter)
     write_text(run_dir / CANDIDATES_FILE, "".join(json.dumps(line) + "\n" for line in derived.candidates))
     best = keep_best(run_dir, derived, config, reporter)
+    if note := unlearned_note(read_metrics(run_dir / METRICS_FILE), strategy_of(config.strategy).learns):
+        reporter.print(note)
     if distributed.is_main():   # the files rank 0 has just written
         draw_after(run_dir, "derive")
         write_events(config, run_dir, "derive", read_metrics(run_dir / CANDIDATES_FILE),

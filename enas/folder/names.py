@@ -17,6 +17,7 @@ ARCH_FILE = "arch.json"                # derive: the chosen architecture and its
 CANDIDATES_FILE = "candidates.jsonl"   # derive: every scored candidate
 TRIALS_FILE = "trials.jsonl"           # strategies that train children alone: every trained child
 RESULT_FILE = "result.json"            # retrain: the test score
+DIVERGED_FILE = "diverged.json"        # rank and compare: a panel architecture whose training diverged
 MODEL_FILE = "model.pt"                # retrain: the kept weights alone
 RANK_FILE, COMPARE_FILE = "rank.json", "compare.json"
 SEEDS_FILE = "seeds.json"              # enas search --seeds: the mean and spread over the seeds

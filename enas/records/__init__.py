@@ -6,8 +6,8 @@ from enas.records.eval_line import EvalLine
 from enas.records.lines import Candidate, MetricsLine, Trial
 from enas.records.panels import CompareReport, RankReport
 from enas.records.record import Record
-from enas.records.result import Result
+from enas.records.result import Divergence, Result
 from enas.records.sweep import SweepSummary
 
-__all__ = ["ArchRecord", "Candidate", "CompareReport", "EvalLine", "MetricsLine", "RankReport", "Record", "Result",
-           "SweepSummary", "Trial"]
+__all__ = ["ArchRecord", "Candidate", "CompareReport", "Divergence", "EvalLine", "MetricsLine", "RankReport", "Record",
+           "Result", "SweepSummary", "Trial"]

@@ -1,11 +1,12 @@
-"""retrain's result.json: an architecture's test score after training it from scratch."""
+"""retrain's result.json: an architecture's test score after training it from scratch; diverged.json:
+a training of a panel architecture (rank, compare) that diverged instead."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from enas.folder.names import RESULT_FILE
+from enas.folder.names import DIVERGED_FILE, RESULT_FILE
 from enas.records.record import Record
 
 
@@ -30,3 +31,15 @@ class Result(Record):
 
     def problem(self) -> str:
         return "" if self.metric.startswith("test_") else f"'metric' is {self.metric!r}, not test_<metric>"
+
+
+@dataclass(frozen=True)
+class Divergence(Record):
+    """A panel architecture whose training alone diverged: a result of its own (the worst score),
+    kept so that the panel's next run does not train it again."""
+
+    file: ClassVar[str] = DIVERGED_FILE
+    remedy: ClassVar[str] = "delete its folder from the panel cache to train it again"
+
+    arch: str     # the official string of the architecture
+    error: str    # what diverged, as the training said it

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 from enas.config import to_yaml
 from enas.folder.atomic import write_text
 from enas.folder.names import PLOTS_DIR, REPORT_FILE
+from enas.records.panels import ceiling_text, diverged_text, seeds_text, truth_cells, truth_headers
 from enas.report.plots import DPI, WIDE
 from enas.report.run_files import RunFiles, plots_folder
 from enas.report.run_plots import CELL_PLOT, DERIVE_PLOT, RANK_PLOT, RETRAIN_PLOT, draw_after
@@ -30,6 +31,7 @@ from enas.report.runs import status
 from enas.report.search_plots import SEARCH_PLOTS, constant_lr
 from enas.report.summary import baseline, elapsed, environment, number, phase_times, score_line, stages
 from enas.strategies.base import CONTROLLER
+from enas.strategies.watch import unlearned_note
 
 SECTIONS = {"run": "Run", "config": "Config", "search": "Search", "derive": "Derived architecture",
             "retrain": "Retrain", "rank": "Rank", "compare": "Compare"}
@@ -176,7 +178,9 @@ def derive_section(run: RunFiles) -> str:
              *((f"{column} in the benchmark table", f"{f['value']:g}: rank {f['rank']:,} of {f['rows']:,}, "
                 f"percentile {f['percentile']:.2f}") for column, f in arch.bench.get("metrics", {}).items())]
     text = "\n".join(arch.cell)
-    return section("derive", facts(shown), image(plots / CELL_PLOT, "the derived architecture"),
+    note = unlearned_note(run.metrics, run.strategy.learns)
+    return section("derive", facts(shown), missing(note) if note else "",
+                   image(plots / CELL_PLOT, "the derived architecture"),
                    f"<pre>{escape(text)}</pre>", "<h3>Best candidates</h3>", candidates_table(run),
                    image(plots / DERIVE_PLOT, "the distribution of the candidates' scores"))
 
@@ -217,13 +221,16 @@ def rank_section(run: RunFiles) -> str:
     report = run.rank
     if report is None:
         return section("rank", missing(f"not ranked: enas rank {run.folder}"))
-    shown = [("Kendall tau", report.kendall_tau), ("Spearman rho", report.spearman_rho),
+    ceiling = ceiling_text(report.noise_ceiling)
+    shown = [("Kendall tau", f"{report.kendall_tau:.4g} ({ceiling})"), ("Spearman rho", report.spearman_rho),
              (f"top-{report.top_k} overlap", report.top_k_overlap),
-             ("Kendall tau, uniform draws alone", report.kendall_tau_uniform or "")]
+             ("Kendall tau, uniform draws alone", report.kendall_tau_uniform or ""),
+             ("training seeds", seeds_of(report.budget)), ("diverged when trained alone", report.diverged)]
     metric, alone = report.metric, report.alone_metric
-    rows = [(row["source"], row[f"shared_valid_{metric}"], row[alone], row["arch"]) for row in report.panel]
-    return section("rank", facts(shown), image(run.folder / PLOTS_DIR / RANK_PLOT, "rank"),
-                   table(("source", f"shared valid {metric}", alone.replace("_", " "), "architecture"), rows))
+    rows = [(row["source"], row[f"shared_valid_{metric}"], *truth_cells(row, alone), row["arch"])
+            for row in report.panel]
+    headers = ("source", f"shared valid {metric}", *truth_headers(report.panel[0], alone), "architecture")
+    return section("rank", facts(shown), image(run.folder / PLOTS_DIR / RANK_PLOT, "rank"), table(headers, rows))
 
 
 def compare_section(run: RunFiles) -> str:
@@ -232,8 +239,15 @@ def compare_section(run: RunFiles) -> str:
         return section("compare", missing(f"not compared: enas compare {run.folder}"))
     metric = report.metric
     headline = (f"the derived architecture beats {report.beaten} of {report.random} random ones "
-                f"(percentile {report.percentile:.0f}) at {metric.replace('_', ' ')}")
-    rows = [("derived", report.derived[metric], report.derived["params"], report.derived["arch"])]
-    rows += [("random", row[metric], row["params"], row["arch"]) for row in report.random_panel]
-    return section("compare", f"<p><strong>{escape(headline)}</strong></p>",
-                   table(("", metric.replace("_", " "), "params", "architecture"), rows))
+                f"(percentile {report.percentile:.0f}{seeds_text(report.percentile_seeds)}; "
+                f"{ceiling_text(report.noise_ceiling)}) at {metric.replace('_', ' ')}{diverged_text(report.diverged)}")
+    rows = [("derived", *truth_cells(report.derived, metric), report.derived["params"] or "", report.derived["arch"])]
+    rows += [("random", *truth_cells(row, metric), row["params"] or "", row["arch"]) for row in report.random_panel]
+    headers = ("", *truth_headers(report.derived, metric), "params", "architecture")
+    return section("compare", f"<p><strong>{escape(headline)}</strong></p>", f"<p>training seeds: "
+                   f"{escape(seeds_of(report.budget))}</p>", table(headers, rows))
+
+
+def seeds_of(budget: dict[str, Any]) -> str:
+    """The training seeds a panel's record names (version 1: its one seed)."""
+    return ", ".join(str(s) for s in budget.get("train_seeds") or [budget.get("seed", "")])

@@ -7,6 +7,7 @@ from matplotlib.figure import Figure
 
 from enas.folder.names import RETRAIN_PHASE
 from enas.records import Result
+from enas.records.panels import ceiling_text, diverged_text
 from enas.report.plots import curves, histogram, new_figure, reference, scatter
 from enas.report.run_files import RunFiles
 
@@ -66,10 +67,12 @@ def rank_figure(run: RunFiles) -> Figure | None:
     report = run.rank
     if not report:
         return None
-    metric, alone, panel = report.metric, report.alone_metric, report.panel
+    metric, alone = report.metric, report.alone_metric
+    panel = [row for row in report.panel if row[alone] is not None]   # a diverged one has no point
     figure, (axes,) = new_figure("shared weights against training alone", panel_height=4.2)
     scatter(axes, [row[f"shared_valid_{metric}"] for row in panel], [row[alone] for row in panel],
             [row["source"] for row in panel], f"shared-weight validation {metric}",
             f"{alone.removeprefix('alone_').replace('_', ' ')} trained alone ({report.budget.get('epochs')} epochs)",
-            f"Kendall tau {report.kendall_tau:.2f}, Spearman rho {report.spearman_rho:.2f}")
+            f"Kendall tau {report.kendall_tau:.2f} ({ceiling_text(report.noise_ceiling)}), "
+            f"Spearman rho {report.spearman_rho:.2f}{diverged_text(report.diverged)}")
     return figure

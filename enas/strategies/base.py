@@ -76,6 +76,7 @@ class Strategy(Protocol):
     rewards: ClassVar[dict[str, str]]    # what a reward is (higher is better), by the task's metric
     scored_by: ClassVar[str]             # how its candidates were scored, in words
     epoch_shape: ClassVar[tuple[str, ...]]   # keys a resume may change only where a unit of the budget starts
+    learns: ClassVar[bool]               # False: the controller stays at the uniform policy (a random baseline)
 
     def search(self, config: Config, run_dir: Path, resume: bool, reporter: Reporter) -> object:
         """Run (or resume) the search in `run_dir`, its config already checked; returns the loop's

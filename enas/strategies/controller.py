@@ -253,6 +253,12 @@ class Controller(nn.Module):
         self.attn_v.weight.zero_()
         return self
 
+    @property
+    def is_uniform(self) -> bool:
+        """Whether every logit is 0, as make_uniform leaves it: a random baseline's controller."""
+        heads = [p for head in self.op_heads for p in head.parameters()] + [self.attn_v.weight]
+        return not any(p.any() for p in heads)
+
     def _lstm(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xh = torch.cat([x, h], 1)
         gates = xh @ self.lstm_weight if self.lstm_bias is None else torch.addmm(self.lstm_bias, xh, self.lstm_weight)

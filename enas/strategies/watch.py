@@ -1,11 +1,14 @@
-"""Watching a controller's policy: what it samples, and a warning when it collapses too early.
+"""Watching a controller's policy: what it samples, and a warning when it collapses too early or
+has not learned at all.
 
 Once an epoch the search draws a fixed number of architectures with a generator of its own (so
 watching changes nothing the search draws) and logs the entropy of each decision, how often each
 op is chosen and each input is read, and the share of the most frequent architecture. A controller whose entropy falls
 low in the first half of the search, or that gives one op almost every choice of a decision,
-has stopped exploring before the shared weights could rank what it left out: that is worth one
-warning.
+has stopped exploring before the shared weights could rank what it left out. One whose entropy
+is still within a few percent of uniform after half the search has not learned which
+architectures are better, and what it derives is close to a random draw. Either is worth one
+warning a run; derive and the report say the second again beside the derived cell.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ WATCH_SAMPLES = 100    # architectures drawn to watch the policy once an epoch
 LOW_ENTROPY = 0.25     # warn below this share of the maximum entropy ...
 EARLY = 0.5            # ... within this share of the epochs
 DOMINANT_OP = 0.9      # warn when one op takes more than this share of a decision
+UNLEARNED = 0.97       # warn above this share of the maximum entropy from EARLY of the epochs on
+UNLEARNED_REMEDY = "raise controller.steps or controller.lr, or lower controller.temperature, which divides the logits"
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,30 @@ def shares(counts: Counter) -> dict:
     return {key: counts[key] / total for key in sorted(counts)} if total else {}
 
 
+def policy_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | None:
+    """A one-line warning when the policy has collapsed too early or not learned, else None."""
+    return collapse_warning(figures, epoch, epochs) or unlearned_warning(figures, epoch, epochs)
+
+
+def unlearned_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | None:
+    """A one-line warning when, half the search or more done, the policy is still about uniform."""
+    if figures.entropy_share <= UNLEARNED or epoch + 1 < EARLY * epochs:
+        return None
+    return (f"warning: the controller's entropy is still {figures.entropy_share:.2%} of its maximum in epoch "
+            f"{epoch + 1} of {epochs}: it has not yet learned which architectures are better; if it stays so, what "
+            f"it derives is close to a random draw ({UNLEARNED_REMEDY})")
+
+
+def unlearned_note(lines: list[dict], learns: bool) -> str | None:
+    """What derive and the report say beside the derived cell when the search's last policy figures
+    (`lines`: its metrics lines) are still about uniform; None for a random baseline (`learns` off)."""
+    shares = [line["entropy_share"] for line in lines if "entropy_share" in line]
+    if not learns or not shares or shares[-1] <= UNLEARNED:
+        return None
+    return (f"note: the controller had not learned: its policy ended at {shares[-1]:.2%} of the maximum entropy "
+            f"(uniform), so this cell is close to a random draw; {UNLEARNED_REMEDY}")
+
+
 def collapse_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | None:
     """A one-line warning when the policy has collapsed too early, else None."""
     decision, op, share = figures.top_op_share
@@ -94,12 +123,13 @@ def collapse_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | N
 
 
 def watch(controller: Controller, run_seed: int, epoch: int, epochs: int, warned: bool) -> tuple[dict, bool]:
-    """The policy's figures after `epoch` as metrics, and whether a collapse warning has been given
-    by now (it is given once a run: `warned` says whether an earlier epoch gave it). The draws'
-    generator is seeded from the run's seed and the epoch, apart from every generator of the search."""
+    """The policy's figures after `epoch` as metrics, and whether a policy warning (a collapse, or
+    no learning) has been given by now (one a run: `warned` says whether an earlier epoch gave it;
+    a random baseline's uniform controller gets none). The draws' generator is seeded from the
+    run's seed and the epoch, apart from every generator of the search."""
     figures = watch_policy(controller, run_seed + 1000 * (epoch + 1))
     metrics = figures.as_metrics()
-    message = None if warned else collapse_warning(figures, epoch, epochs)
+    message = None if warned or controller.is_uniform else policy_warning(figures, epoch, epochs)
     if message:
         warn(message)
         metrics["warning"] = message
