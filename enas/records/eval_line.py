@@ -23,6 +23,7 @@ class EvalLine(Record):
     input_frequency: dict[str, float] = field(default_factory=dict)
     top_op: dict[str, Any] = field(default_factory=dict)
     top_arch_share: float = 0.0
+    warning: str | None = None     # watch.py: the policy collapsed too early, or has not learned
     replicas: int | None = None   # torchrun: processes whose weights were checked alike
     figures: dict[str, float] = field(default_factory=dict)   # valid_<metric> of the most likely architecture
 

@@ -93,8 +93,9 @@ def unlearned_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | 
     """A one-line warning when, half the search or more done, the policy is still about uniform."""
     if figures.entropy_share <= UNLEARNED or epoch + 1 < EARLY * epochs:
         return None
+    # the line names no total of epochs: a resume that extends the search logs the same line
     return (f"warning: the controller's entropy is still {figures.entropy_share:.2%} of its maximum in epoch "
-            f"{epoch + 1} of {epochs}: it has not yet learned which architectures are better; if it stays so, what "
+            f"{epoch + 1}: it has not yet learned which architectures are better; if it stays so, what "
             f"it derives is close to a random draw ({UNLEARNED_REMEDY})")
 
 
