@@ -7,17 +7,17 @@ import json
 from collections import Counter
 
 import torch
+from test_nas_rl import TINY as NAS_RL_TINY
 
 from enas.commands.derive import run_derive
 from enas.commands.search import run_search
 from enas.config import ControllerConfig, load_config, preset_path
-from enas.run.metrics import read_metrics
 from enas.console import Reporter
+from enas.run.metrics import read_metrics
 from enas.spaces.base import ImageShape, TextShape
 from enas.spaces.macro import MacroConfig, MacroSpace
 from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
 from enas.strategies.controller import Controller
-from test_nas_rl import TINY as NAS_RL_TINY
 
 QUIET = Reporter(quiet=True)
 

@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
+from test_cli import enas
 
 from enas.config import load_config, preset_path
 from enas.console import Reporter
 from enas.spaces.nb201_ops import NB201_OPS as OPS
 from enas.strategies.child_search import run_child_search
-from test_cli import enas
 
 TABLE_12 = Path(__file__).resolve().parents[2] / "shared" / "data" / "nas-bench-201" / "nb201-cifar10-12epochs.csv"
 QUIET = Reporter(quiet=True)

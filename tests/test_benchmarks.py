@@ -11,8 +11,15 @@ import torch
 from benchmarks.__main__ import main
 from benchmarks.controller import bench_controller
 from benchmarks.images import ImageSize, bench_images, build_steps, image_shape, image_sizes
-from benchmarks.recurrent import (MatmulPass, PlainCellLM, RnnResult, RnnSize, bench_size, paper_search_seconds,
-                                  preset_config)
+from benchmarks.recurrent import (
+    MatmulPass,
+    PlainCellLM,
+    RnnResult,
+    RnnSize,
+    bench_size,
+    paper_search_seconds,
+    preset_config,
+)
 from benchmarks.search_probe import probe_search
 from benchmarks.timing import BenchmarkError, Timing, kernels_per_call, resolve_device
 from enas.spaces import checked_architecture

@@ -6,11 +6,11 @@ from collections import Counter
 import pytest
 import torch
 
-from enas.spaces.architecture import Architecture
 from enas.config import ControllerConfig
-from enas.strategies.controller import Controller, build_optimizer, reinforce_update
+from enas.spaces.architecture import Architecture
 from enas.spaces.base import TextShape
 from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
+from enas.strategies.controller import Controller, build_optimizer, reinforce_update
 
 NODES = 4
 TARGET = Architecture("recurrent", (3, 0, 1, 1, 2, 2, 0))  # sigmoid, relu(1), identity(2), tanh(3)

@@ -8,17 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from enas.data.text import (
-    Corpus,
-    batchify,
-    builtin_text,
-    load_text_folder,
-    make_text_chain,
-    unigram_ppl,
-)
 from enas.config import load_config
-from enas.errors import UserError
 from enas.console import Reporter
+from enas.data.text import Corpus, batchify, builtin_text, load_text_folder, make_text_chain, unigram_ppl
+from enas.errors import UserError
 from enas.tasks.text import TextTask
 
 PTB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_nas_rl import TINY as NAS_RL_TINY
 
 from enas.run.metrics import read_metrics, without_wall_clock
 from enas.run.signals import FAULT_HOOK
-from test_nas_rl import TINY as NAS_RL_TINY
 
 ENAS = str(Path(sys.executable).parent / "enas")
 # built-in text, no dropout: every difference between the runs below is one of arithmetic

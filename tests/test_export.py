@@ -161,8 +161,8 @@ def test_load_architecture_reads_a_file_a_published_name_and_an_official_string(
 
 
 def test_the_traced_cell_computes_what_the_hand_written_one_computes_masks_included():
-    from enas.spaces.recurrent_cell import RecurrentPlan, _traceable_cell, run_cell
     from enas.spaces.architecture import Architecture
+    from enas.spaces.recurrent_cell import RecurrentPlan, _traceable_cell, run_cell
 
     plan = RecurrentPlan.of(Architecture("recurrent", (0, 0, 1, 0, 3, 1, 2)))   # every activation, two loose ends
     generator = torch.Generator().manual_seed(0)

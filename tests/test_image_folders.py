@@ -16,9 +16,9 @@ from PIL import Image
 from rich.console import Console
 
 from enas.config import load_config
+from enas.console import Reporter
 from enas.data.image_folder import cache_folder, load_image_folder
 from enas.errors import UserError
-from enas.console import Reporter
 from enas.tasks import build_task
 
 ENAS = str(Path(sys.executable).parent / "enas")

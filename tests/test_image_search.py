@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_macro import PAPER_NETWORK
 
 from enas.config import load_config
-from enas.strategies.controller import Controller
-from enas.run.metrics import read_metrics, without_wall_clock
 from enas.console import Reporter
+from enas.run.metrics import read_metrics, without_wall_clock
+from enas.spaces.base import Model
+from enas.strategies.controller import Controller
 from enas.strategies.supernet_search import run_search
 from enas.tasks import build_task
 from enas.tasks.image import ImageTask
-from enas.spaces.base import Model
-from test_macro import PAPER_NETWORK
 
 ENAS = str(Path(sys.executable).parent / "enas")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

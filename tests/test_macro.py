@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from enas.strategies.controller import draw_architectures
 from enas.errors import UserError
 from enas.spaces import from_json, from_official, official
 from enas.spaces.base import ImageShape
 from enas.spaces.conv_ops import MACRO_OPS
 from enas.spaces.macro import MacroConfig, MacroPlan, MacroSpace, pool_layers
+from enas.strategies.controller import draw_architectures
 
 HYPERPARAMETERS = Path(__file__).resolve().parents[2] / "shared" / "ENAS_HYPERPARAMETERS.md"
 # melodyguan/enas scripts/cifar10_macro_final.sh: per layer an op id, then one bit per earlier output

@@ -4,14 +4,14 @@ the controller's decisions, drop path, and the published cell at the paper's fin
 import pytest
 import torch
 
-from enas.spaces.architecture import Architecture
-from enas.strategies.controller import draw_architectures
 from enas.errors import UserError
 from enas.run.training import auxiliary_parameters, count_parameters
 from enas.spaces import from_json, from_official, official
+from enas.spaces.architecture import Architecture
 from enas.spaces.base import ImageShape
 from enas.spaces.conv_ops import drop_path
 from enas.spaces.micro import MicroConfig, MicroNetwork, MicroPlan, MicroSpace, reduction_cells
+from enas.strategies.controller import draw_architectures
 
 PAPER_NORMAL = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1"
 PAPER_REDUCE = "1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"

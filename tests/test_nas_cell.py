@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from weights import copy_supernet_weights
 
 from enas.errors import UserError
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import TextShape
 from enas.spaces.nas_cell import PUBLISHED_PTB, NasCellConfig, NasCellPlan, NasCellSpace
 from enas.strategies.controller import draw_architectures
-from weights import copy_supernet_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 

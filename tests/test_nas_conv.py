@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from enas.errors import UserError
 from enas.spaces.architecture import Architecture
 from enas.spaces.base import ImageShape
-from enas.spaces.nas_conv import (MAX_KERNEL, NasConvConfig, NasConvNetwork, NasConvPlan, NasConvSpace,
-                                  filter_counts)
+from enas.spaces.nas_conv import MAX_KERNEL, NasConvConfig, NasConvNetwork, NasConvPlan, NasConvSpace, filter_counts
 from enas.strategies.controller import draw_architectures
 from enas.tasks.image import batch_statistics
 

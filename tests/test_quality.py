@@ -16,10 +16,10 @@ import torch
 from enas.commands.derive import run_derive
 from enas.commands.search import run_search
 from enas.config import ControllerConfig, load_config, preset_path
+from enas.console import Reporter
 from enas.ranking import kendall_tau, percentile, spearman_rho, top_k_overlap
 from enas.report.html import write_report
 from enas.run.metrics import read_metrics
-from enas.console import Reporter
 from enas.spaces.base import TextShape
 from enas.spaces.recurrent import RecurrentConfig, RecurrentSpace
 from enas.strategies.controller import Controller, build_optimizer, reinforce_update

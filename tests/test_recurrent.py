@@ -6,14 +6,13 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from weights import copy_supernet_weights
 
-from enas.spaces.architecture import Architecture
 from enas.errors import UserError
-from enas.spaces import decoder_loss
-from enas.spaces import from_json, from_official, official
+from enas.spaces import decoder_loss, from_json, from_official, official
+from enas.spaces.architecture import Architecture
 from enas.spaces.base import TextShape
 from enas.spaces.recurrent import ACTIVATIONS, RecurrentConfig, RecurrentPlan, RecurrentSpace
-from weights import copy_supernet_weights
 
 PAPER_STRING = "0 0 0 1 1 2 1 2 0 2 0 5 1 1 0 6 1 8 1 8 1 8 1"   # official enas ptb example
 ENAS_LM_STRING = "0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2"               # google-research/enas_lm example

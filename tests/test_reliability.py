@@ -34,16 +34,16 @@ from torch import nn
 from typer.testing import CliRunner
 
 from cli import app
-from enas.folder import atomic as runs_module
-from enas.strategies import supernet_search as search_module
-from enas.run.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
 from enas.config import Config, TrainConfig, load_config, preset_path
-from enas.errors import DiskFullError, NonFiniteError, Stopped
-from enas.run.metrics import read_metrics, without_wall_clock
 from enas.console import Reporter
-from enas.strategies.supernet_search import Search, controller_step, run_search
+from enas.errors import DiskFullError, NonFiniteError, Stopped
+from enas.folder import atomic as runs_module
+from enas.run.checkpoint import SCHEMA_VERSION, load_checkpoint, nonfinite_entry, save_checkpoint
+from enas.run.metrics import read_metrics, without_wall_clock
 from enas.run.signals import FAULT_HOOK
 from enas.run.training import sgd, train_step
+from enas.strategies import supernet_search as search_module
+from enas.strategies.supernet_search import Search, controller_step, run_search
 
 ENAS = str(Path(sys.executable).parent / "enas")
 
@@ -585,8 +585,8 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint_loadable(tmp_pat
 
 def test_a_search_stopped_by_a_full_disk_resumes_to_the_same_end(space, straight, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    # config.yaml, vocab.txt (text) or classes.txt (images), the initial checkpoint, epoch 1's
-    fill_the_disk_after(monkeypatch, 4)
+    # config.yaml, environment.json, vocab.txt (text) or classes.txt (images), the initial checkpoint, epoch 1's
+    fill_the_disk_after(monkeypatch, 5)
     with pytest.raises(DiskFullError) as error:
         run_search(tiny_config(space), run, False, Reporter(quiet=True))
     assert error.value.exit_code == 75

@@ -32,7 +32,7 @@ from enas.report.run_files import RunFiles
 from enas.report.runs import describe
 from enas.report.search_plots import search_figures
 from enas.run.metrics import read_metrics
-from enas.spaces import from_json, from_official, space_type
+from enas.spaces import from_official, space_type
 from enas.spaces.architecture import Architecture
 from enas.spaces.published import PUBLISHED
 
@@ -275,7 +275,7 @@ def within(box: Bbox, edges: Bbox, slack: float = 1.0) -> bool:
 def every_figure(folder: Path) -> dict[str, Figure]:
     """Every plot of a run folder as a figure, as `enas plot` draws them (the cell with matplotlib)."""
     files = RunFiles(folder)
-    _, graph = space_type(files.space).render(from_json(files.arch))
+    _, graph = space_type(files.space).render(files.arch.architecture())
     return {**search_figures(files), "derive_scores.png": derive_figure(files),
             "retrain.png": retrain_figure(files.retrain), "rank.png": rank_figure(files),
             "cell.png": draw_graph(graph, "the derived recurrent architecture")}

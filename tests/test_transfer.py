@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from test_cli import PTB, TINY as TEXT_TINY, enas
+from test_cli import PTB, enas
+from test_cli import TINY as TEXT_TINY
 from test_image_search import TINY as IMAGE_TINY
 
 SEARCH_TEXT = [*TEXT_TINY, "search.epochs=2"]

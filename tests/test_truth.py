@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from test_quality import QUIET, TINY, enas
 
 from enas.commands import standalone
 from enas.commands.compare import run_compare
@@ -26,7 +27,6 @@ from enas.records import CompareReport, RankReport
 from enas.report.html import write_report
 from enas.run.training import learning_rate
 from enas.spaces import official
-from test_quality import QUIET, TINY, enas
 
 # --------------------------------------------------------------------------- a budget's schedule
 

@@ -120,13 +120,15 @@ def describe_run(path: Path, name: str, now: float) -> dict[str, Any]:
 
 def runs_table(folder: Path) -> Table:
     """The rows of `describe` as a table for the terminal: no borders, two spaces between columns;
-    every cell whole on its line but the run's name, which folds when the terminal is too narrow."""
+    every cell whole on its line but the run's name and a long reason of an unreadable run, which fold
+    when the terminal is too narrow."""
     rows = describe(folder)
     table = Table(title=f"{len(rows)} run folder{'s' * (len(rows) != 1)} in {folder}", box=box.SIMPLE_HEAD,
                   show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     table.add_column("run", overflow="fold")
-    for name in ("preset", "space", "status", "best"):
-        table.add_column(name, no_wrap=True)
+    for name in ("preset", "space", "status"):
+        table.add_column(name, no_wrap=True, min_width=len(UNREADABLE) if name == "status" else None)
+    table.add_column("best", overflow="fold")   # an unreadable run's reason folds under its status
     table.add_column("time", justify="right", no_wrap=True)
     for row in rows:
         space = row["space"] if row["strategy"] in ("enas", "") else f"{row['space']} ({row['strategy']})"

@@ -48,9 +48,10 @@ def baseline(run: RunFiles) -> str:
     report = run.compare
     if report is None:
         return f"not compared yet: enas compare {run.folder}"
-    median = statistics.median(row[report.metric] for row in report.random_panel)
-    return (f"median of {report.random} random architectures {median:.4g}, the derived one "
-            f"{report.derived[report.metric]:.4g} (beats {report.beaten} of {report.random}; "
+    scores = [row[report.metric] for row in report.random_panel if row[report.metric] is not None]   # not diverged
+    median = statistics.median(scores) if scores else None
+    return (f"median of {report.random} random architectures {number(median)}, the derived one "
+            f"{number(report.derived[report.metric])} (beats {report.beaten} of {report.random}; "
             f"{report.metric.replace('_', ' ')}, all trained alone for {plural(report.budget.get('epochs'), 'epoch')})")
 
 
