@@ -4,11 +4,9 @@ strings elided, commands the user can type as shown)."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import sys
-import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -70,10 +68,7 @@ def _fmt(value: Any) -> str:
 
 
 def warn(message: str) -> None:
-    """Warnings reach the user even with --quiet (a live progress bar shows them above itself). On a
-    terminal (or where COLUMNS gives its width) a long one folds to fit; captured, it stays one line."""
-    if sys.stderr.isatty() or "COLUMNS" in os.environ:
-        message = textwrap.fill(message, shutil.get_terminal_size().columns, subsequent_indent="  ")
+    """Warnings reach the user even with --quiet (a live progress bar shows them above itself)."""
     print(message, file=sys.stderr)
 
 

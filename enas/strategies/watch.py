@@ -93,10 +93,11 @@ def unlearned_warning(figures: PolicyFigures, epoch: int, epochs: int) -> str | 
     """A one-line warning when, half the search or more done, the policy is still about uniform."""
     if figures.entropy_share <= UNLEARNED or epoch + 1 < EARLY * epochs:
         return None
-    # the line names no total of epochs: a resume that extends the search logs the same line
-    return (f"warning: the controller's entropy is still {figures.entropy_share:.2%} of its maximum in epoch "
-            f"{epoch + 1}: it has not yet learned which architectures are better; if it stays so, what "
-            f"it derives is close to a random draw ({UNLEARNED_REMEDY})")
+    # Lines that fit 80 columns (a warning is printed as it is), naming no total of epochs: a resume
+    # that extends the search logs what an uninterrupted one does.
+    return (f"warning: epoch {epoch + 1}: the controller has not yet learned (entropy {figures.entropy_share:.2%}"
+            " of max);\n  left so, what it derives is close to a random draw: raise controller.steps\n"
+            "  or controller.lr, or lower controller.temperature")
 
 
 def unlearned_note(lines: list[dict], learns: bool) -> str | None:
